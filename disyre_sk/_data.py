@@ -1,0 +1,150 @@
+"""Input bookkeeping for the detector: layouts, foreground, intensity scaling, slicing.
+
+Public methods of the estimator validate and keep shapes; the functions here turn user
+arrays into the float32 ``[0, 1]`` slices the network sees, and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Volumes larger than this many foreground voxels are subsampled to learn the
+# intensity range: percentiles of ten million voxels are as good as of all of them.
+_MAX_PERCENTILE_VOXELS = 10_000_000
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a validated input array maps onto images.
+
+    ``kind`` is ``"table"`` for ``(n, F)`` input (images of ``image_shape``),
+    ``"slices"`` for ``(n, H, W)`` and ``"volumes"`` for ``(n, D, H, W)``.
+    """
+
+    kind: str
+    image_shape: tuple[int, ...]
+
+    @property
+    def is_volume(self) -> bool:
+        return len(self.image_shape) == 3
+
+
+def resolve_layout(X: np.ndarray, image_shape) -> Layout:
+    """Read the layout of a finite numeric array, following DESIGN §3."""
+    if X.ndim == 2:
+        if image_shape is None:
+            # A plain table is read as n images of one row: each feature is a pixel.
+            return Layout("table", (1, X.shape[1]))
+        shape = tuple(int(s) for s in np.atleast_1d(image_shape))
+        if len(shape) not in (2, 3) or any(s < 1 for s in shape):
+            raise ValueError(
+                f"image_shape must be (H, W) or (D, H, W) with positive sizes, got {image_shape!r}."
+            )
+        if int(np.prod(shape)) != X.shape[1]:
+            raise ValueError(
+                f"image_shape={shape} holds {int(np.prod(shape))} pixels but X has "
+                f"{X.shape[1]} features per sample; they must match."
+            )
+        return Layout("table", shape)
+    if X.ndim == 3:
+        return Layout("slices", tuple(X.shape[1:]))
+    if X.ndim == 4:
+        return Layout("volumes", tuple(X.shape[1:]))
+    raise ValueError(
+        f"X must be (n, H, W) slices, (n, D, H, W) volumes or (n, F) with image_shape; "
+        f"got an array of shape {X.shape}. For one image, add a leading axis: X[None]."
+    )
+
+
+def as_images(X: np.ndarray, layout: Layout) -> np.ndarray:
+    """View validated input as ``(n, *image_shape)``."""
+    return X.reshape((X.shape[0], *layout.image_shape))
+
+
+def foreground_of(images: np.ndarray, background: float | None) -> np.ndarray:
+    """Foreground mask: voxels that differ from the background value."""
+    if background is None:
+        return np.ones(images.shape, dtype=bool)
+    return images != background
+
+
+def check_foreground(foreground: np.ndarray, what: str) -> None:
+    """Refuse samples with no foreground voxel at all."""
+    empty = np.flatnonzero(~foreground.reshape(foreground.shape[0], -1).any(axis=1))
+    if empty.size:
+        shown = empty[:10].tolist()
+        raise ValueError(
+            f"{what} has {empty.size} sample(s) with no foreground voxel (indices {shown}"
+            f"{'...' if empty.size > 10 else ''}): every voxel equals the background value. "
+            "Pass skull-stripped scans with a zero background, or set background=None to "
+            "treat every voxel as foreground."
+        )
+
+
+def learn_intensity_range(
+    images: np.ndarray, foreground: np.ndarray, percentiles, rng: np.random.RandomState
+) -> tuple[float, float]:
+    """Robust intensity range of the training foreground."""
+    values = images[foreground]
+    if values.size > _MAX_PERCENTILE_VOXELS:
+        values = values[rng.choice(values.size, _MAX_PERCENTILE_VOXELS, replace=False)]
+    low, high = np.percentile(values.astype(np.float64), percentiles)
+    if not high > low:
+        # Constant training intensities: any unit-width range keeps them in [0, 1].
+        high = low + 1.0
+    return float(low), float(high)
+
+
+def scale_intensities(
+    images: np.ndarray, foreground: np.ndarray, intensity_range: tuple[float, float]
+) -> np.ndarray:
+    """Map intensities to ``[0, 1]`` with the learned range; background becomes 0."""
+    low, high = intensity_range
+    out = (images.astype(np.float64) - low) / (high - low)
+    out = np.clip(out, 0.0, 1.0, out=out)
+    out[~foreground] = 0.0
+    return out.astype(np.float32)
+
+
+def to_slices(images: np.ndarray, is_volume: bool, slice_axis: int) -> np.ndarray:
+    """``(n, *image_shape)`` to ``(n * D, H, W)`` slices (a view where possible)."""
+    if not is_volume:
+        return images
+    moved = np.moveaxis(images, 1 + slice_axis, 1)
+    return moved.reshape((-1, *moved.shape[2:]))
+
+
+def from_slices(
+    slices: np.ndarray, n: int, image_shape: tuple[int, ...], slice_axis: int
+) -> np.ndarray:
+    """Inverse of :func:`to_slices`."""
+    if len(image_shape) == 2:
+        return slices.reshape((n, *image_shape))
+    depth = image_shape[slice_axis]
+    stacked = slices.reshape((n, depth, *slices.shape[1:]))
+    return np.moveaxis(stacked, 1, 1 + slice_axis)
+
+
+def reduce_scores(
+    maps: np.ndarray, foreground: np.ndarray, reduction: str, top_k: float
+) -> np.ndarray:
+    """One anomaly value per sample from its map (higher = more anomalous)."""
+    n = maps.shape[0]
+    flat = maps.reshape(n, -1)
+    fg = foreground.reshape(n, -1)
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        values = flat[i][fg[i]]
+        if values.size == 0:
+            out[i] = 0.0
+        elif reduction == "mean":
+            out[i] = values.mean()
+        elif reduction == "max":
+            out[i] = values.max()
+        else:
+            k = int(top_k) if top_k >= 1 else int(np.ceil(top_k * values.size))
+            k = min(max(k, 1), values.size)
+            out[i] = np.partition(values, values.size - k)[-k:].mean()
+    return out

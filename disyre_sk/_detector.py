@@ -1,0 +1,628 @@
+"""The DISYRE estimator: parameters, validation and shape bookkeeping.
+
+The work itself is delegated: :mod:`._training` optimises the network,
+:mod:`._inference` turns restorations into maps, :mod:`._data` handles layouts and
+intensities. This module only decides what goes where.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from . import _data
+from ._augment import Augmentation
+from ._inference import Restorer
+from ._persist import load_detector, save_detector
+from ._training import SliceBank, Trainer
+from .corruption import get_corruption
+from .nn import UNet
+from .schedule import check_severities
+
+# Samples are mapped in groups of at most this many voxels, so host memory stays
+# bounded however many volumes are passed at once.
+_MAX_VOXELS_PER_GROUP = 1 << 24
+
+
+def resolve_device(device) -> torch.device:
+    """Turn the ``device`` parameter into a usable :class:`torch.device`."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} asks for CUDA but torch sees no CUDA device here; "
+            "use device='auto' or 'cpu'."
+        )
+    return resolved
+
+
+class DISYREDetector(OutlierMixin, BaseEstimator):
+    """Unsupervised anomaly detection and localisation by synthetic restoration (DISYRE).
+
+    A UNet learns to restore healthy images corrupted by synthetic anomalies of graded
+    severity, conditioned on that severity. At test time, the changes it makes to a scan
+    are the anomaly map: :meth:`decision_map` gives one value per voxel, and
+    :meth:`score_samples` reduces each map to one score per scan. Only healthy scans are
+    needed for training.
+
+    Parameters
+    ----------
+    image_shape : tuple of int, default=None
+        Shape ``(H, W)`` or ``(D, H, W)`` of the images when ``X`` is a 2-D table
+        ``(n, F)`` of flattened images. With ``image_shape=None`` a table is read as
+        ``n`` images of one row (each feature a pixel), so tabular data still works.
+    slice_axis : {0, 1, 2}, default=0
+        Spatial axis of ``(n, D, H, W)`` volumes along which 2-D slices are cut.
+    patch_size : int, default=128
+        Side of the square training patches and inference windows; a multiple of
+        ``2 ** (len(widths) - 1)``. Images smaller than a patch are zero-padded.
+    widths : tuple of int, default=(32, 64, 96, 128, 256, 256)
+        Channels of the UNet at each resolution level (the reference network).
+    n_res_blocks : int, default=2
+        Residual blocks per resolution level.
+    attention_levels : tuple of int, default=None
+        Resolution levels (0 = full resolution) with self-attention. ``None`` puts it
+        at the second-deepest level (8×8 for 128-pixel patches and six levels) when the
+        network has at least three levels; the middle block always has attention.
+    corruption : {'dag', 'fpi', 'gaussian'} or corruption object, default='dag'
+        Synthetic anomalies used in training: ``'dag'`` (shape × foreign-patch texture
+        × intensity bias, MICCAI 2024), ``'fpi'`` (foreign-patch interpolation, ISBI
+        2024), ``'gaussian'`` (noise, the ablation), or an object with
+        ``sample_params`` and ``apply`` (see :mod:`disyre_sk.corruption`).
+    n_steps : int, default=100_000
+        Optimisation steps.
+    batch_size : int, default=96
+        Patches per optimisation step.
+    learning_rate : float, default=1e-4
+        Peak learning rate of AdamW.
+    weight_decay : float, default=1e-6
+        AdamW weight decay.
+    warmup_steps : int, default=500
+        Linear warm-up steps before the cosine decay (at most a tenth of ``n_steps``).
+    grad_clip : float or None, default=1.0
+        Largest gradient norm; ``None`` turns clipping off.
+    augment : bool, default=True
+        Augment healthy patches (flips, rotation, scaling, elastic, gamma, brightness,
+        noise, blur) before corrupting them.
+    inference : {'ensemble', 'multistep'}, default='ensemble'
+        ``'ensemble'`` restores the input once at each severity and averages
+        ``|x - restoration|``; ``'multistep'`` runs cold-diffusion restoration steps
+        from the highest severity down and averages the change of each step.
+    severities : tuple of float, default=(0.05, 0.25, 0.5, 0.75)
+        Severities in ``(0, 1]`` used at inference.
+    stride : int, default=None
+        Step between inference windows; ``None`` uses ``patch_size // 4``.
+    inference_batch_size : int, default=64
+        Windows per network call at inference.
+    score_reduction : {'topk', 'mean', 'max'}, default='topk'
+        How a map is reduced to a scan's score: mean of the ``top_k`` highest foreground
+        values, their mean, or their maximum.
+    top_k : float, default=0.01
+        For ``'topk'``: a fraction of the foreground voxels when below 1, else a count.
+    contamination : 'auto' or float in (0, 0.5], default='auto'
+        Expected fraction of outliers, which sets ``offset_``. A float puts the
+        threshold at that quantile of the training scores. ``'auto'`` uses a robust
+        rule on the training scores: ``median - 3 * 1.4826 * MAD``.
+    background : float or None, default=0.0
+        Intensity that marks background (skull-stripped scans have 0). Maps are 0 there.
+        ``None`` treats every voxel as foreground.
+    intensity_percentiles : tuple of float, default=(0.5, 99.5)
+        Percentiles of the training foreground mapped to 0 and 1; ``fit`` learns them
+        and applies them to every scan it later scores.
+    device : str or torch.device, default='auto'
+        ``'auto'`` picks CUDA when available, else the CPU.
+    precision : {'auto', 'fp32', 'bf16'}, default='auto'
+        Autocast of the network; ``'auto'`` is bf16 on CUDA and fp32 on the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds network initialisation, patch sampling, augmentation and corruption. On a
+        CPU, equal seeds give identical models and maps.
+    verbose : bool or int, default=False
+        Show a progress bar while training.
+
+    Attributes
+    ----------
+    network_ : torch.nn.Module
+        The trained restoration UNet, on ``device_``.
+    device_ : torch.device
+        Device used for training and inference.
+    precision_ : str
+        Resolved precision.
+    history_ : dict
+        ``'loss'`` and ``'learning_rate'`` per step, and ``'n_slices'`` trained on.
+    intensity_range_ : tuple of float
+        Raw intensities mapped to 0 and 1.
+    image_shape_ : tuple of int
+        Spatial shape of the training images.
+    n_features_in_ : int
+        Voxels per sample.
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+
+    See Also
+    --------
+    disyre_sk.pyod.DISYREPyOD : The same detector with PyOD's conventions.
+
+    Notes
+    -----
+    Signs follow scikit-learn: :meth:`score_samples` and :meth:`decision_function` are
+    *higher for more normal* scans, whereas :meth:`decision_map` is *higher for more
+    anomalous* voxels.
+
+    Intensities need no pre-scaling: ``fit`` learns a robust range from the training
+    foreground. Real scans should be skull-stripped, registered and of one contrast.
+
+    References
+    ----------
+    .. [1] Naval Marimont, S., Baugh, M., Siomos, V., Tzelepis, C., Kainz, B., Tarroni,
+       G. "DISYRE: Diffusion-Inspired SYnthetic REstoration for Unsupervised Anomaly
+       Detection", ISBI 2024.
+    .. [2] Naval Marimont, S., Siomos, V., Baugh, M., Tzelepis, C., Kainz, B., Tarroni,
+       G. "Ensembled Cold-Diffusion Restorations for Unsupervised Anomaly Detection",
+       MICCAI 2024.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from disyre_sk import DISYREDetector
+    >>> rng = np.random.default_rng(0)
+    >>> healthy = rng.uniform(0.2, 0.8, size=(8, 16, 16))
+    >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=5, batch_size=4,
+    ...                      random_state=0).fit(healthy)
+    >>> det.decision_map(healthy[:2]).shape
+    (2, 16, 16)
+    >>> det.score_samples(healthy[:2]).shape
+    (2,)
+    """
+
+    _parameter_constraints: dict = {
+        "image_shape": [None, "array-like"],
+        "slice_axis": [Interval(Integral, 0, 2, closed="both")],
+        "patch_size": [Interval(Integral, 1, None, closed="left")],
+        "widths": ["array-like"],
+        "n_res_blocks": [Interval(Integral, 1, None, closed="left")],
+        "attention_levels": [None, "array-like"],
+        "corruption": [
+            StrOptions({"dag", "fpi", "gaussian"}),
+            HasMethods(["sample_params", "apply"]),
+        ],
+        "n_steps": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "warmup_steps": [Interval(Integral, 0, None, closed="left")],
+        "grad_clip": [None, Interval(Real, 0, None, closed="neither")],
+        "augment": ["boolean"],
+        "inference": [StrOptions({"ensemble", "multistep"})],
+        "severities": ["array-like", Interval(Real, 0, 1, closed="right")],
+        "stride": [None, Interval(Integral, 1, None, closed="left")],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "score_reduction": [StrOptions({"topk", "mean", "max"})],
+        "top_k": [Interval(Real, 0, None, closed="neither")],
+        "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        "background": [None, Real],
+        "intensity_percentiles": ["array-like"],
+        "device": [str, torch.device],
+        "precision": [StrOptions({"auto", "fp32", "bf16"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        image_shape=None,
+        slice_axis=0,
+        patch_size=128,
+        widths=(32, 64, 96, 128, 256, 256),
+        n_res_blocks=2,
+        attention_levels=None,
+        corruption="dag",
+        n_steps=100_000,
+        batch_size=96,
+        learning_rate=1e-4,
+        weight_decay=1e-6,
+        warmup_steps=500,
+        grad_clip=1.0,
+        augment=True,
+        inference="ensemble",
+        severities=(0.05, 0.25, 0.5, 0.75),
+        stride=None,
+        inference_batch_size=64,
+        score_reduction="topk",
+        top_k=0.01,
+        contamination="auto",
+        background=0.0,
+        intensity_percentiles=(0.5, 99.5),
+        device="auto",
+        precision="auto",
+        random_state=None,
+        verbose=False,
+    ):
+        self.image_shape = image_shape
+        self.slice_axis = slice_axis
+        self.patch_size = patch_size
+        self.widths = widths
+        self.n_res_blocks = n_res_blocks
+        self.attention_levels = attention_levels
+        self.corruption = corruption
+        self.n_steps = n_steps
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.warmup_steps = warmup_steps
+        self.grad_clip = grad_clip
+        self.augment = augment
+        self.inference = inference
+        self.severities = severities
+        self.stride = stride
+        self.inference_batch_size = inference_batch_size
+        self.score_reduction = score_reduction
+        self.top_k = top_k
+        self.contamination = contamination
+        self.background = background
+        self.intensity_percentiles = intensity_percentiles
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+    def _check_settings(self):
+        widths = tuple(int(w) for w in np.atleast_1d(self.widths))
+        if not widths or min(widths) < 1:
+            raise ValueError(f"widths must be positive channel counts, got {self.widths!r}.")
+        multiple = 2 ** (len(widths) - 1)
+        if self.patch_size % multiple:
+            raise ValueError(
+                f"patch_size={self.patch_size} must be a multiple of {multiple} "
+                f"(2 ** (len(widths) - 1) for widths={widths})."
+            )
+        severities = check_severities(self.severities)
+        low, high = (float(p) for p in np.asarray(self.intensity_percentiles, dtype=float))
+        if not 0 <= low < high <= 100:
+            raise ValueError(
+                "intensity_percentiles must be two increasing percentiles in [0, 100], got "
+                f"{self.intensity_percentiles!r}."
+            )
+        if self.attention_levels is None:
+            attention = (len(widths) - 2,) if len(widths) >= 3 else ()
+        else:
+            attention = tuple(int(a) for a in np.atleast_1d(self.attention_levels))
+        return widths, severities, attention
+
+    def _validate_input(self, X, *, reset: bool):
+        """Validate ``X``; return ``(images, layout)`` with images ``(n, *image_shape)``."""
+        X = _ensure_array(X)
+        ndim = X.ndim if hasattr(X, "ndim") else np.ndim(X)
+        dtype = [np.float32, np.float64]
+        if ndim == 2 and (reset or self._layout.kind == "table"):
+            # Tables go through scikit-learn's own checks (feature counts and names).
+            X = validate_data(self, X, reset=reset, dtype=dtype)
+        else:
+            X = check_array(X, allow_nd=True, dtype=dtype)
+            if reset and hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        if reset:
+            layout = _data.resolve_layout(X, self.image_shape)
+            self.n_features_in_ = int(np.prod(layout.image_shape))
+            return _data.as_images(X, layout), layout
+        layout = self._layout
+        fitted_ndim = 2 if layout.kind == "table" else len(layout.image_shape) + 1
+        if X.ndim != fitted_ndim:
+            raise ValueError(
+                f"X has {X.ndim} dimensions but this detector was fitted on {fitted_ndim}-D "
+                f"input ({layout.kind} of shape {layout.image_shape}); pass the same layout."
+            )
+        if layout.kind != "table" and tuple(X.shape[1:]) != layout.image_shape:
+            raise ValueError(
+                f"X has images of shape {tuple(X.shape[1:])} but this detector was fitted on "
+                f"images of shape {layout.image_shape}; resample or crop the scans to the "
+                "training shape (for example, register them to the same template)."
+            )
+        return _data.as_images(X, layout), layout
+
+    # ------------------------------------------------------------------ fitting
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the restoration network on healthy images.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W), (n, D, H, W) or (n, F)
+            Healthy training images; any finite real intensities.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : DISYREDetector
+            The fitted detector.
+        """
+        widths, severities, attention = self._check_settings()
+        images, layout = self._validate_input(X, reset=True)
+        foreground = _data.foreground_of(images, self.background)
+        _data.check_foreground(foreground, "X")
+        rng = check_random_state(self.random_state)
+        init_seed, train_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
+        intensity_range = _data.learn_intensity_range(
+            images, foreground, tuple(float(p) for p in self.intensity_percentiles), rng
+        )
+        scaled = _data.scale_intensities(images, foreground, intensity_range)
+        slices = _data.to_slices(scaled, layout.is_volume, self.slice_axis)
+        slice_fg = _data.to_slices(foreground, layout.is_volume, self.slice_axis)
+
+        device = resolve_device(self.device)
+        precision = self.precision
+        if precision == "auto":
+            precision = "bf16" if device.type == "cuda" else "fp32"
+        # Initialise the weights from our own seed without touching the caller's
+        # global torch RNG state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            network = UNet(
+                in_channels=1, out_channels=1, widths=widths, n_res_blocks=self.n_res_blocks,
+                attention_levels=attention, mid_attention=True,
+            )
+        network = network.to(device)
+        if device.type == "cuda":
+            network = network.to(memory_format=torch.channels_last)
+        bank = SliceBank(slices, slice_fg, self.patch_size, device)
+        trainer = Trainer(
+            network, bank, get_corruption(self.corruption),
+            Augmentation() if self.augment else None,
+            n_steps=self.n_steps, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps, grad_clip=self.grad_clip, device=device,
+            precision=precision, seed=train_seed,
+        )
+        history = trainer.run(verbose=bool(self.verbose))
+        history["n_slices"] = len(bank)
+        del bank, trainer
+
+        self._layout = layout
+        self.image_shape_ = layout.image_shape
+        self.intensity_range_ = intensity_range
+        self.device_ = device
+        self.precision_ = precision
+        self.severities_ = severities
+        self.network_ = network.eval()
+        self.history_ = history
+        train_scores = -self._anomaly_scores(images, foreground)
+        self.offset_ = self._offset(train_scores)
+        return self
+
+    def _offset(self, scores: np.ndarray) -> float:
+        if self.contamination == "auto":
+            median = np.median(scores)
+            mad = np.median(np.abs(scores - median))
+            return float(median - 3 * 1.4826 * mad)
+        return float(np.percentile(scores, 100.0 * self.contamination))
+
+    # ------------------------------------------------------------------ inference
+    def _restorer(self) -> Restorer:
+        return Restorer(
+            self.network_, patch_size=self.patch_size,
+            stride=self.stride or max(1, self.patch_size // 4), severities=self.severities_,
+            mode=self.inference, batch_size=self.inference_batch_size, device=self.device_,
+            precision=self.precision_,
+        )
+
+    def _maps(self, images: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+        """Maps of ``(n, *image_shape)`` raw images, one group of samples at a time."""
+        layout = self._layout
+        restorer = self._restorer()
+        out = np.empty(images.shape, dtype=np.float32)
+        per_sample = int(np.prod(images.shape[1:]))
+        group = max(1, _MAX_VOXELS_PER_GROUP // per_sample)
+        for start in range(0, images.shape[0], group):
+            part = slice(start, start + group)
+            scaled = _data.scale_intensities(
+                images[part], foreground[part], self.intensity_range_
+            )
+            slices = _data.to_slices(scaled, layout.is_volume, self.slice_axis)
+            slice_fg = _data.to_slices(foreground[part], layout.is_volume, self.slice_axis)
+            maps = restorer.maps(slices, slice_fg)
+            out[part] = _data.from_slices(
+                maps, scaled.shape[0], layout.image_shape, self.slice_axis
+            )
+        return out
+
+    def _anomaly_scores(self, images, foreground) -> np.ndarray:
+        maps = self._maps(images, foreground)
+        return _data.reduce_scores(maps, foreground, self.score_reduction, self.top_k)
+
+    def _prepare(self, X):
+        check_is_fitted(self)
+        images, _ = self._validate_input(X, reset=False)
+        foreground = _data.foreground_of(images, self.background)
+        _data.check_foreground(foreground, "X")
+        return images, foreground
+
+    def decision_map(self, X) -> np.ndarray:
+        """Voxel-wise anomaly map: higher = more anomalous, 0 outside the foreground.
+
+        Its sign is the opposite of :meth:`decision_function`'s and
+        :meth:`score_samples`'s, which follow scikit-learn (higher = more normal).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W), (n, D, H, W) or (n, F)
+            Scans in the layout used for ``fit``.
+
+        Returns
+        -------
+        maps : ndarray of float32, same shape as X
+            Mean absolute change of the restorations; non-negative.
+        """
+        images, foreground = self._prepare(X)
+        maps = self._maps(images, foreground)
+        return maps.reshape(np.shape(images)[:1] + tuple(self._input_shape(X)))
+
+    def _input_shape(self, X):
+        if self._layout.kind == "table":
+            return (self.n_features_in_,)
+        return self._layout.image_shape
+
+    def score_samples(self, X) -> np.ndarray:
+        """Normality score of each scan: higher = more normal (scikit-learn's sign).
+
+        The negative of the scan's map reduced by ``score_reduction``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W), (n, D, H, W) or (n, F)
+            Scans in the layout used for ``fit``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n,)
+            Lower means more abnormal.
+        """
+        images, foreground = self._prepare(X)
+        return -self._anomaly_scores(images, foreground)
+
+    def decision_function(self, X) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative for outliers, positive for inliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W), (n, D, H, W) or (n, F)
+            Scans in the layout used for ``fit``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n,)
+            Shifted normality scores.
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """Label each scan: +1 inlier (normal), -1 outlier (anomalous).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W), (n, D, H, W) or (n, F)
+            Scans in the layout used for ``fit``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n,)
+            ``+1`` or ``-1``.
+        """
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    # ------------------------------------------------------------------ model files
+    def save(self, path) -> Path:
+        """Save the fitted detector to a safe, versioned model file.
+
+        The file holds the parameters and learned state as JSON and the network's
+        weights as tensors; :meth:`load` reads it back without unpickling, so a model
+        file from another lab cannot run code. (Pickle and joblib files do run code when
+        loaded: open those only from a trusted source.) The write is atomic.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination file, conventionally ``*.disyre``.
+
+        Returns
+        -------
+        path : pathlib.Path
+            The written file.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> import numpy as np
+        >>> from disyre_sk import DISYREDetector
+        >>> X = np.random.default_rng(0).uniform(0.2, 1, (6, 16, 16))
+        >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+        ...                      random_state=0).fit(X)
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.disyre"
+        >>> loaded = DISYREDetector.load(det.save(path))
+        >>> bool(np.allclose(loaded.score_samples(X), det.score_samples(X)))
+        True
+        """
+        check_is_fitted(self)
+        return save_detector(self, path)
+
+    @classmethod
+    def load(cls, path, device="auto") -> DISYREDetector:
+        """Load a detector written by :meth:`save`, without unpickling.
+
+        The file's format version is checked (a newer format raises a ``ValueError``
+        that says to upgrade); a different package version only warns.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A model file written by :meth:`save`.
+        device : str or torch.device, default='auto'
+            Where to put the network; a GPU-trained model loads on a CPU.
+
+        Returns
+        -------
+        detector : DISYREDetector
+            A fitted detector.
+
+        Examples
+        --------
+        See :meth:`save`.
+        """
+        return load_detector(cls, path, device=device)
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self):
+        state = super().__getstate__()
+        network = state.get("network_")
+        if isinstance(network, torch.nn.Module):
+            # Weights travel as CPU tensors so a GPU-trained detector unpickles anywhere.
+            state["network_"] = {
+                "config": dict(network.config),
+                "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+            }
+        return state
+
+    def __setstate__(self, state):
+        packed = state.get("network_")
+        if isinstance(packed, dict) and "state_dict" in packed:
+            device = state.get("device_", torch.device("cpu"))
+            if device.type == "cuda" and not torch.cuda.is_available():
+                device = torch.device("cpu")
+                state["device_"] = device
+                state["precision_"] = "fp32"
+            network = UNet(**packed["config"])
+            network.load_state_dict(packed["state_dict"])
+            state["network_"] = network.to(device).eval()
+        super().__setstate__(state)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+
+def _ensure_array(X):
+    """Turn lists of arrays into one array, with a clear error when shapes differ."""
+    if isinstance(X, (list, tuple)) and X and all(hasattr(x, "shape") for x in X):
+        shapes = {tuple(np.shape(x)) for x in X}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"X is a list of arrays with different shapes {sorted(shapes)[:5]}; stack "
+                "images of one shape (crop or resample them to a common grid first)."
+            )
+        return np.stack([np.asarray(x) for x in X])
+    return X

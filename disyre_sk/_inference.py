@@ -1,0 +1,148 @@
+"""Restoration-based anomaly maps: ensemble and multistep modes, sliding windows.
+
+A slice is cut into overlapping windows of the training patch size (``F.unfold``),
+windows that hold no foreground are skipped, the rest go through the network in large
+batches, and the restorations are fused back with Gaussian weights (``F.fold``), so the
+centre of a window, where the network sees the most context, counts the most.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._training import autocast_for
+from .schedule import cold_diffusion_step, multistep_severities
+
+# Upper bound on windows held at once per chunk of slices: bounds device memory.
+_MAX_WINDOWS_PER_CHUNK = 4096
+
+
+def gaussian_window(size: int, device=None, sigma_fraction: float = 0.125) -> torch.Tensor:
+    """Separable Gaussian fusion weights of a square window, strictly positive."""
+    t = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
+    g = torch.exp(-0.5 * (t / (sigma_fraction * size)) ** 2)
+    w = g[:, None] * g[None, :]
+    w = w / w.max()
+    # A floor keeps the fusion well defined at image corners covered by one window edge.
+    return w.clamp(min=1e-3)
+
+
+def padded_size(size: int, patch: int, stride: int) -> int:
+    """Smallest size >= ``size`` and ``patch`` that windows of ``stride`` tile exactly."""
+    size = max(size, patch)
+    return patch + math.ceil((size - patch) / stride) * stride
+
+
+class Restorer:
+    """Compute anomaly maps of ``[0, 1]``-scaled slices with a trained network.
+
+    Parameters
+    ----------
+    network : nn.Module
+        ``network(x, severity)`` predicting the clean image.
+    patch_size : int
+        Window side, the training patch size.
+    stride : int
+        Step between windows.
+    severities : tuple of float
+        Severities of the ensemble, or the steps of the multistep sampler.
+    mode : {'ensemble', 'multistep'}
+        ``'ensemble'``: restore the same input once per severity and average
+        ``|x - restoration|``. ``'multistep'``: cold-diffusion sampling from the
+        highest severity down, averaging ``|x_s - x0_hat|`` over the steps.
+    batch_size : int
+        Windows per network call.
+    device : torch.device
+        Where the network runs.
+    precision : {'fp32', 'bf16'}
+        Autocast setting.
+    """
+
+    def __init__(
+        self, network: nn.Module, *, patch_size: int, stride: int, severities, mode: str,
+        batch_size: int, device: torch.device, precision: str,
+    ):
+        self.network = network
+        self.patch_size = patch_size
+        self.stride = stride
+        self.severities = tuple(severities)
+        self.mode = mode
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+
+    def maps(self, slices: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+        """Anomaly maps of ``(N, H, W)`` slices; float32, 0 outside the foreground."""
+        n, h, w = slices.shape
+        out = np.zeros((n, h, w), dtype=np.float32)
+        has_fg = foreground.reshape(n, -1).any(axis=1)
+        hp = padded_size(h, self.patch_size, self.stride)
+        wp = padded_size(w, self.patch_size, self.stride)
+        per_slice = ((hp - self.patch_size) // self.stride + 1) * (
+            (wp - self.patch_size) // self.stride + 1
+        )
+        chunk = max(1, _MAX_WINDOWS_PER_CHUNK // per_slice)
+        todo = np.flatnonzero(has_fg)
+        self.network.eval()
+        for start in range(0, todo.size, chunk):
+            idx = todo[start : start + chunk]
+            x = torch.from_numpy(np.ascontiguousarray(slices[idx])).to(self.device)
+            fg = torch.from_numpy(np.ascontiguousarray(foreground[idx])).to(self.device)
+            out[idx] = self._chunk(x, fg).cpu().numpy()
+        return out
+
+    @torch.inference_mode()
+    def _chunk(self, x: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
+        n, h, w = x.shape
+        p, s = self.patch_size, self.stride
+        hp, wp = padded_size(h, p, s), padded_size(w, p, s)
+        top, left = (hp - h) // 2, (wp - w) // 2
+        pad = (left, wp - w - left, top, hp - h - top)
+        x = F.pad(x[:, None].float(), pad)
+        fg = F.pad(fg[:, None].float(), pad)
+        fg_windows = F.unfold(fg, p, stride=s)
+        active = (fg_windows > 0).any(dim=1).reshape(-1)
+        weight = gaussian_window(p, x.device).reshape(1, p * p, 1)
+        norm = F.fold(weight.expand(1, -1, fg_windows.shape[-1]), (hp, wp), p, stride=s)
+
+        def restore(image: torch.Tensor, severity: float) -> torch.Tensor:
+            cols = F.unfold(image, p, stride=s)
+            n_windows = cols.shape[-1]
+            windows = cols.transpose(1, 2).reshape(-1, 1, p, p)
+            restored = windows.clone()
+            restored[active] = self._run(windows[active], severity)
+            restored = restored.reshape(n, n_windows, p * p).transpose(1, 2)
+            return F.fold(restored * weight, (hp, wp), p, stride=s) / norm * fg
+
+        total = torch.zeros_like(x)
+        if self.mode == "ensemble":
+            for severity in self.severities:
+                total += (x - restore(x, severity)).abs()
+            total /= len(self.severities)
+        else:
+            steps = multistep_severities(self.severities)
+            x_s = x
+            for k, severity in enumerate(steps):
+                x0_hat = restore(x_s, severity)
+                total += (x_s - x0_hat).abs()
+                following = steps[k + 1] if k + 1 < len(steps) else 0.0
+                x_s = cold_diffusion_step(x_s, x0_hat, severity, following) * fg
+            total /= len(steps)
+        total = total * fg
+        return total[:, 0, top : top + h, left : left + w]
+
+    def _run(self, windows: torch.Tensor, severity: float) -> torch.Tensor:
+        outs = []
+        for start in range(0, windows.shape[0], self.batch_size):
+            batch = windows[start : start + self.batch_size]
+            sev = torch.full((batch.shape[0],), severity, device=batch.device)
+            with autocast_for(self.device, self.precision):
+                outs.append(self.network(batch, sev).float())
+        if not outs:
+            return windows
+        return torch.cat(outs).clamp(0, 1)

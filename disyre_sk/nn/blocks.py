@@ -1,0 +1,347 @@
+"""Building blocks of the restoration UNet.
+
+Every block here is a plain :class:`torch.nn.Module` whose ``forward`` has no
+data-dependent Python control flow, so the network traces and compiles cleanly and runs
+under ``torch.autocast`` and the ``channels_last`` memory format.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "AttentionBlock",
+    "Downsample",
+    "ResidualBlock",
+    "SinusoidalEmbedding",
+    "Upsample",
+    "group_count",
+    "make_group_norm",
+]
+
+
+def group_count(channels: int, requested: int) -> int:
+    """Largest divisor of ``channels`` that is at most ``requested``.
+
+    GroupNorm needs the group count to divide the channel count; narrow test networks
+    (4 or 8 channels) would otherwise fail with the reference setting of 32 groups.
+
+    Parameters
+    ----------
+    channels : int
+        Number of channels to normalise (positive).
+    requested : int
+        Wanted number of groups (positive).
+
+    Returns
+    -------
+    int
+        A divisor of ``channels`` in ``[1, requested]``.
+
+    Examples
+    --------
+    >>> group_count(256, 32)
+    32
+    >>> group_count(8, 32)
+    8
+    >>> group_count(96, 40)
+    32
+    """
+    for groups in range(min(channels, requested), 0, -1):
+        if channels % groups == 0:
+            return groups
+    return 1
+
+
+def make_group_norm(channels: int, n_groups: int) -> nn.GroupNorm:
+    """GroupNorm over ``channels`` with as many groups as fit, at most ``n_groups``.
+
+    Parameters
+    ----------
+    channels : int
+        Number of channels.
+    n_groups : int
+        Wanted number of groups; reduced with :func:`group_count` when it does not
+        divide ``channels``.
+
+    Returns
+    -------
+    torch.nn.GroupNorm
+        The normalisation layer (``eps=1e-6``, affine).
+
+    Examples
+    --------
+    >>> make_group_norm(8, 32).num_groups
+    8
+    """
+    return nn.GroupNorm(group_count(channels, n_groups), channels, eps=1e-6)
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Sinusoidal embedding of a continuous severity in [0, 1].
+
+    The severity is multiplied by ``scale`` first, so that the unit interval spreads
+    over the same range of frequencies as a 1000-step diffusion timestep would; the
+    embedding is the concatenation of ``sin`` and ``cos`` at geometrically spaced
+    frequencies from 1 down to ``1 / max_period``. It is computed in float32 even under
+    autocast, since ``s * scale`` in bfloat16 would round nearby severities together.
+
+    Parameters
+    ----------
+    dim : int
+        Size of the embedding (an odd size gets one zero column at the end).
+    scale : float, default=1000.0
+        Factor applied to the severity before the sinusoids.
+    max_period : float, default=10000.0
+        Longest period of the sinusoids (in units of ``severity * scale``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> emb = SinusoidalEmbedding(8)
+    >>> emb(torch.tensor([0.0, 0.5, 1.0])).shape
+    torch.Size([3, 8])
+    """
+
+    def __init__(self, dim: int, scale: float = 1000.0, max_period: float = 10000.0) -> None:
+        super().__init__()
+        if dim < 2:
+            raise ValueError(f"dim must be at least 2, got {dim}.")
+        self.dim = int(dim)
+        self.scale = float(scale)
+        half = self.dim // 2
+        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+        # A buffer (not a parameter) so it follows .to(device) but is never trained.
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, severity: torch.Tensor) -> torch.Tensor:
+        """Embed a batch of severities.
+
+        Parameters
+        ----------
+        severity : torch.Tensor
+            Shape ``(B,)``, values in [0, 1].
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(B, dim)``, float32.
+        """
+        with torch.autocast(device_type=severity.device.type, enabled=False):
+            args = severity.float()[:, None] * self.scale * self.freqs[None, :]
+            emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+            if self.dim % 2:
+                emb = F.pad(emb, (0, 1))
+        return emb
+
+
+class ResidualBlock(nn.Module):
+    """Residual block conditioned on the severity embedding.
+
+    ``GroupNorm -> SiLU -> conv3x3``, plus a per-channel bias computed from the
+    severity embedding (``SiLU -> Linear``), then ``GroupNorm -> SiLU -> dropout ->
+    conv3x3``; the input joins through the identity, or a 1x1 convolution when the
+    channel count changes. The conditioning is additive (not scale/shift): it is what the
+    reference network does, and it keeps the parameter count of the reference.
+
+    Parameters
+    ----------
+    in_channels : int
+        Input channels.
+    out_channels : int
+        Output channels.
+    embedding_dim : int
+        Size of the severity embedding fed to ``forward``.
+    n_groups : int, default=32
+        Wanted GroupNorm groups (reduced to a divisor of the channel count).
+    dropout : float, default=0.0
+        Dropout probability before the second convolution.
+
+    Examples
+    --------
+    >>> import torch
+    >>> block = ResidualBlock(4, 8, embedding_dim=16)
+    >>> block(torch.randn(2, 4, 8, 8), torch.randn(2, 16)).shape
+    torch.Size([2, 8, 8, 8])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        embedding_dim: int,
+        n_groups: int = 32,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.norm1 = make_group_norm(in_channels, n_groups)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.emb_proj = nn.Linear(embedding_dim, out_channels)
+        self.norm2 = make_group_norm(out_channels, n_groups)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = (
+            nn.Identity()
+            if in_channels == out_channels
+            else nn.Conv2d(in_channels, out_channels, 1)
+        )
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """Apply the block.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Feature map, shape ``(B, in_channels, H, W)``.
+        emb : torch.Tensor
+            Severity embedding, shape ``(B, embedding_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(B, out_channels, H, W)``.
+        """
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb_proj(F.silu(emb))[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class AttentionBlock(nn.Module):
+    """Multi-head self-attention over the spatial positions of a feature map.
+
+    ``GroupNorm`` then 1x1 projections to queries, keys and values, attention through
+    :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels on GPU), a
+    1x1 output projection and a residual connection.
+
+    Parameters
+    ----------
+    channels : int
+        Channels of the feature map.
+    head_dim : int, default=32
+        Wanted channels per head. The head count is ``channels // head_dim``, at least 1,
+        reduced until it divides ``channels``.
+    n_groups : int, default=32
+        Wanted GroupNorm groups (reduced to a divisor of ``channels``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> attn = AttentionBlock(16, head_dim=8)
+    >>> attn.n_heads
+    2
+    >>> attn(torch.randn(2, 16, 4, 4)).shape
+    torch.Size([2, 16, 4, 4])
+    """
+
+    def __init__(self, channels: int, head_dim: int = 32, n_groups: int = 32) -> None:
+        super().__init__()
+        n_heads = max(1, channels // head_dim)
+        while channels % n_heads:
+            n_heads -= 1
+        self.channels = channels
+        self.n_heads = n_heads
+        self.norm = make_group_norm(channels, n_groups)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Feature map, shape ``(B, channels, H, W)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Same shape as ``x``.
+        """
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x))
+        # (B, 3*C, H, W) -> 3 x (B, heads, H*W, head_dim), the layout SDPA expects.
+        qkv = qkv.reshape(b, 3, self.n_heads, c // self.n_heads, h * w).transpose(-1, -2)
+        q, k, v = qkv.unbind(dim=1)
+        out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(-1, -2).reshape(b, c, h, w)
+        return x + self.proj(out)
+
+
+class Downsample(nn.Module):
+    """Halve the spatial size with a stride-2 3x3 convolution (channels unchanged).
+
+    A learned stride-2 convolution rather than pooling, as in the reference network.
+
+    Parameters
+    ----------
+    channels : int
+        Channels in and out.
+
+    Examples
+    --------
+    >>> import torch
+    >>> Downsample(4)(torch.randn(1, 4, 8, 8)).shape
+    torch.Size([1, 4, 4, 4])
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Shape ``(B, C, H, W)`` with even ``H`` and ``W``.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(B, C, H // 2, W // 2)``.
+        """
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Double the spatial size: nearest-neighbour upsampling then a 3x3 convolution.
+
+    Nearest + conv avoids the checkerboard artefacts of transposed convolutions, which
+    would show up directly in the anomaly maps.
+
+    Parameters
+    ----------
+    channels : int
+        Channels in and out.
+
+    Examples
+    --------
+    >>> import torch
+    >>> Upsample(4)(torch.randn(1, 4, 4, 4)).shape
+    torch.Size([1, 4, 8, 8])
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Shape ``(B, C, H, W)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(B, C, 2 * H, 2 * W)``.
+        """
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

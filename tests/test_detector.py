@@ -1,0 +1,320 @@
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from disyre_sk import DISYREDetector
+from toy import add_discs, smooth_brains
+
+TINY = dict(patch_size=16, widths=(8, 16), n_steps=4, batch_size=4, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def healthy():
+    return smooth_brains(12, size=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(healthy):
+    return DISYREDetector(**TINY).fit(healthy)
+
+
+def test_init_only_stores():
+    det = DISYREDetector(patch_size=7, device="nonsense")  # invalid but not checked yet
+    assert det.patch_size == 7 and det.device == "nonsense"
+    assert not hasattr(det, "network_")
+
+
+def test_fit_returns_self_and_learned_state(healthy):
+    det = DISYREDetector(**TINY)
+    assert det.fit(healthy) is det
+    for name in ("network_", "device_", "history_", "offset_", "image_shape_",
+                 "n_features_in_", "intensity_range_"):
+        assert hasattr(det, name)
+    assert det.device == "auto" and det.device_.type in ("cpu", "cuda")
+    assert det.image_shape_ == (16, 16) and det.n_features_in_ == 256
+    assert len(det.history_["loss"]) == TINY["n_steps"]
+    assert all(np.isfinite(det.history_["loss"]))
+
+
+def test_map_contract(fitted, healthy):
+    maps = fitted.decision_map(healthy[:3])
+    assert maps.shape == (3, 16, 16) and maps.dtype == np.float32
+    assert isinstance(maps, np.ndarray)
+    assert np.all(maps >= 0)
+    assert np.all(maps[healthy[:3] == 0] == 0)
+    assert np.any(maps > 0)
+
+
+def test_signs_agree(fitted, healthy):
+    maps = fitted.decision_map(healthy)
+    scores = fitted.score_samples(healthy)
+    assert scores.shape == (len(healthy),)
+    assert np.all(scores <= 0)
+    # The most anomalous map has the lowest (most abnormal) score.
+    top = [np.sort(m[h > 0])[-max(1, int(np.ceil(0.01 * (h > 0).sum()))):].mean()
+           for m, h in zip(maps, healthy)]
+    np.testing.assert_allclose(-scores, top, rtol=1e-5)
+    np.testing.assert_allclose(fitted.decision_function(healthy), scores - fitted.offset_)
+    labels = fitted.predict(healthy)
+    assert set(labels) <= {-1, 1}
+    np.testing.assert_array_equal(labels == -1, fitted.decision_function(healthy) < 0)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "max", "topk"])
+def test_score_reductions(healthy, reduction):
+    det = DISYREDetector(**TINY, score_reduction=reduction).fit(healthy)
+    maps = det.decision_map(healthy[:2])
+    fg = healthy[:2] > 0
+    expected = {
+        "mean": [m[f].mean() for m, f in zip(maps, fg)],
+        "max": [m[f].max() for m, f in zip(maps, fg)],
+    }.get(reduction)
+    if expected is not None:
+        np.testing.assert_allclose(-det.score_samples(healthy[:2]), expected, rtol=1e-5)
+
+
+def test_volumes_and_slice_axis(healthy):
+    vols = np.stack([healthy[:4], healthy[4:8]])  # (2, 4, 16, 16)
+    for axis in (0, 1, 2):
+        vol = np.moveaxis(vols, 1, 1 + axis) if axis else vols
+        det = DISYREDetector(**TINY, slice_axis=axis).fit(vol)
+        maps = det.decision_map(vol)
+        assert maps.shape == vol.shape
+        assert np.all(maps[vol == 0] == 0)
+        assert det.score_samples(vol).shape == (2,)
+
+
+def test_volume_maps_equal_slice_maps(healthy):
+    vols = np.stack([healthy[:4], healthy[4:8]])
+    det = DISYREDetector(**TINY).fit(vols)
+    maps = det.decision_map(vols)
+    # Every slice of a volume is mapped as a 2-D image; scaling is the learned one.
+    restorer_maps = det._maps(vols.reshape(2, 4, 16, 16), vols > 0)
+    np.testing.assert_allclose(maps, restorer_maps)
+
+
+def test_table_input_with_and_without_image_shape(healthy):
+    flat = healthy.reshape(len(healthy), -1)
+    det = DISYREDetector(**TINY, image_shape=(16, 16)).fit(flat)
+    maps = det.decision_map(flat[:2])
+    assert maps.shape == (2, 256)
+    ref = DISYREDetector(**TINY).fit(healthy).decision_map(healthy[:2])
+    np.testing.assert_allclose(maps.reshape(2, 16, 16), ref, atol=1e-6)
+    # Without image_shape, a table is n images of one row.
+    table = np.random.default_rng(0).normal(size=(10, 5))
+    det = DISYREDetector(patch_size=8, widths=(4, 8), n_steps=2, batch_size=4,
+                         random_state=0).fit(table)
+    assert det.image_shape_ == (1, 5) and det.n_features_in_ == 5
+    assert det.decision_map(table).shape == (10, 5)
+    assert det.score_samples(table).shape == (10,)
+
+
+def test_images_smaller_than_patch_and_odd_sizes():
+    rng = np.random.default_rng(0)
+    small = rng.uniform(0.1, 1, size=(6, 5, 11))
+    det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=3, batch_size=4,
+                         random_state=0).fit(small)
+    assert det.decision_map(small).shape == (6, 5, 11)
+    odd = rng.uniform(0.1, 1, size=(3, 37, 23))
+    det = DISYREDetector(**TINY).fit(odd)
+    maps = det.decision_map(odd)
+    assert maps.shape == odd.shape and np.all(np.isfinite(maps))
+
+
+def test_any_intensity_range(healthy):
+    # Intensities in the thousands, offset: the learned scaling makes them equivalent.
+    raw = np.where(healthy > 0, healthy * 3000 + 200, 0)
+    det_raw = DISYREDetector(**TINY).fit(raw)
+    assert det_raw.intensity_range_[1] > 1000
+    maps = det_raw.decision_map(raw[:2])
+    assert np.all(np.isfinite(maps)) and np.all(maps >= 0)
+    negative = np.random.default_rng(0).normal(size=(8, 16, 16)) - 5
+    det = DISYREDetector(**TINY).fit(negative)
+    assert np.all(np.isfinite(det.score_samples(negative)))
+
+
+def test_same_seed_same_maps_on_cpu(healthy):
+    a = DISYREDetector(**TINY, device="cpu").fit(healthy).decision_map(healthy[:3])
+    b = DISYREDetector(**TINY, device="cpu").fit(healthy).decision_map(healthy[:3])
+    np.testing.assert_array_equal(a, b)
+    c = DISYREDetector(**{**TINY, "random_state": 1}, device="cpu").fit(healthy)
+    assert not np.array_equal(a, c.decision_map(healthy[:3]))
+
+
+def test_global_torch_rng_untouched(healthy):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    DISYREDetector(**TINY).fit(healthy)
+    np.testing.assert_array_equal(torch.rand(3).numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize("mode", ["ensemble", "multistep"])
+@pytest.mark.parametrize("corruption", ["dag", "fpi", "gaussian"])
+def test_modes_and_corruptions(healthy, mode, corruption):
+    det = DISYREDetector(**TINY, inference=mode, corruption=corruption).fit(healthy)
+    maps = det.decision_map(healthy[:2])
+    assert maps.shape == (2, 16, 16) and np.all(np.isfinite(maps)) and np.all(maps >= 0)
+
+
+def test_corruption_object(healthy):
+    from disyre_sk.corruption import FPICorruption
+
+    det = DISYREDetector(**TINY, corruption=FPICorruption()).fit(healthy)
+    assert det.decision_map(healthy[:1]).shape == (1, 16, 16)
+
+
+def test_contamination_sets_offset(healthy):
+    det = DISYREDetector(**TINY, contamination=0.25).fit(healthy)
+    assert (det.predict(healthy) == -1).sum() == pytest.approx(0.25 * len(healthy), abs=1)
+
+
+def test_clone_pipeline_gridsearch_joblib(healthy, tmp_path):
+    det = DISYREDetector(**TINY)
+    twin = clone(det)
+    assert twin.get_params() == det.get_params() and not hasattr(twin, "network_")
+    flat = healthy.reshape(len(healthy), -1)
+    pipe = make_pipeline(FunctionTransformer(lambda x: x * 2.0),
+                         DISYREDetector(**TINY, image_shape=(16, 16)))
+    pipe.fit(flat)
+    assert pipe.predict(flat).shape == (len(flat),)
+    assert pipe.score_samples(flat).shape == (len(flat),)
+
+    def scorer(estimator, X, y=None):
+        return float(np.mean(estimator.score_samples(X)))
+
+    search = GridSearchCV(DISYREDetector(**TINY), {"corruption": ["dag", "fpi"]},
+                          scoring=scorer, cv=2).fit(healthy)
+    assert search.best_params_["corruption"] in ("dag", "fpi")
+    det.fit(healthy)
+    path = tmp_path / "det.joblib"
+    joblib.dump(det, path)
+    loaded = joblib.load(path)
+    np.testing.assert_allclose(loaded.decision_map(healthy[:2]), det.decision_map(healthy[:2]))
+
+
+def test_pickle_holds_cpu_weights(fitted, healthy):
+    state = fitted.__getstate__()
+    assert all(t.device.type == "cpu" for t in state["network_"]["state_dict"].values())
+    # A detector pickled with a CUDA device loads on a CPU-only machine.
+    fake = dict(state, device_=torch.device("cuda"), precision_="bf16")
+    clone_ = DISYREDetector.__new__(DISYREDetector)
+    if not torch.cuda.is_available():
+        clone_.__setstate__(fake)
+        assert clone_.device_.type == "cpu" and clone_.precision_ == "fp32"
+        np.testing.assert_allclose(clone_.decision_map(healthy[:2]),
+                                   fitted.decision_map(healthy[:2]))
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.decision_map(healthy[:2]),
+                                  fitted.decision_map(healthy[:2]))
+
+
+@pytest.mark.gpu
+def test_gpu_trained_pickle_loads_on_cpu(healthy):
+    det = DISYREDetector(**TINY, device="cuda").fit(healthy)
+    state = pickle.loads(pickle.dumps(det)).__getstate__()
+    assert all(t.device.type == "cpu" for t in state["network_"]["state_dict"].values())
+    cpu = DISYREDetector.__new__(DISYREDetector)
+    cpu.__setstate__(dict(state, device_=torch.device("cpu"), precision_="fp32"))
+    np.testing.assert_allclose(cpu.decision_map(healthy[:3]), det.decision_map(healthy[:3]),
+                               atol=2e-2)
+
+
+@pytest.mark.gpu
+def test_cpu_and_gpu_maps_agree(healthy):
+    """Same weights on both devices: maps agree within bf16 tolerance (fp32: tight)."""
+    det = DISYREDetector(**TINY, device="cuda", precision="fp32").fit(healthy)
+    gpu = det.decision_map(healthy)
+    cpu_det = pickle.loads(pickle.dumps(det))
+    cpu_det.device_, cpu_det.network_ = torch.device("cpu"), cpu_det.network_.cpu()
+    cpu = cpu_det.decision_map(healthy)
+    np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+    det.precision_ = "bf16"
+    np.testing.assert_allclose(det.decision_map(healthy), cpu, atol=3e-2)
+
+
+# ---------------------------------------------------------------- bad input
+def test_predict_before_fit(healthy):
+    with pytest.raises(NotFittedError):
+        DISYREDetector().decision_map(healthy)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.full((4, 16, 16), np.nan), "NaN"),
+        (np.full((4, 16, 16), np.inf), "infinity"),
+        (np.zeros((0, 16, 16)), "0 sample"),
+        (np.zeros((4, 16, 16)), "no foreground"),
+        (np.ones((2, 2, 2, 2, 2)), "shape"),
+        (np.ones(5), "2D array"),
+    ],
+)
+def test_bad_fit_input(bad, match):
+    with pytest.raises(ValueError, match=match):
+        DISYREDetector(**TINY).fit(bad)
+
+
+def test_bad_predict_input(fitted, healthy):
+    with pytest.raises(ValueError, match="shape"):
+        fitted.decision_map(np.ones((2, 12, 16)))
+    with pytest.raises(ValueError, match="dimensions"):
+        fitted.decision_map(np.ones((2, 3, 16, 16)))
+    bad = healthy[:2].copy()
+    bad[0, 5, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.score_samples(bad)
+    with pytest.raises(ValueError, match="no foreground"):
+        fitted.decision_map(np.zeros((1, 16, 16)))
+    with pytest.raises(ValueError, match="different shapes"):
+        fitted.decision_map([np.ones((16, 16)), np.ones((8, 8))])
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(patch_size=20), "multiple of 2"),
+        (dict(severities=(0.0, 0.5)), "severity"),
+        (dict(intensity_percentiles=(50, 10)), "percentiles"),
+        (dict(device="nonsense-device"), "torch device"),
+    ],
+)
+def test_bad_parameters(healthy, params, match):
+    with pytest.raises(ValueError, match=match):
+        DISYREDetector(**{**TINY, **params}).fit(healthy)
+
+
+def test_cuda_requested_without_cuda(healthy):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present")
+    with pytest.raises(ValueError, match="CUDA"):
+        DISYREDetector(**TINY, device="cuda").fit(healthy)
+
+
+# ---------------------------------------------------------------- it works
+@pytest.mark.slow
+def test_finds_discs_on_easy_task():
+    """Smooth 32×32 images; discs are found (pixel AP) and ranked (AUROC)."""
+    healthy = smooth_brains(64, size=32, seed=0)
+    det = DISYREDetector(patch_size=32, widths=(16, 32), n_steps=300, batch_size=16,
+                         random_state=0).fit(healthy)
+    test_healthy = smooth_brains(20, size=32, seed=10)
+    lesioned, masks = add_discs(smooth_brains(20, size=32, seed=20), seed=3)
+    maps = det.decision_map(lesioned)
+    fg = lesioned > 0
+    ap = average_precision_score(masks[fg], maps[fg])
+    scores = det.score_samples(np.concatenate([test_healthy, lesioned]))
+    labels = np.r_[np.zeros(20), np.ones(20)]
+    auroc = roc_auc_score(labels, -scores)
+    print(f"easy task: pixel AP {ap:.3f}, AUROC {auroc:.3f}")
+    assert ap > 0.5
+    assert auroc > 0.9

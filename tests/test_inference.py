@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from disyre_sk._inference import Restorer, gaussian_window, padded_size
+
+
+class Identity(nn.Module):
+    def forward(self, x, severity):
+        return x
+
+
+class Flatten(nn.Module):
+    """Restores every window to a constant: changes equal |x - c|."""
+
+    def __init__(self, value=0.5):
+        super().__init__()
+        self.value = value
+        self.seen = []
+
+    def forward(self, x, severity):
+        self.seen.append(severity.clone())
+        return torch.full_like(x, self.value)
+
+
+def _restorer(net, **kw):
+    base = dict(patch_size=8, stride=4, severities=(0.25, 0.5), mode="ensemble",
+                batch_size=7, device=torch.device("cpu"), precision="fp32")
+    return Restorer(net, **{**base, **kw})
+
+
+def test_padded_size():
+    assert padded_size(8, 8, 4) == 8
+    assert padded_size(5, 8, 4) == 8
+    assert padded_size(9, 8, 4) == 12
+    assert padded_size(17, 8, 3) == 17
+
+
+def test_gaussian_window_positive_and_peaked():
+    w = gaussian_window(16)
+    assert w.shape == (16, 16) and torch.all(w > 0)
+    assert w[7, 7] == w.max() and w[0, 0] == w.min()
+
+
+@pytest.mark.parametrize("mode", ["ensemble", "multistep"])
+def test_identity_network_gives_zero_map(mode):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.1, 1, size=(3, 13, 21)).astype(np.float32)
+    maps = _restorer(Identity(), mode=mode).maps(x, x > 0.3)
+    assert maps.shape == x.shape
+    np.testing.assert_allclose(maps, 0, atol=1e-6)
+
+
+def test_ensemble_map_is_mean_abs_change_inside_foreground():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(2, 19, 10)).astype(np.float32)
+    fg = x > 0.2
+    net = Flatten(0.5)
+    maps = _restorer(net).maps(x, fg)
+    # Gaussian fusion of constant restorations is the constant itself.
+    np.testing.assert_allclose(maps[fg], np.abs(x - 0.5)[fg], atol=1e-5)
+    assert np.all(maps[~fg] == 0)
+    assert {round(float(s[0]), 2) for s in net.seen} == {0.25, 0.5}
+
+
+def test_multistep_follows_cold_diffusion():
+    x = np.full((1, 8, 8), 0.9, dtype=np.float32)
+    maps = _restorer(Flatten(0.5), mode="multistep", severities=(0.5, 0.25)).maps(x, x > 0)
+    # step 1 at 0.5: |0.9 - 0.5| = 0.4, x -> 0.5 + 0.5 * 0.4 = 0.7; step 2: |0.7 - 0.5| = 0.2.
+    np.testing.assert_allclose(maps, 0.3, atol=1e-6)
+
+
+def test_background_windows_are_skipped():
+    x = np.zeros((1, 32, 32), dtype=np.float32)
+    x[0, :8, :8] = 0.7
+    net = Flatten()
+    maps = _restorer(net, severities=(0.5,), batch_size=1000).maps(x, x > 0)
+    assert sum(len(s) for s in net.seen) == 4  # windows touching the 8×8 corner only
+    assert np.all(maps[0, 8:, :] == 0)
+
+
+def test_empty_slices_give_zero_maps_without_network_calls():
+    net = Flatten()
+    maps = _restorer(net).maps(np.zeros((2, 8, 8), np.float32), np.zeros((2, 8, 8), bool))
+    assert np.all(maps == 0) and not net.seen

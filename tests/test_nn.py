@@ -1,0 +1,257 @@
+"""Tests for disyre_sk.nn: the severity-conditioned restoration UNet and its blocks."""
+
+import doctest
+import json
+
+import pytest
+import torch
+
+import disyre_sk.nn.blocks
+import disyre_sk.nn.unet
+from disyre_sk.nn import SinusoidalEmbedding, UNet
+from disyre_sk.nn.blocks import AttentionBlock, ResidualBlock, group_count
+
+# One tiny configuration for fast tests: 2 levels (multiple of 2), attention at the
+# coarse level and in the middle.
+TINY = {"widths": (8, 16), "attention_levels": (1,), "n_groups": 4, "head_dim": 8}
+REFERENCE_PARAMS = 26.3e6
+
+
+def tiny_net(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return UNet(**{**TINY, **kwargs}).eval()
+
+
+def test_output_shape():
+    net = tiny_net()
+    x = torch.rand(3, 1, 16, 16)
+    assert net(x, torch.rand(3)).shape == (3, 1, 16, 16)
+    # Non-square and deeper input, several channels in and out.
+    net = tiny_net(in_channels=2, out_channels=3, widths=(8, 16, 16))
+    assert net.size_multiple == 4
+    out = net(torch.rand(2, 2, 32, 16), torch.tensor([0.0, 1.0]))
+    assert out.shape == (2, 3, 32, 16)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+
+
+def test_output_depends_on_input_at_init():
+    net = tiny_net()
+    x = torch.rand(2, 1, 16, 16)
+    assert not torch.allclose(net(x, 0.5), net(x + 0.5, 0.5))
+
+
+def test_different_severities_give_different_outputs():
+    net = tiny_net()
+    x = torch.rand(1, 1, 16, 16).expand(3, -1, -1, -1)
+    out = net(x, torch.tensor([0.0, 0.5, 1.0]))
+    assert not torch.allclose(out[0], out[1])
+    assert not torch.allclose(out[1], out[2])
+    # Nearby severities stay distinguishable (the embedding is continuous, scaled by 1000).
+    close = net(x[:2], torch.tensor([0.50, 0.51]))
+    assert (close[0] - close[1]).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("severity", [0.3, torch.tensor(0.3), torch.tensor(0.3).double()])
+def test_scalar_severity_is_broadcast(severity):
+    net = tiny_net()
+    x = torch.rand(4, 1, 16, 16)
+    expected = net(x, torch.full((4,), 0.3))
+    torch.testing.assert_close(net(x, severity), expected)
+
+
+def test_bad_severity_shape_raises():
+    net = tiny_net()
+    with pytest.raises(ValueError, match=r"severity"):
+        net(torch.rand(2, 1, 16, 16), torch.rand(3))
+
+
+@pytest.mark.parametrize("size", [(18, 16), (16, 17)])
+def test_bad_spatial_size_raises_with_multiple(size):
+    net = tiny_net(widths=(8, 16, 16, 16))
+    assert net.size_multiple == 8
+    with pytest.raises(ValueError, match=r"multiples of 8"):
+        net(torch.rand(1, 1, *size), 0.5)
+
+
+def test_bad_input_channels_raises():
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        tiny_net()(torch.rand(1, 2, 16, 16), 0.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"attention_levels": (2,)},
+        {"attention_levels": (-1,)},
+        {"widths": ()},
+        {"n_res_blocks": 0},
+        {"n_groups": 0},
+        {"dropout": 1.0},
+    ],
+)
+def test_bad_constructor_arguments_raise(kwargs):
+    with pytest.raises(ValueError):
+        UNet(**{**TINY, **kwargs})
+
+
+def test_default_parameter_count_matches_reference():
+    n_params = sum(p.numel() for p in UNet().parameters())
+    assert abs(n_params - REFERENCE_PARAMS) / REFERENCE_PARAMS < 0.05
+    # Pinned so that an accidental architecture change is noticed.
+    assert n_params == 26_296_929
+
+
+def test_default_configuration():
+    net = UNet()
+    assert net.config["widths"] == [32, 64, 96, 128, 256, 256]
+    assert net.size_multiple == 32
+    attn = [m for m in net.modules() if isinstance(m, AttentionBlock)]
+    # Level 4: 2 encoder + 3 decoder blocks; plus the middle block.
+    assert len(attn) == 6
+    assert all(m.channels == 256 for m in attn)
+    res = [m for m in net.modules() if isinstance(m, ResidualBlock)]
+    assert len(res) == 6 * 2 + 2 + 6 * 3
+
+
+def test_config_round_trip():
+    net = tiny_net(in_channels=2, embedding_dim=24, mid_attention=False)
+    config = json.loads(json.dumps(net.config))
+    clone = UNet(**config)
+    assert clone.config == net.config
+    shapes = {k: v.shape for k, v in net.state_dict().items()}
+    assert {k: v.shape for k, v in clone.state_dict().items()} == shapes
+    clone.load_state_dict(net.state_dict())
+    clone.eval()
+    x = torch.rand(2, 2, 16, 16)
+    torch.testing.assert_close(clone(x, 0.7), net(x, 0.7))
+
+
+def test_default_config_round_trip():
+    net = UNet()
+    clone = UNet(**json.loads(json.dumps(net.config)))
+    assert {k: v.shape for k, v in clone.state_dict().items()} == {
+        k: v.shape for k, v in net.state_dict().items()
+    }
+
+
+def test_small_widths_pick_a_dividing_group_count():
+    net = UNet(widths=(4, 8), attention_levels=(1,), n_groups=32)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms
+    assert all(m.num_channels % m.num_groups == 0 for m in norms)
+    assert net(torch.rand(1, 1, 8, 8), 0.5).shape == (1, 1, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("channels", "requested", "expected"),
+    [(256, 32, 32), (96, 32, 32), (4, 32, 4), (12, 8, 6), (7, 4, 1), (24, 1, 1)],
+)
+def test_group_count(channels, requested, expected):
+    assert group_count(channels, requested) == expected
+
+
+@pytest.mark.parametrize(("channels", "head_dim", "heads"), [(256, 32, 8), (8, 32, 1), (24, 5, 4)])
+def test_attention_head_count_divides_channels(channels, head_dim, heads):
+    block = AttentionBlock(channels, head_dim=head_dim, n_groups=4)
+    assert block.n_heads == heads
+    x = torch.rand(2, channels, 4, 4)
+    assert block(x).shape == x.shape
+
+
+def test_sinusoidal_embedding():
+    emb = SinusoidalEmbedding(9)
+    s = torch.tensor([0.0, 0.01, 0.5, 1.0])
+    out = emb(s)
+    assert out.shape == (4, 9)
+    assert out.dtype == torch.float32
+    assert torch.all(out[:, -1] == 0)  # odd size: one zero pad column
+    # Every pair of distinct severities gets a distinct embedding.
+    dist = torch.cdist(out, out)
+    assert (dist + torch.eye(4)).min() > 1e-3
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert emb(s).dtype == torch.float32
+
+
+def test_optimisation_reduces_loss():
+    # Real behaviour: a few steps of restoration training on fixed pairs lower the MSE.
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.rand(8, 1, 16, 16, generator=gen)
+    severity = torch.rand(8, generator=gen)
+    corrupted = clean + severity[:, None, None, None] * torch.randn(8, 1, 16, 16, generator=gen)
+    net = tiny_net().train()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(net(corrupted, severity), clean)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_gradients_reach_every_parameter():
+    net = tiny_net().train()
+    x = torch.rand(2, 1, 16, 16)
+    net(x, torch.tensor([0.2, 0.8])).square().mean().backward()
+    for name, p in net.severity_embedding.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    for name, p in net.named_parameters():
+        assert p.grad is not None, name
+
+
+def test_batch_independence():
+    net = tiny_net(widths=(8, 16, 16))
+    x = torch.rand(4, 1, 16, 16)
+    severity = torch.tensor([0.0, 0.3, 0.6, 1.0])
+    batched = net(x, severity)
+    for i in range(4):
+        single = net(x[i : i + 1], severity[i : i + 1])
+        torch.testing.assert_close(batched[i : i + 1], single, atol=1e-5, rtol=0)
+
+
+def test_channels_last_gives_same_output():
+    net = tiny_net()
+    x = torch.rand(2, 1, 16, 16)
+    severity = torch.tensor([0.1, 0.9])
+    expected = net(x, severity)
+    net = net.to(memory_format=torch.channels_last)
+    out = net(x.contiguous(memory_format=torch.channels_last), severity)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_cpu_bfloat16_autocast():
+    net = tiny_net()
+    x = torch.rand(2, 1, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x, torch.tensor([0.1, 0.9]))
+    assert out.shape == (2, 1, 16, 16)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), net(x, torch.tensor([0.1, 0.9])), atol=0.1, rtol=0)
+
+
+def test_traces_without_graph_breaks():
+    net = tiny_net()
+    explanation = torch._dynamo.explain(net)(torch.rand(2, 1, 16, 16), torch.rand(2))
+    assert explanation.graph_break_count == 0
+
+
+@pytest.mark.parametrize("module", [disyre_sk.nn.blocks, disyre_sk.nn.unet])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+@pytest.mark.gpu
+def test_cuda_bfloat16_channels_last():
+    net = tiny_net().cuda().to(memory_format=torch.channels_last)
+    x = torch.rand(2, 1, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+    severity = torch.tensor([0.1, 0.9], device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = net(x, severity)
+        out.float().square().mean().backward()
+    assert out.shape == (2, 1, 32, 32)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), net(x, severity), atol=0.1, rtol=0)
