@@ -122,6 +122,7 @@ class UNet(nn.Module):
         n_groups: int = 32,
         embedding_dim: int | None = None,
         dropout: float = 0.0,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
@@ -157,7 +158,14 @@ class UNet(nn.Module):
                 None if requested_embedding_dim is None else int(requested_embedding_dim)
             ),
             "dropout": float(dropout),
+            "residual": bool(residual),
         }
+        if residual and in_channels != out_channels:
+            raise ValueError(
+                f"residual=True needs in_channels == out_channels, got {in_channels} and "
+                f"{out_channels}."
+            )
+        self.residual = bool(residual)
         self.size_multiple: int = 2 ** (n_levels - 1)
 
         def res(cin: int, cout: int) -> ResidualBlock:
@@ -218,6 +226,11 @@ class UNet(nn.Module):
 
         self.norm_out = make_group_norm(ch, n_groups)
         self.conv_out = nn.Conv2d(ch, out_channels, 3, padding=1)
+        if residual:
+            # Start as the identity: the network first returns its input and learns only
+            # what to change, which short training runs need.
+            nn.init.zeros_(self.conv_out.weight)
+            nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: torch.Tensor, severity: torch.Tensor | float) -> torch.Tensor:
         """Predict the clean image.
@@ -285,7 +298,8 @@ class UNet(nn.Module):
             if i < len(self.upsample):
                 h = self.upsample[i](h)
 
-        return self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return x + out if self.residual else out
 
     @staticmethod
     def _severity_vector(severity: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
