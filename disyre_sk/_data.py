@@ -71,15 +71,16 @@ def foreground_of(images: np.ndarray, background: float | None) -> np.ndarray:
 
 
 def check_foreground(foreground: np.ndarray, what: str) -> None:
-    """Refuse samples with no foreground voxel at all."""
-    empty = np.flatnonzero(~foreground.reshape(foreground.shape[0], -1).any(axis=1))
-    if empty.size:
-        shown = empty[:10].tolist()
+    """Refuse input with no foreground voxel at all.
+
+    Single empty samples are allowed (an empty slice or a blank image has nothing
+    anomalous: its map is 0); input where every voxel is background is a mistake.
+    """
+    if not foreground.any():
         raise ValueError(
-            f"{what} has {empty.size} sample(s) with no foreground voxel (indices {shown}"
-            f"{'...' if empty.size > 10 else ''}): every voxel equals the background value. "
-            "Pass skull-stripped scans with a zero background, or set background=None to "
-            "treat every voxel as foreground."
+            f"{what} has no foreground voxel at all: every voxel equals the background value "
+            "(background=0 by default). Pass skull-stripped scans with a zero background, or "
+            "set background=None to treat every voxel as foreground."
         )
 
 

@@ -113,9 +113,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
     top_k : float, default=0.01
         For ``'topk'``: a fraction of the foreground voxels when below 1, else a count.
     contamination : 'auto' or float in (0, 0.5], default='auto'
-        Expected fraction of outliers, which sets ``offset_``. A float puts the
-        threshold at that quantile of the training scores. ``'auto'`` uses a robust
-        rule on the training scores: ``median - 3 * 1.4826 * MAD``.
+        Expected fraction of outliers, which sets ``offset_``: the threshold is put at
+        that quantile of the training scores. ``'auto'`` uses 0.01, a 1 % false-positive
+        rate on the healthy training scans. The network has seen those scans, so on new
+        healthy scans the rate is usually somewhat higher.
     background : float or None, default=0.0
         Intensity that marks background (skull-stripped scans have 0). Maps are 0 there.
         ``None`` treats every voxel as foreground.
@@ -311,7 +312,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
     def _validate_input(self, X, *, reset: bool):
         """Validate ``X``; return ``(images, layout)`` with images ``(n, *image_shape)``."""
         X = _ensure_array(X)
-        ndim = X.ndim if hasattr(X, "ndim") else np.ndim(X)
+        ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
         dtype = [np.float32, np.float64]
         if ndim == 2 and (reset or self._layout.kind == "table"):
             # Tables go through scikit-learn's own checks (feature counts and names).
@@ -422,11 +423,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         return self
 
     def _offset(self, scores: np.ndarray) -> float:
-        if self.contamination == "auto":
-            median = np.median(scores)
-            mad = np.median(np.abs(scores - median))
-            return float(median - 3 * 1.4826 * mad)
-        return float(np.percentile(scores, 100.0 * self.contamination))
+        # 'auto' flags what 1 % of the healthy training scans would be flagged for: a
+        # label-free threshold at a 1 % false-positive rate on healthy data.
+        fraction = 0.01 if self.contamination == "auto" else self.contamination
+        return float(np.percentile(scores, 100.0 * fraction))
 
     # ------------------------------------------------------------------ inference
     def _restorer(self) -> Restorer:
@@ -645,4 +645,12 @@ def _ensure_array(X):
                 "images of one shape (crop or resample them to a common grid first)."
             )
         return np.stack([np.asarray(x) for x in X])
+    if isinstance(X, (list, tuple)):
+        try:
+            return np.asarray(X)
+        except ValueError as exc:
+            raise ValueError(
+                "X is a nested list that does not form one rectangular array (rows or images "
+                f"of different lengths): {exc}"
+            ) from exc
     return X

@@ -64,8 +64,16 @@ class Restorer:
     """
 
     def __init__(
-        self, network: nn.Module, *, patch_size: int, stride: int, severities, mode: str,
-        batch_size: int, device: torch.device, precision: str,
+        self,
+        network: nn.Module,
+        *,
+        patch_size: int,
+        stride: int,
+        severities,
+        mode: str,
+        batch_size: int,
+        device: torch.device,
+        precision: str,
     ):
         self.network = network
         self.patch_size = patch_size

@@ -23,8 +23,13 @@ FORMAT_VERSION = 1
 
 # Learned attributes stored as JSON, beside the network's weights.
 _STATE_ATTRIBUTES = (
-    "image_shape_", "n_features_in_", "intensity_range_", "offset_", "severities_",
-    "precision_", "history_",
+    "image_shape_",
+    "n_features_in_",
+    "intensity_range_",
+    "offset_",
+    "severities_",
+    "precision_",
+    "history_",
 )
 
 

@@ -64,8 +64,12 @@ class SliceBank:
         ys = foreground.any(axis=2)
         xs = foreground.any(axis=1)
         bbox = np.stack(
-            [ys.argmax(1), ys.shape[1] - ys[:, ::-1].argmax(1), xs.argmax(1),
-             xs.shape[1] - xs[:, ::-1].argmax(1)],
+            [
+                ys.argmax(1),
+                ys.shape[1] - ys[:, ::-1].argmax(1),
+                xs.argmax(1),
+                xs.shape[1] - xs[:, ::-1].argmax(1),
+            ],
             axis=1,
         )
         self.bbox = torch.as_tensor(bbox, dtype=torch.float32, device=device)
@@ -132,10 +136,22 @@ class Trainer:
     """
 
     def __init__(
-        self, network: nn.Module, bank: SliceBank, corruption, augmentation, *,
-        n_steps: int, batch_size: int, learning_rate: float, weight_decay: float,
-        warmup_steps: int, grad_clip: float | None, device: torch.device, precision: str,
-        seed: int, betas=(0.95, 0.999),
+        self,
+        network: nn.Module,
+        bank: SliceBank,
+        corruption,
+        augmentation,
+        *,
+        n_steps: int,
+        batch_size: int,
+        learning_rate: float,
+        weight_decay: float,
+        warmup_steps: int,
+        grad_clip: float | None,
+        device: torch.device,
+        precision: str,
+        seed: int,
+        betas=(0.95, 0.999),
     ):
         self.network = network
         self.bank = bank
@@ -149,7 +165,10 @@ class Trainer:
         self.generator = torch.Generator(device=device).manual_seed(seed)
         fused = device.type == "cuda"
         self.optimizer = torch.optim.AdamW(
-            network.parameters(), lr=learning_rate, betas=betas, weight_decay=weight_decay,
+            network.parameters(),
+            lr=learning_rate,
+            betas=betas,
+            weight_decay=weight_decay,
             fused=fused or None,
         )
         # Short runs still get a proper warm-up and decay: the warm-up never takes more
@@ -190,8 +209,12 @@ class Trainer:
         pending: list[torch.Tensor] = []
         lrs: list[float] = []
         bar = tqdm(
-            total=self.n_steps, initial=self.step, disable=not verbose, desc="DISYRE training",
-            unit="step", dynamic_ncols=True,
+            total=self.n_steps,
+            initial=self.step,
+            disable=not verbose,
+            desc="DISYRE training",
+            unit="step",
+            dynamic_ncols=True,
         )
         with bar:
             while self.step < self.n_steps:

@@ -10,8 +10,13 @@ from disyre_sk import DISYREDetector
 # The smallest network that still has an encoder, a decoder and attention; a couple of
 # steps is enough for the API contract, which is all these checks look at.
 TINY_COMMON = DISYREDetector(
-    patch_size=8, widths=(4, 8), n_steps=2, batch_size=4, severities=(0.5,),
-    inference_batch_size=256, random_state=0,
+    patch_size=8,
+    widths=(4, 8),
+    n_steps=2,
+    batch_size=4,
+    severities=(0.5,),
+    inference_batch_size=256,
+    random_state=0,
 )
 
 # Checks that cannot pass, with the reason.

@@ -10,11 +10,19 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
-
-from disyre_sk import DISYREDetector
 from toy import add_discs, smooth_brains
 
-TINY = dict(patch_size=16, widths=(8, 16), n_steps=4, batch_size=4, random_state=0)
+from disyre_sk import DISYREDetector
+
+TINY = dict(
+    patch_size=16,
+    widths=(8, 16),
+    n_steps=4,
+    batch_size=4,
+    stride=8,
+    severities=(0.25, 0.5),
+    random_state=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +44,15 @@ def test_init_only_stores():
 def test_fit_returns_self_and_learned_state(healthy):
     det = DISYREDetector(**TINY)
     assert det.fit(healthy) is det
-    for name in ("network_", "device_", "history_", "offset_", "image_shape_",
-                 "n_features_in_", "intensity_range_"):
+    for name in (
+        "network_",
+        "device_",
+        "history_",
+        "offset_",
+        "image_shape_",
+        "n_features_in_",
+        "intensity_range_",
+    ):
         assert hasattr(det, name)
     assert det.device == "auto" and det.device_.type in ("cpu", "cuda")
     assert det.image_shape_ == (16, 16) and det.n_features_in_ == 256
@@ -60,8 +75,10 @@ def test_signs_agree(fitted, healthy):
     assert scores.shape == (len(healthy),)
     assert np.all(scores <= 0)
     # The most anomalous map has the lowest (most abnormal) score.
-    top = [np.sort(m[h > 0])[-max(1, int(np.ceil(0.01 * (h > 0).sum()))):].mean()
-           for m, h in zip(maps, healthy)]
+    top = [
+        np.sort(m[h > 0])[-max(1, int(np.ceil(0.01 * (h > 0).sum()))) :].mean()
+        for m, h in zip(maps, healthy)
+    ]
     np.testing.assert_allclose(-scores, top, rtol=1e-5)
     np.testing.assert_allclose(fitted.decision_function(healthy), scores - fitted.offset_)
     labels = fitted.predict(healthy)
@@ -111,8 +128,9 @@ def test_table_input_with_and_without_image_shape(healthy):
     np.testing.assert_allclose(maps.reshape(2, 16, 16), ref, atol=1e-6)
     # Without image_shape, a table is n images of one row.
     table = np.random.default_rng(0).normal(size=(10, 5))
-    det = DISYREDetector(patch_size=8, widths=(4, 8), n_steps=2, batch_size=4,
-                         random_state=0).fit(table)
+    det = DISYREDetector(patch_size=8, widths=(4, 8), n_steps=2, batch_size=4, random_state=0).fit(
+        table
+    )
     assert det.image_shape_ == (1, 5) and det.n_features_in_ == 5
     assert det.decision_map(table).shape == (10, 5)
     assert det.score_samples(table).shape == (10,)
@@ -121,8 +139,9 @@ def test_table_input_with_and_without_image_shape(healthy):
 def test_images_smaller_than_patch_and_odd_sizes():
     rng = np.random.default_rng(0)
     small = rng.uniform(0.1, 1, size=(6, 5, 11))
-    det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=3, batch_size=4,
-                         random_state=0).fit(small)
+    det = DISYREDetector(
+        patch_size=16, widths=(8, 16), n_steps=3, batch_size=4, random_state=0
+    ).fit(small)
     assert det.decision_map(small).shape == (6, 5, 11)
     odd = rng.uniform(0.1, 1, size=(3, 37, 23))
     det = DISYREDetector(**TINY).fit(odd)
@@ -183,8 +202,9 @@ def test_clone_pipeline_gridsearch_joblib(healthy, tmp_path):
     twin = clone(det)
     assert twin.get_params() == det.get_params() and not hasattr(twin, "network_")
     flat = healthy.reshape(len(healthy), -1)
-    pipe = make_pipeline(FunctionTransformer(lambda x: x * 2.0),
-                         DISYREDetector(**TINY, image_shape=(16, 16)))
+    pipe = make_pipeline(
+        FunctionTransformer(lambda x: x * 2.0), DISYREDetector(**TINY, image_shape=(16, 16))
+    )
     pipe.fit(flat)
     assert pipe.predict(flat).shape == (len(flat),)
     assert pipe.score_samples(flat).shape == (len(flat),)
@@ -192,8 +212,9 @@ def test_clone_pipeline_gridsearch_joblib(healthy, tmp_path):
     def scorer(estimator, X, y=None):
         return float(np.mean(estimator.score_samples(X)))
 
-    search = GridSearchCV(DISYREDetector(**TINY), {"corruption": ["dag", "fpi"]},
-                          scoring=scorer, cv=2).fit(healthy)
+    search = GridSearchCV(
+        DISYREDetector(**TINY), {"corruption": ["dag", "fpi"]}, scoring=scorer, cv=2
+    ).fit(healthy)
     assert search.best_params_["corruption"] in ("dag", "fpi")
     det.fit(healthy)
     path = tmp_path / "det.joblib"
@@ -211,11 +232,13 @@ def test_pickle_holds_cpu_weights(fitted, healthy):
     if not torch.cuda.is_available():
         clone_.__setstate__(fake)
         assert clone_.device_.type == "cpu" and clone_.precision_ == "fp32"
-        np.testing.assert_allclose(clone_.decision_map(healthy[:2]),
-                                   fitted.decision_map(healthy[:2]))
+        np.testing.assert_allclose(
+            clone_.decision_map(healthy[:2]), fitted.decision_map(healthy[:2])
+        )
     restored = pickle.loads(pickle.dumps(fitted))
-    np.testing.assert_array_equal(restored.decision_map(healthy[:2]),
-                                  fitted.decision_map(healthy[:2]))
+    np.testing.assert_array_equal(
+        restored.decision_map(healthy[:2]), fitted.decision_map(healthy[:2])
+    )
 
 
 @pytest.mark.gpu
@@ -225,8 +248,9 @@ def test_gpu_trained_pickle_loads_on_cpu(healthy):
     assert all(t.device.type == "cpu" for t in state["network_"]["state_dict"].values())
     cpu = DISYREDetector.__new__(DISYREDetector)
     cpu.__setstate__(dict(state, device_=torch.device("cpu"), precision_="fp32"))
-    np.testing.assert_allclose(cpu.decision_map(healthy[:3]), det.decision_map(healthy[:3]),
-                               atol=2e-2)
+    np.testing.assert_allclose(
+        cpu.decision_map(healthy[:3]), det.decision_map(healthy[:3]), atol=2e-2
+    )
 
 
 @pytest.mark.gpu
@@ -282,7 +306,7 @@ def test_bad_predict_input(fitted, healthy):
 @pytest.mark.parametrize(
     "params, match",
     [
-        (dict(patch_size=20), "multiple of 2"),
+        (dict(patch_size=15), "multiple of 2"),
         (dict(severities=(0.0, 0.5)), "severity"),
         (dict(intensity_percentiles=(50, 10)), "percentiles"),
         (dict(device="nonsense-device"), "torch device"),
@@ -305,8 +329,9 @@ def test_cuda_requested_without_cuda(healthy):
 def test_finds_discs_on_easy_task():
     """Smooth 32×32 images; discs are found (pixel AP) and ranked (AUROC)."""
     healthy = smooth_brains(64, size=32, seed=0)
-    det = DISYREDetector(patch_size=32, widths=(16, 32), n_steps=300, batch_size=16,
-                         random_state=0).fit(healthy)
+    det = DISYREDetector(
+        patch_size=32, widths=(16, 32), n_steps=300, batch_size=16, random_state=0
+    ).fit(healthy)
     test_healthy = smooth_brains(20, size=32, seed=10)
     lesioned, masks = add_discs(smooth_brains(20, size=32, seed=20), seed=3)
     maps = det.decision_map(lesioned)

@@ -25,8 +25,15 @@ class Flatten(nn.Module):
 
 
 def _restorer(net, **kw):
-    base = dict(patch_size=8, stride=4, severities=(0.25, 0.5), mode="ensemble",
-                batch_size=7, device=torch.device("cpu"), precision="fp32")
+    base = dict(
+        patch_size=8,
+        stride=4,
+        severities=(0.25, 0.5),
+        mode="ensemble",
+        batch_size=7,
+        device=torch.device("cpu"),
+        precision="fp32",
+    )
     return Restorer(net, **{**base, **kw})
 
 

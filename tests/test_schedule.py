@@ -1,4 +1,5 @@
 import math
+from itertools import pairwise
 
 import pytest
 import torch
@@ -37,8 +38,8 @@ def test_cold_diffusion_step_keeps_fraction_of_residual():
 def test_warmup_cosine():
     factors = [warmup_cosine_factor(s, 100, 10) for s in range(100)]
     assert factors[0] == pytest.approx(1 / 11)
-    assert all(a < b for a, b in zip(factors[:10], factors[1:11]))
+    assert all(a < b for a, b in pairwise(factors[:11]))
     assert factors[10] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert all(a >= b for a, b in pairwise(factors[10:]))
     assert factors[-1] < 0.01
     assert warmup_cosine_factor(55, 100, 10) == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
