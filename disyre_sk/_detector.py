@@ -7,6 +7,7 @@ intensities. This module only decides what goes where.
 
 from __future__ import annotations
 
+import os
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _data
 from ._augment import Augmentation
+from ._checkpoint import Checkpointer, fingerprint
 from ._inference import Restorer
 from ._persist import load_detector, save_detector
 from ._training import SliceBank, Trainer
@@ -132,6 +134,15 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         CPU, equal seeds give identical models and maps.
     verbose : bool or int, default=False
         Show a progress bar while training.
+    checkpoint_dir : str or path-like, default=None
+        Folder for training checkpoints. With it set, training saves its full state
+        (weights, optimiser, schedule, step, random generator) every
+        ``checkpoint_every`` steps, at the end, and on Ctrl-C or SIGTERM; calling
+        ``fit`` again with the same folder and data resumes where it stopped and, on a
+        CPU, ends with the same weights as an uninterrupted run. A checkpoint of other
+        data or training parameters is refused.
+    checkpoint_every : int, default=1000
+        Steps between checkpoints.
 
     Attributes
     ----------
@@ -224,6 +235,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "precision": [StrOptions({"auto", "fp32", "bf16"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "checkpoint_dir": [None, str, os.PathLike],
+        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -256,6 +269,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         precision="auto",
         random_state=None,
         verbose=False,
+        checkpoint_dir=None,
+        checkpoint_every=1000,
     ):
         self.image_shape = image_shape
         self.slice_axis = slice_axis
@@ -284,6 +299,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     # ------------------------------------------------------------------ validation
     def _check_settings(self):
@@ -357,6 +374,16 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self : DISYREDetector
             The fitted detector.
         """
+        # A failed or interrupted fit leaves no fitted state behind, not even a previous
+        # fit's, so nothing half-trained is ever presented as fitted.
+        self._clear_fitted_state()
+        try:
+            return self._fit(X)
+        except BaseException:
+            self._clear_fitted_state()
+            raise
+
+    def _fit(self, X):
         widths, severities, attention = self._check_settings()
         images, layout = self._validate_input(X, reset=True)
         foreground = _data.foreground_of(images, self.background)
@@ -406,7 +433,16 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             precision=precision,
             seed=train_seed,
         )
-        history = trainer.run(verbose=bool(self.verbose))
+        checkpointer = None
+        if self.checkpoint_dir is not None:
+            checkpointer = Checkpointer(
+                self.checkpoint_dir,
+                self.checkpoint_every,
+                fingerprint(self._training_params(), images),
+            )
+            if checkpointer.restore(trainer) and self.verbose:
+                print(f"Resuming training at step {trainer.step} from {checkpointer.path}")
+        history = trainer.run(verbose=bool(self.verbose), checkpointer=checkpointer)
         history["n_slices"] = len(bank)
         del bank, trainer
 
@@ -421,6 +457,28 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         train_scores = -self._anomaly_scores(images, foreground)
         self.offset_ = self._offset(train_scores)
         return self
+
+    def _training_params(self) -> dict:
+        """Parameters that change training (a checkpoint is valid only for these)."""
+        inference_only = {
+            "inference",
+            "severities",
+            "stride",
+            "inference_batch_size",
+            "score_reduction",
+            "top_k",
+            "contamination",
+            "device",
+            "verbose",
+            "checkpoint_dir",
+            "checkpoint_every",
+        }
+        return {k: v for k, v in self.get_params().items() if k not in inference_only}
+
+    def _clear_fitted_state(self) -> None:
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
+        self.__dict__.pop("_layout", None)
 
     def _offset(self, scores: np.ndarray) -> float:
         # 'auto' flags what 1 % of the healthy training scans would be flagged for: a

@@ -8,7 +8,6 @@ CPU run is reproducible bit for bit.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._checkpoint import StopRequested, stop_on_signals
 from .schedule import warmup_cosine_factor
 
 # Losses are copied to the host every this many steps: one sync, not one per step.
@@ -204,10 +204,37 @@ class Trainer:
         self.scheduler.step()
         return loss.detach()
 
-    def run(self, verbose: bool = False, callback: Callable[[Trainer], None] | None = None):
-        """Train until ``n_steps``; returns the history of losses and learning rates."""
+    def state_dict(self) -> dict:
+        """Everything needed to continue training exactly where it stopped."""
+        return {
+            "step": self.step,
+            "network": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "history": {k: list(v) for k, v in self.history.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state written by :meth:`state_dict`."""
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        self.step = int(state["step"])
+        self.history = {k: list(v) for k, v in state["history"].items()}
+
+    def run(self, verbose: bool = False, checkpointer=None):
+        """Train until ``n_steps``; returns the history of losses and learning rates.
+
+        With a ``checkpointer``, the state is saved every ``checkpointer.every`` steps,
+        at the end, and when Ctrl-C or SIGTERM arrives (then :class:`StopRequested` is
+        raised). A non-finite loss raises ``FloatingPointError`` before anything is
+        saved, so the last checkpoint stays a good one.
+        """
         pending: list[torch.Tensor] = []
         lrs: list[float] = []
+        stop: dict = {}
         bar = tqdm(
             total=self.n_steps,
             initial=self.step,
@@ -216,16 +243,26 @@ class Trainer:
             unit="step",
             dynamic_ncols=True,
         )
-        with bar:
-            while self.step < self.n_steps:
+        with bar, stop_on_signals(stop):
+            while self.step < self.n_steps and not stop:
                 lrs.append(self.optimizer.param_groups[0]["lr"])
                 pending.append(self.train_step(*self.make_batch()))
                 self.step += 1
                 bar.update(1)
                 if len(pending) == _SYNC_EVERY or self.step == self.n_steps:
                     self._flush(pending, lrs, bar)
-                    if callback is not None:
-                        callback(self)
+                    if checkpointer is not None:
+                        checkpointer.maybe_save(self)
+            if pending:
+                self._flush(pending, lrs, bar)
+            if checkpointer is not None and checkpointer.last_saved != self.step:
+                checkpointer.save(self)
+        if stop:
+            where = f"; checkpoint saved in {checkpointer.folder}" if checkpointer else ""
+            raise StopRequested(
+                f"training stopped by signal {stop['signal']} at step {self.step}{where}. "
+                "Call fit again with the same checkpoint_dir to resume."
+            )
         self.network.eval()
         return self.history
 

@@ -1,0 +1,193 @@
+"""Checkpoints: resume after a kill, stop cleanly on SIGTERM, never keep a diverged state."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+from toy import smooth_brains
+
+import disyre_sk._training as training
+from disyre_sk import DISYREDetector
+from disyre_sk._checkpoint import CHECKPOINT_NAME
+
+PARAMS = dict(
+    patch_size=16,
+    widths=(8, 16),
+    batch_size=4,
+    stride=8,
+    severities=(0.5,),
+    random_state=0,
+    device="cpu",
+)
+N_STEPS = 150
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, numpy as np, torch
+    torch.set_num_threads(1)
+    from disyre_sk import DISYREDetector
+    X = np.load(sys.argv[1])
+    params = dict(patch_size=16, widths=(8, 16), batch_size=4, stride=8, severities=(0.5,),
+                  random_state=0, device="cpu", n_steps=int(sys.argv[3]),
+                  checkpoint_dir=sys.argv[2], checkpoint_every=10)
+    DISYREDetector(**params).fit(X)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return smooth_brains(10, size=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def reference(data):
+    torch.set_num_threads(1)
+    try:
+        return DISYREDetector(**PARAMS, n_steps=N_STEPS).fit(data)
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
+
+
+def _weights(det):
+    return {k: v.clone() for k, v in det.network_.state_dict().items()}
+
+
+def _assert_same_weights(a, b):
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0, msg=k)
+
+
+def _start(tmp_path, data, steps=N_STEPS):
+    np.save(tmp_path / "X.npy", data)
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    return subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "X.npy"), str(tmp_path / "ckpt"), str(steps)],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for_checkpoint(proc, path, timeout=60):
+    start = time.time()
+    while not path.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before a checkpoint: {proc.stderr.read().decode()}")
+        if time.time() - start > timeout:
+            proc.kill()
+            pytest.fail("no checkpoint appeared")
+        time.sleep(0.05)
+
+
+def _resume(data, tmp_path):
+    torch.set_num_threads(1)
+    try:
+        return DISYREDetector(
+            **PARAMS, n_steps=N_STEPS, checkpoint_dir=tmp_path / "ckpt", checkpoint_every=10
+        ).fit(data)
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
+
+
+def test_checkpointing_does_not_change_training(data, reference, tmp_path):
+    _assert_same_weights(_resume(data, tmp_path), reference)
+    assert (tmp_path / "ckpt" / CHECKPOINT_NAME).exists()
+
+
+def test_resume_after_kill_gives_same_weights(data, reference, tmp_path):
+    proc = _start(tmp_path, data)
+    _wait_for_checkpoint(proc, tmp_path / "ckpt" / CHECKPOINT_NAME)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    saved = torch.load(tmp_path / "ckpt" / CHECKPOINT_NAME, weights_only=True)
+    assert 0 < saved["trainer"]["step"] < N_STEPS
+    resumed = _resume(data, tmp_path)
+    _assert_same_weights(resumed, reference)
+    assert resumed.history_["loss"] == pytest.approx(reference.history_["loss"])
+
+
+def test_sigterm_saves_and_stops_cleanly(data, reference, tmp_path):
+    proc = _start(tmp_path, data, steps=N_STEPS)
+    _wait_for_checkpoint(proc, tmp_path / "ckpt" / CHECKPOINT_NAME)
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=60)
+    err = proc.stderr.read().decode()
+    assert rc != 0 and "resume" in err, err
+    _assert_same_weights(_resume(data, tmp_path), reference)
+
+
+def test_finished_checkpoint_refits_without_training(data, tmp_path, monkeypatch):
+    first = _resume(data, tmp_path)
+    monkeypatch.setattr(training.Trainer, "train_step", lambda *a: pytest.fail("trained"))
+    again = _resume(data, tmp_path)
+    _assert_same_weights(first, again)
+
+
+def test_checkpoint_of_other_run_is_refused(data, tmp_path):
+    _resume(data, tmp_path)
+    with pytest.raises(ValueError, match="another training run"):
+        DISYREDetector(**PARAMS, n_steps=N_STEPS, checkpoint_dir=tmp_path / "ckpt").fit(
+            data[::-1].copy()
+        )
+
+
+def test_divergence_stops_with_step_and_keeps_good_checkpoint(data, tmp_path, monkeypatch):
+    original = training.Trainer.train_step
+
+    def diverging(self, *batch):
+        loss = original(self, *batch)
+        return loss * float("nan") if self.step >= 57 else loss
+
+    monkeypatch.setattr(training.Trainer, "train_step", diverging)
+    det = DISYREDetector(
+        **PARAMS, n_steps=N_STEPS, checkpoint_dir=tmp_path / "ckpt", checkpoint_every=10
+    )
+    with pytest.raises(FloatingPointError, match="step 57"):
+        det.fit(data)
+    with pytest.raises(NotFittedError):
+        det.decision_map(data)
+    saved = torch.load(tmp_path / "ckpt" / CHECKPOINT_NAME, weights_only=True)
+    assert saved["trainer"]["step"] == 50
+    assert all(np.isfinite(saved["trainer"]["history"]["loss"]))
+    assert all(torch.isfinite(v).all() for v in saved["trainer"]["network"].values())
+
+
+def test_failed_refit_leaves_detector_unfitted(data, monkeypatch):
+    det = DISYREDetector(**PARAMS, n_steps=5).fit(data)
+    monkeypatch.setattr(training.Trainer, "train_step", lambda *a: torch.tensor(float("inf")))
+    with pytest.raises(FloatingPointError):
+        det.fit(data)
+    assert not hasattr(det, "network_")
+    with pytest.raises(NotFittedError):
+        det.predict(data)
+
+
+def test_checkpoint_write_is_atomic(data, tmp_path, monkeypatch):
+    _resume(data, tmp_path)
+    path = tmp_path / "ckpt" / CHECKPOINT_NAME
+    before = path.read_bytes()
+
+    def broken_save(obj, handle):
+        handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    from disyre_sk._checkpoint import Checkpointer
+
+    ckpt = Checkpointer(tmp_path / "ckpt", 10, "x")
+    with pytest.raises(OSError, match="disk full"):
+        ckpt.save(type("T", (), {"state_dict": lambda self: {}, "step": 1})())
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == [CHECKPOINT_NAME]
