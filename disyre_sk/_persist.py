@@ -67,7 +67,7 @@ def save_detector(detector, path) -> Path:
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "params": json.dumps(params),
         "state": json.dumps(state),
         "network_config": json.dumps(detector.network_.config),

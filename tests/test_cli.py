@@ -1,0 +1,137 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from toy import smooth_brains
+
+from disyre_sk.cli import build_parser, main
+
+
+@pytest.fixture
+def scans(tmp_path):
+    """Four small skull-stripped 'volumes' with an oblique affine, one with a lesion."""
+    affine = np.array([[0, 0, 2.0, -10], [0, 2.0, 0, 5], [-2.0, 0, 0, 7], [0, 0, 0, 1]])
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    paths = []
+    for i in range(4):
+        vol = np.stack([smooth_brains(1, 16, seed=10 * i + k)[0] for k in range(6)])
+        data = (np.transpose(vol, (2, 1, 0)) * 1000).astype(np.int16)
+        p = folder / f"sub-{i}.nii.gz"
+        nib.save(nib.Nifti1Image(data, affine), p)
+        paths.append(p)
+    return paths
+
+
+def test_help_mentions_expected_input(capsys):
+    for args in (["--help"], ["fit", "--help"], ["detect", "--help"]):
+        with pytest.raises(SystemExit):
+            main(args)
+        assert "skull-stripped" in capsys.readouterr().out
+
+
+def test_fit_detect_evaluate(scans, tmp_path, capsys):
+    model = tmp_path / "model.disyre"
+    rc = main(
+        [
+            "fit",
+            *map(str, scans[:3]),
+            "-o",
+            str(model),
+            "--patch-size",
+            "16",
+            "--widths",
+            "8",
+            "16",
+            "--steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0 and model.exists()
+    out = tmp_path / "maps"
+    rc = main(["detect", str(model), str(scans[0].parent), "-o", str(out), "--png"])
+    assert rc == 0
+    for scan in scans:
+        src = nib.load(scan)
+        m = nib.load(out / scan.name.replace(".nii.gz", "_disyre_map.nii.gz"))
+        assert m.shape == src.shape
+        np.testing.assert_allclose(m.affine, src.affine)
+        data = m.get_fdata()
+        assert np.all(data >= 0) and np.all(data[np.asarray(src.dataobj) == 0] == 0)
+        assert (out / scan.name.replace(".nii.gz", "_overlay.png")).exists()
+    scores = json.loads((out / "scores.json").read_text())
+    assert len(scores) == 4 and all(np.isfinite(r["anomaly_score"]) for r in scores)
+    # Existing maps are skipped (resumable over large folders).
+    main(["detect", str(model), str(scans[0].parent), "-o", str(out)])
+    assert json.loads((out / "scores.json").read_text()) == []
+
+    masks = []
+    for scan in scans[:2]:
+        src = nib.load(scan)
+        mask = np.zeros(src.shape, np.uint8)
+        mask[6:10, 6:10, 2:4] = 1
+        p = tmp_path / scan.name.replace(".nii.gz", "_mask.nii.gz")
+        nib.save(nib.Nifti1Image(mask, src.affine), p)
+        masks.append(p)
+    maps = [out / s.name.replace(".nii.gz", "_disyre_map.nii.gz") for s in scans[:2]]
+    capsys.readouterr()
+    rc = main(
+        [
+            "evaluate",
+            *map(str, maps),
+            "--masks",
+            *map(str, masks),
+            "--healthy-maps",
+            str(out / scans[3].name.replace(".nii.gz", "_disyre_map.nii.gz")),
+            "--json",
+            str(tmp_path / "m.json"),
+        ]
+    )
+    assert rc == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert 0 <= result["average_precision"] <= 1 and "dice_at_0.01_fpr" in result
+
+
+def test_detect_shape_mismatch_is_explained(scans, tmp_path, capsys):
+    model = tmp_path / "model.disyre"
+    main(
+        [
+            "fit",
+            *map(str, scans[:2]),
+            "-o",
+            str(model),
+            "--patch-size",
+            "16",
+            "--widths",
+            "8",
+            "16",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
+    other = tmp_path / "other.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((12, 16, 6), np.float32), np.eye(4)), other)
+    with pytest.raises(SystemExit, match="--crop"):
+        main(["detect", str(model), str(other), "-o", str(tmp_path / "o")])
+    assert main(["detect", str(model), str(other), "-o", str(tmp_path / "o"), "--crop"]) == 0
+    assert nib.load(tmp_path / "o" / "other_disyre_map.nii.gz").shape == (12, 16, 6)
+
+
+def test_missing_inputs(tmp_path):
+    with pytest.raises(SystemExit, match="no NIfTI"):
+        main(["fit", str(tmp_path / "*.nii.gz"), "-o", str(tmp_path / "m")])
+    assert main(["detect", str(tmp_path / "none.disyre"), str(tmp_path), "-o", "x"]) == 2
+
+
+def test_parser_defaults():
+    args = build_parser().parse_args(["demo"])
+    assert args.out == "disyre_demo" and args.device == "auto" and not args.full
