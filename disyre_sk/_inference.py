@@ -9,6 +9,7 @@ centre of a window, where the network sees the most context, counts the most.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -146,11 +147,27 @@ class Restorer:
 
     def _run(self, windows: torch.Tensor, severity: float) -> torch.Tensor:
         outs = []
-        for start in range(0, windows.shape[0], self.batch_size):
+        start = 0
+        while start < windows.shape[0]:
             batch = windows[start : start + self.batch_size]
             sev = torch.full((batch.shape[0],), severity, device=batch.device)
-            with autocast_for(self.device, self.precision):
-                outs.append(self.network(batch, sev).float())
+            try:
+                with autocast_for(self.device, self.precision):
+                    outs.append(self.network(batch, sev).float())
+            except torch.cuda.OutOfMemoryError:
+                # Out of GPU memory: retry this batch, and the rest, at half the size.
+                if self.batch_size == 1:
+                    raise
+                self.batch_size = max(1, self.batch_size // 2)
+                torch.cuda.empty_cache()
+                warnings.warn(
+                    f"GPU out of memory at inference; continuing with batches of "
+                    f"{self.batch_size} windows (set inference_batch_size to avoid this).",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
+            start += batch.shape[0]
         if not outs:
             return windows
         return torch.cat(outs).clamp(0, 1)

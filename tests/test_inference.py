@@ -91,3 +91,30 @@ def test_empty_slices_give_zero_maps_without_network_calls():
     net = Flatten()
     maps = _restorer(net).maps(np.zeros((2, 8, 8), np.float32), np.zeros((2, 8, 8), bool))
     assert np.all(maps == 0) and not net.seen
+
+
+class OutOfMemoryAbove(nn.Module):
+    """Raises CUDA's out-of-memory error for batches larger than ``limit``."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+        self.sizes = []
+
+    def forward(self, x, severity):
+        if x.shape[0] > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        self.sizes.append(x.shape[0])
+        return x * 0.5
+
+
+def test_out_of_memory_retries_with_smaller_batches():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.1, 1, size=(4, 16, 16)).astype(np.float32)
+    net = OutOfMemoryAbove(limit=5)
+    restorer = _restorer(net, severities=(0.5,), batch_size=32)
+    with pytest.warns(RuntimeWarning, match="out of memory"):
+        maps = restorer.maps(x, x > 0)
+    assert max(net.sizes) <= 5 and sum(net.sizes) == 4 * 9
+    reference = _restorer(OutOfMemoryAbove(limit=1000), severities=(0.5,)).maps(x, x > 0)
+    np.testing.assert_allclose(maps, reference, atol=1e-6)
