@@ -21,17 +21,11 @@ from .metrics import best_dice, dice_at_fpr, pixel_average_precision, sample_aur
 
 # Small enough for a few minutes on two CPU cores; '--full' is the GPU setting.
 QUICK = dict(
-    cohort=dict(n_healthy=16, n_test=12, voxel_size=2.0),
+    cohort=dict(n_healthy=16, n_test=12, voxel_size=3.0),
     detector=dict(
-        patch_size=64,
-        widths=(16, 32, 64, 64),
-        n_steps=600,
-        batch_size=24,
-        learning_rate=1e-3,
-        warmup_steps=50,
-        stride=32,
-        severities=(0.25, 0.5, 0.75),
-        inference_batch_size=128,
+        patch_size=32, widths=(16, 32, 64), n_steps=500, batch_size=16,
+        learning_rate=1e-3, warmup_steps=50, stride=16, severities=(0.25, 0.5),
+        inference_batch_size=256,
     ),
 )
 FULL = dict(

@@ -7,6 +7,7 @@ intensities. This module only decides what goes where.
 
 from __future__ import annotations
 
+import math
 import os
 from numbers import Integral, Real
 from pathlib import Path
@@ -106,7 +107,12 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
     severities : tuple of float, default=(0.05, 0.25, 0.5, 0.75)
         Severities in ``(0, 1]`` used at inference.
     stride : int, default=None
-        Step between inference windows; ``None`` uses ``patch_size // 4``.
+        Step between inference windows; ``None`` uses a quarter of the window (75 %
+        overlap, the authors' setting).
+    window_size : int or 'slice', default=None
+        Side of the inference windows; ``None`` uses ``patch_size``. The network is
+        fully convolutional, so larger windows work too; ``'slice'`` maps each slice in
+        one window (fastest; measure its accuracy on your data before relying on it).
     inference_batch_size : int, default=64
         Windows per network call at inference.
     score_reduction : {'topk', 'mean', 'max'}, default='topk'
@@ -225,6 +231,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "inference": [StrOptions({"ensemble", "multistep"})],
         "severities": ["array-like", Interval(Real, 0, 1, closed="right")],
         "stride": [None, Interval(Integral, 1, None, closed="left")],
+        "window_size": [None, StrOptions({"slice"}), Interval(Integral, 1, None, closed="left")],
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
         "score_reduction": [StrOptions({"topk", "mean", "max"})],
         "top_k": [Interval(Real, 0, None, closed="neither")],
@@ -259,6 +266,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         inference="ensemble",
         severities=(0.05, 0.25, 0.5, 0.75),
         stride=None,
+        window_size=None,
         inference_batch_size=64,
         score_reduction="topk",
         top_k=0.01,
@@ -289,6 +297,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.inference = inference
         self.severities = severities
         self.stride = stride
+        self.window_size = window_size
         self.inference_batch_size = inference_batch_size
         self.score_reduction = score_reduction
         self.top_k = top_k
@@ -314,6 +323,11 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 f"(2 ** (len(widths) - 1) for widths={widths})."
             )
         severities = check_severities(self.severities)
+        if isinstance(self.window_size, Integral) and self.window_size % multiple:
+            raise ValueError(
+                f"window_size={self.window_size} must be a multiple of {multiple} "
+                f"(2 ** (len(widths) - 1) for widths={widths})."
+            )
         low, high = (float(p) for p in np.asarray(self.intensity_percentiles, dtype=float))
         if not 0 <= low < high <= 100:
             raise ValueError(
@@ -384,7 +398,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             raise
 
     def _fit(self, X):
-        widths, severities, attention = self._check_settings()
+        widths, _, attention = self._check_settings()
         images, layout = self._validate_input(X, reset=True)
         foreground = _data.foreground_of(images, self.background)
         _data.check_foreground(foreground, "X")
@@ -451,7 +465,6 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.intensity_range_ = intensity_range
         self.device_ = device
         self.precision_ = precision
-        self.severities_ = severities
         self.network_ = network.eval()
         self.history_ = history
         train_scores = -self._anomaly_scores(images, foreground)
@@ -464,6 +477,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "inference",
             "severities",
             "stride",
+            "window_size",
             "inference_batch_size",
             "score_reduction",
             "top_k",
@@ -488,11 +502,24 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ inference
     def _restorer(self) -> Restorer:
+        multiple = self.network_.size_multiple
+        if self.window_size == "slice":
+            shape = list(self.image_shape_)
+            if len(shape) == 3:
+                del shape[self.slice_axis]
+            # One window over the whole (padded) slice: the network is fully
+            # convolutional, so this is the cheapest way to map a slice.
+            window = multiple * math.ceil(max(*shape, self.patch_size) / multiple)
+            stride = window
+        else:
+            window = self.window_size or self.patch_size
+            stride = self.stride or max(1, window // 4)
         return Restorer(
             self.network_,
-            patch_size=self.patch_size,
-            stride=self.stride or max(1, self.patch_size // 4),
-            severities=self.severities_,
+            patch_size=window,
+            stride=stride,
+            # Inference settings are read at predict time: set_params needs no refit.
+            severities=check_severities(self.severities),
             mode=self.inference,
             batch_size=self.inference_batch_size,
             device=self.device_,

@@ -27,7 +27,6 @@ _STATE_ATTRIBUTES = (
     "n_features_in_",
     "intensity_range_",
     "offset_",
-    "severities_",
     "precision_",
     "history_",
 )

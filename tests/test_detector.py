@@ -343,3 +343,30 @@ def test_finds_discs_on_easy_task():
     print(f"easy task: pixel AP {ap:.3f}, AUROC {auroc:.3f}")
     assert ap > 0.5
     assert auroc > 0.9
+
+
+def test_window_size_options(fitted, healthy):
+    default = fitted.decision_map(healthy[:3])
+    whole = clone(fitted).set_params(window_size="slice")
+    # Inference settings apply at predict time: reuse the fitted state.
+    whole.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+    whole._layout = fitted._layout
+    maps = whole.decision_map(healthy[:3])
+    assert maps.shape == default.shape and np.all(maps[healthy[:3] == 0] == 0)
+    fitted.set_params(window_size=32, stride=16)
+    try:
+        assert fitted.decision_map(healthy[:3]).shape == default.shape
+    finally:
+        fitted.set_params(window_size=None, stride=8)
+    with pytest.raises(ValueError, match="window_size"):
+        DISYREDetector(**{**TINY, "window_size": 15}).fit(healthy)
+
+
+def test_inference_settings_change_without_refit(fitted, healthy):
+    before = fitted.decision_map(healthy[:2])
+    fitted.set_params(inference="multistep")
+    try:
+        after = fitted.decision_map(healthy[:2])
+    finally:
+        fitted.set_params(inference="ensemble")
+    assert not np.allclose(before, after)

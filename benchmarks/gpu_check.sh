@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# One-shot check on a lent GPU machine (no internet): environment, the gpu-marked tests,
+# then benchmarks/speed.py on CUDA. Every step is time-boxed so the whole script ends
+# within TOTAL_S seconds (default 510, i.e. 8.5 min) whatever hangs; logs go to $OUT.
+#
+#   OUT=/some/folder bash benchmarks/gpu_check.sh
+#
+# Files written to $OUT (5 at most): env.log, pytest_gpu.log, speed_cuda.log,
+# speed_cuda.md, summary.txt.
+set -u
+
+cd "$(dirname "$0")/.." || exit 1
+OUT=${OUT:-benchmarks/results/gpu_check}
+mkdir -p "$OUT"
+TOTAL_S=${TOTAL_S:-510}
+PYTEST_S=${PYTEST_S:-100}
+PY=${PYTHON:-$(command -v python || command -v python3)}
+START=$(date +%s)
+left() { echo $((TOTAL_S - ($(date +%s) - START))); }
+
+# Import the package from the tree itself: nothing is installed, nothing downloaded.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+
+summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
+: >"$OUT/summary.txt"
+summary "gpu_check: $(date -u +%FT%TZ), repo $(git rev-parse --short HEAD 2>/dev/null || echo unknown), budget ${TOTAL_S}s"
+
+# ---------------------------------------------------------------- 1. environment
+{
+    echo "== nvidia-smi"
+    timeout 20 nvidia-smi 2>&1 | head -20 || echo "nvidia-smi unavailable"
+    echo "== python: $PY"
+    timeout 90 "$PY" - <<'EOF'
+import importlib
+import sys
+
+print(sys.version)
+need = ["torch", "numpy", "scipy", "sklearn", "nibabel", "tqdm", "joblib", "pytest"]
+extra = ["hypothesis", "numpydoc", "pyod", "triton"]
+missing = []
+for name in need + extra:
+    try:
+        mod = importlib.import_module(name)
+        print(f"  ok       {name} {getattr(mod, '__version__', '')}")
+    except Exception as exc:  # report every missing piece, do not stop at the first
+        print(f"  MISSING  {name}: {type(exc).__name__}: {exc}")
+        missing.append(name)
+print("missing required:", [m for m in missing if m in need] or "none")
+print("missing optional:", [m for m in missing if m in extra] or "none")
+import torch
+
+print("torch", torch.__version__, "cuda build", torch.version.cuda)
+print("cuda available:", torch.cuda.is_available())
+if torch.cuda.is_available():
+    print("device:", torch.cuda.get_device_name(0), "bf16:", torch.cuda.is_bf16_supported())
+import disyre_sk
+
+print("disyre_sk", disyre_sk.__version__, "from", disyre_sk.__file__)
+EOF
+    echo "env check rc=$?"
+} >"$OUT/env.log" 2>&1
+cat "$OUT/env.log"
+grep -q "cuda available: True" "$OUT/env.log" || summary "WARNING: torch sees no CUDA device"
+
+# ---------------------------------------------------------------- 2. gpu-marked tests
+if "$PY" -c "import pytest" 2>/dev/null; then
+    # --continue-on-collection-errors: a test module that needs an absent optional
+    # package (hypothesis, numpydoc, pyod) must not stop the gpu tests of the others.
+    timeout -k 5 "$PYTEST_S" "$PY" -m pytest -m gpu -q -p no:cacheprovider \
+        --continue-on-collection-errors tests >"$OUT/pytest_gpu.log" 2>&1
+    rc=$?
+    tail -25 "$OUT/pytest_gpu.log"
+    summary "pytest -m gpu: rc=$rc ($([ $rc -eq 124 ] && echo "timed out after ${PYTEST_S}s" || tail -1 "$OUT/pytest_gpu.log"))"
+else
+    echo "pytest is not installed: gpu tests not run" | tee "$OUT/pytest_gpu.log"
+    summary "pytest -m gpu: not run (no pytest)"
+fi
+
+# ---------------------------------------------------------------- 3. speed benchmark
+# What is left of TOTAL_S, less a margin; speed.py gets 45 s less than its hard limit
+# to finish the variant it is in and write its tables.
+hard=$(($(left) - 10))
+budget=$((hard - 45))
+[ "$budget" -gt 360 ] && budget=360 && hard=405
+if [ "$budget" -lt 60 ]; then
+    summary "speed.py: not run, only $(left)s left"
+else
+    timeout -k 10 "$hard" "$PY" benchmarks/speed.py --device cuda --budget-s "$budget" \
+        --out "$OUT/speed_cuda.md" >"$OUT/speed_cuda.log" 2>&1
+    rc=$?
+    tail -60 "$OUT/speed_cuda.log"
+    summary "speed.py: rc=$rc, budget ${budget}s, hard limit ${hard}s$([ $rc -eq 124 ] && echo ' (timed out)')"
+fi
+
+summary "gpu_check: done in $(($(date +%s) - START))s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
