@@ -13,6 +13,7 @@ import numpy as np
 # Volumes larger than this many foreground voxels are subsampled to learn the
 # intensity range: percentiles of ten million voxels are as good as of all of them.
 _MAX_PERCENTILE_VOXELS = 10_000_000
+_F64_MAX = float(np.finfo(np.float64).max)
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,23 @@ class Layout:
 
 def resolve_layout(X: np.ndarray, image_shape) -> Layout:
     """Read the layout of a finite numeric array, following DESIGN §3."""
+    if X.ndim in (3, 4) and 0 in X.shape[1:]:
+        raise ValueError(
+            f"X has zero-size images: shape {X.shape}. Every image axis needs at least one voxel."
+        )
     if X.ndim == 2:
         if image_shape is None:
             # A plain table is read as n images of one row: each feature is a pixel.
             return Layout("table", (1, X.shape[1]))
-        shape = tuple(int(s) for s in np.atleast_1d(image_shape))
+        raw = np.asarray(image_shape).ravel()
+        integral = (
+            raw.dtype.kind in "iuf" and np.all(np.isfinite(raw)) and np.all(raw == np.round(raw))
+        )
+        shape = tuple(int(s) for s in raw) if integral else ()
         if len(shape) not in (2, 3) or any(s < 1 for s in shape):
             raise ValueError(
-                f"image_shape must be (H, W) or (D, H, W) with positive sizes, got {image_shape!r}."
+                "image_shape must be (H, W) or (D, H, W) with positive integer sizes, got "
+                f"{image_shape!r}."
             )
         if int(np.prod(shape)) != X.shape[1]:
             raise ValueError(
@@ -91,10 +101,18 @@ def learn_intensity_range(
     values = images[foreground]
     if values.size > _MAX_PERCENTILE_VOXELS:
         values = values[rng.choice(values.size, _MAX_PERCENTILE_VOXELS, replace=False)]
-    low, high = np.percentile(values.astype(np.float64), percentiles)
-    if not high > low:
-        # Constant training intensities: any unit-width range keeps them in [0, 1].
-        high = low + 1.0
+    # Percentiles of halved values (exact for normal floats): interpolating between
+    # -max and +max would overflow to inf and NaN.
+    halved = np.percentile(0.5 * values.astype(np.float64), percentiles)
+    low, high = (2.0 * float(p) for p in halved)
+    if not 0.5 * high - 0.5 * low > 0:
+        # Constant training intensities. A unit width keeps them at 0, but low + 1.0 == low
+        # beyond 2**53: the width grows with |low| so that it stays representable.
+        width = max(1.0, abs(low) * 2.0**-40)
+        if low + width <= _F64_MAX:
+            high = low + width
+        else:
+            low, high = low - width, low
     return float(low), float(high)
 
 
@@ -103,8 +121,14 @@ def scale_intensities(
 ) -> np.ndarray:
     """Map intensities to ``[0, 1]`` with the learned range; background becomes 0."""
     low, high = intensity_range
-    out = (images.astype(np.float64) - low) / (high - low)
-    out = np.clip(out, 0.0, 1.0, out=out)
+    # Halving first (exact for normal floats) keeps x - low and high - low finite for any
+    # finite float64, so extreme intensities clip to 0 or 1 instead of turning into NaN.
+    out = images.astype(np.float64)
+    out *= 0.5
+    out -= 0.5 * low
+    with np.errstate(over="ignore"):
+        out /= 0.5 * high - 0.5 * low
+    np.clip(out, 0.0, 1.0, out=out)
     out[~foreground] = 0.0
     return out.astype(np.float32)
 

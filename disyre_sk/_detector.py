@@ -345,13 +345,15 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         X = _ensure_array(X)
         ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
         dtype = [np.float32, np.float64]
-        if ndim == 2 and (reset or self._layout.kind == "table"):
-            # Tables go through scikit-learn's own checks (feature counts and names).
-            X = validate_data(self, X, reset=reset, dtype=dtype)
-        else:
-            X = check_array(X, allow_nd=True, dtype=dtype)
-            if reset and hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
+        # scikit-learn's finiteness fast path sums X: +max + -max warns 'invalid value'.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if ndim == 2 and (reset or self._layout.kind == "table"):
+                # Tables go through scikit-learn's own checks (feature counts and names).
+                X = validate_data(self, X, reset=reset, dtype=dtype)
+            else:
+                X = check_array(X, allow_nd=True, dtype=dtype)
+                if reset and hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
         if reset:
             layout = _data.resolve_layout(X, self.image_shape)
             self.n_features_in_ = int(np.prod(layout.image_shape))
@@ -720,9 +722,30 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         return tags
 
 
+def _tensor_to_numpy(x):
+    """A CPU numpy view of a torch tensor from any device, with or without autograd."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    x = x.detach().cpu().resolve_conj().resolve_neg()
+    if x.dtype == torch.bfloat16:  # numpy has no bfloat16
+        x = x.float()
+    return x.numpy()
+
+
 def _ensure_array(X):
-    """Turn lists of arrays into one array, with a clear error when shapes differ."""
+    """Turn tensors and lists of arrays into one array, with a clear error when shapes differ."""
+    X = _tensor_to_numpy(X)
+    if (
+        isinstance(X, np.ndarray)
+        and X.dtype == object
+        and X.ndim == 1
+        and X.size
+        and all(hasattr(x, "shape") for x in X)
+    ):
+        # An object array of images (np.array(list_of_images, dtype=object)) is a list.
+        X = list(X)
     if isinstance(X, (list, tuple)) and X and all(hasattr(x, "shape") for x in X):
+        X = [_tensor_to_numpy(x) for x in X]
         shapes = {tuple(np.shape(x)) for x in X}
         if len(shapes) > 1:
             raise ValueError(
