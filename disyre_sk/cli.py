@@ -107,19 +107,26 @@ def _cmd_detect(args) -> int:
         target = out / f"{_stem(path)}_disyre_map.nii.gz"
         if target.exists() and not args.overwrite:
             continue
-        volume = normalize_intensity(load_nifti(path))
-        record = None
-        if volume.shape != shape:
-            if not args.crop:
-                raise SystemExit(
-                    f"disyre: {path} has shape {volume.shape} (Z, Y, X) but the model was "
-                    f"trained on {shape}; register the scan to the training grid, or pass "
-                    "--crop to centre-crop/pad it."
-                )
-            volume, record = center_crop_or_pad(volume, shape)
-        anomaly_map = det.decision_map(volume[None])[0]
-        score = float(-det.score_samples(volume[None])[0])
-        save_map(anomaly_map, path, target, crop_record=record)
+        try:
+            volume = normalize_intensity(load_nifti(path))
+            record = None
+            if volume.shape != shape:
+                if not args.crop:
+                    raise ValueError(
+                        f"shape {volume.shape} (Z, Y, X) differs from the model's {shape}; "
+                        "register the scan to the training grid, or pass --crop to "
+                        "centre-crop/pad it"
+                    )
+                volume, record = center_crop_or_pad(volume, shape)
+            anomaly_map = det.decision_map(volume[None])[0]
+            score = float(-det.score_samples(volume[None])[0])
+            save_map(anomaly_map, path, target, crop_record=record)
+        except (ValueError, OSError, EOFError) as exc:
+            # Name the scan: in a folder of thousands, the message alone does not say which.
+            raise ValueError(
+                f"{path}: {exc}. Maps written before this scan are complete; rerun to "
+                "continue (existing maps are skipped)."
+            ) from exc
         rows.append(
             {
                 "scan": str(path),

@@ -120,8 +120,8 @@ def test_detect_shape_mismatch_is_explained(scans, tmp_path, capsys):
     )
     other = tmp_path / "other.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((12, 16, 6), np.float32), np.eye(4)), other)
-    with pytest.raises(SystemExit, match="--crop"):
-        main(["detect", str(model), str(other), "-o", str(tmp_path / "o")])
+    assert main(["detect", str(model), str(other), "-o", str(tmp_path / "o")]) == 2
+    assert "--crop" in capsys.readouterr().err
     assert main(["detect", str(model), str(other), "-o", str(tmp_path / "o"), "--crop"]) == 0
     assert nib.load(tmp_path / "o" / "other_disyre_map.nii.gz").shape == (12, 16, 6)
 
@@ -135,3 +135,87 @@ def test_missing_inputs(tmp_path):
 def test_parser_defaults():
     args = build_parser().parse_args(["demo"])
     assert args.out == "disyre_demo" and args.device == "auto" and not args.full
+
+
+def _fit_small(scans, tmp_path):
+    model = tmp_path / "model.disyre"
+    main(
+        [
+            "fit",
+            *map(str, scans[:2]),
+            "-o",
+            str(model),
+            "--patch-size",
+            "16",
+            "--widths",
+            "8",
+            "16",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
+    return model
+
+
+def _bad_scans(tmp_path, good):
+    src = nib.load(good)
+    bad = {}
+    bad["not_nifti"] = tmp_path / "notes.txt"
+    bad["not_nifti"].write_text("hello")
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(good.read_bytes()[:200])
+    bad["truncated"] = truncated
+    four_d = tmp_path / "four_d.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((*src.shape, 3), np.float32), src.affine), four_d)
+    bad["four_d"] = four_d
+    nan = tmp_path / "nan.nii.gz"
+    data = np.asarray(src.dataobj).astype(np.float32)
+    data[3, 3, 3] = np.nan
+    nib.save(nib.Nifti1Image(data, src.affine), nan)
+    bad["nan"] = nan
+    empty = tmp_path / "empty.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(src.shape, np.float32), src.affine), empty)
+    bad["empty"] = empty
+    bad["missing"] = tmp_path / "missing.nii.gz"
+    return bad
+
+
+@pytest.mark.parametrize("case", ["not_nifti", "truncated", "four_d", "nan", "empty", "missing"])
+def test_detect_bad_scan_names_file_and_leaves_no_partial_output(scans, tmp_path, case, capsys):
+    model = _fit_small(scans, tmp_path)
+    bad = _bad_scans(tmp_path, scans[0])[case]
+    out = tmp_path / f"out_{case}"
+    try:
+        rc = main(["detect", str(model), str(bad), "-o", str(out)])
+    except SystemExit as exc:  # argument-level problems exit through argparse/SystemExit
+        rc, message = 2, str(exc)
+    else:
+        message = capsys.readouterr().err
+    assert rc != 0
+    assert bad.name in message
+    written = list(out.glob("*.nii*")) if out.exists() else []
+    assert written == []
+    leftovers = [p for p in out.iterdir() if p.name.startswith(".")] if out.exists() else []
+    assert leftovers == []
+
+
+def test_model_file_that_is_not_one(scans, tmp_path, capsys):
+    fake = tmp_path / "fake.disyre"
+    fake.write_bytes(b"\x00" * 64)
+    rc = main(["detect", str(fake), str(scans[0]), "-o", str(tmp_path / "o")])
+    assert rc == 2 and "fake.disyre" in capsys.readouterr().err
+
+
+def test_evaluate_mask_shape_mismatch(scans, tmp_path):
+    model = _fit_small(scans, tmp_path)
+    main(["detect", str(model), str(scans[0]), "-o", str(tmp_path / "maps")])
+    mask = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.uint8), np.eye(4)), mask)
+    with pytest.raises(SystemExit, match=r"mask\.nii\.gz"):
+        main(
+            ["evaluate", *map(str, (tmp_path / "maps").glob("*_map.nii.gz")), "--masks", str(mask)]
+        )
