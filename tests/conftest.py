@@ -1,6 +1,10 @@
 import pytest
 import torch
 
+# The tests run tiny networks: one intra-op thread costs little on an idle machine and
+# avoids the many-fold slowdown of oversubscribed threads on a busy or shared one.
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
