@@ -50,11 +50,12 @@ def data():
 
 @pytest.fixture(scope="module")
 def reference(data):
+    old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         return DISYREDetector(**PARAMS, n_steps=N_STEPS).fit(data)
     finally:
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(old)
 
 
 def _weights(det):
@@ -92,13 +93,14 @@ def _wait_for_checkpoint(proc, path, timeout=60):
 
 
 def _resume(data, tmp_path):
+    old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         return DISYREDetector(
             **PARAMS, n_steps=N_STEPS, checkpoint_dir=tmp_path / "ckpt", checkpoint_every=10
         ).fit(data)
     finally:
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(old)
 
 
 def test_checkpointing_does_not_change_training(data, reference, tmp_path):
