@@ -139,7 +139,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         Seeds network initialisation, patch sampling, augmentation and corruption. On a
         CPU, equal seeds give identical models and maps.
     verbose : bool or int, default=False
-        Show a progress bar while training.
+        Show progress bars while training and mapping.
     checkpoint_dir : str or path-like, default=None
         Folder for training checkpoints. With it set, training saves its full state
         (weights, optimiser, schedule, step, random generator) every
@@ -526,6 +526,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             batch_size=self.inference_batch_size,
             device=self.device_,
             precision=self.precision_,
+            verbose=bool(self.verbose),
         )
 
     def _maps(self, images: np.ndarray, foreground: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from ._training import autocast_for
 from .schedule import cold_diffusion_step, multistep_severities
@@ -62,6 +63,8 @@ class Restorer:
         Where the network runs.
     precision : {'fp32', 'bf16'}
         Autocast setting.
+    verbose : bool, default=False
+        Show a progress bar over chunks of slices.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Restorer:
         batch_size: int,
         device: torch.device,
         precision: str,
+        verbose: bool = False,
     ):
         self.network = network
         self.patch_size = patch_size
@@ -84,6 +88,7 @@ class Restorer:
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
+        self.verbose = verbose
 
     def maps(self, slices: np.ndarray, foreground: np.ndarray) -> np.ndarray:
         """Anomaly maps of ``(N, H, W)`` slices; float32, 0 outside the foreground."""
@@ -107,7 +112,9 @@ class Restorer:
         chunk = max(1, _MAX_WINDOWS_PER_CHUNK // per_slice)
         todo = np.flatnonzero(has_fg)
         self.network.eval()
-        for start in range(0, todo.size, chunk):
+        starts = range(0, todo.size, chunk)
+        bar = tqdm(starts, desc="DISYRE mapping", unit="chunk", disable=not self.verbose)
+        for start in bar:
             idx = todo[start : start + chunk]
             x = torch.from_numpy(np.ascontiguousarray(slices[idx])).to(self.device)
             fg = torch.from_numpy(np.ascontiguousarray(foreground[idx])).to(self.device)
