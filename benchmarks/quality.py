@@ -1,0 +1,702 @@
+"""Quality of DISYRE against its ablation and simple baselines on the offline cohort (DESIGN §6).
+
+For each seed, a cohort is built with ``make_brain_cohort(..., contrast="t2",
+random_state=seed)``: healthy training subjects, and test subjects that are either healthy
+or carry one lesion (tumour, stroke, foci, cavity). Then, on the same data:
+
+- DISYRE trained with the ``dag`` corruption (maps by ``ensemble`` and, from the same
+  fitted network, ``multistep`` inference), with ``fpi``, and with ``gaussian`` noise
+  (the ablation): one detector per corruption and seed;
+- a plain convolutional reconstruction autoencoder (bottleneck, no skip connections)
+  trained *the same way*: the package's ``SliceBank``, augmentation, ``Trainer`` and
+  ``Restorer`` with an identity corruption (``benchmarks/_baselines.py``);
+- intensity thresholding (the scan itself inside the brain) and ``|x - mean healthy
+  image|``;
+- PyOD detectors (IForest, PCA, ECOD, KNN, AutoEncoder) on the same axial slices,
+  flattened (block-averaged when the setting says so): slice and volume level only.
+
+Metrics (``disyre_sk.metrics``, all exact):
+
+- pixel AP and best Dice, pooled over the brain-mask voxels of the lesioned test volumes;
+- Dice at 1 % healthy FPR: the threshold is the map value exceeded by 1 % of the brain
+  voxels of the *healthy test* volumes (label-free), applied to the lesioned ones;
+- slice AUROC over the axial slices (axis 0) of every test volume with at least 5 %
+  non-zero pixels (``cohort_slices``' default); a slice is positive when it holds at
+  least one lesion voxel inside the brain mask; the score of a map-based method is the
+  mean of the 10 largest map values inside the slice's brain mask;
+- volume AUROC (healthy vs lesioned test volumes): the maximum of a volume's slice scores;
+- pixel AP per lesion family (pooled over the volumes of that family).
+
+Each number is the mean ± sample standard deviation (ddof=1) over the seeds; the
+per-seed numbers are in the same file. The note comparing DISYRE (dag) with intensity
+thresholding and the Gaussian ablation is computed from those numbers.
+
+Run ``python benchmarks/quality.py --setting small`` (two CPU cores), ``--setting full``
+(one GPU), ``--setting smoke`` (seconds, for the tests). See ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _baselines import (
+    AutoencoderBaseline,
+    downsample,
+    intensity_maps,
+    mean_image_maps,
+    pyod_detectors,
+)
+from _common import REPO, command_line, git_commit, hardware, md_table, now, write_results
+
+from disyre_sk import DISYREDetector
+from disyre_sk._detector import resolve_device
+from disyre_sk.datasets import cohort_slices, make_brain_cohort
+from disyre_sk.metrics import (
+    best_dice,
+    dice_at_fpr,
+    pixel_average_precision,
+    sample_auroc,
+    slice_labels,
+    slice_scores,
+)
+
+FAMILIES = ("tumour", "stroke", "foci", "cavity")
+TOP_K = 10  # slice score: mean of this many largest map values in the slice's brain
+FPR = 0.01
+
+SETTINGS: dict[str, dict] = {
+    # Seconds: plumbing only, the numbers mean nothing.
+    "smoke": dict(
+        cohort=dict(n_healthy=4, n_test=6, voxel_size=8.0),
+        detector=dict(
+            patch_size=16,
+            widths=(8, 16),
+            n_res_blocks=1,
+            n_steps=3,
+            batch_size=4,
+            learning_rate=1e-3,
+            warmup_steps=0,
+            stride=8,
+            severities=(0.5,),
+            inference_batch_size=256,
+        ),
+        autoencoder=dict(widths=(8, 16), latent_channels=4),
+        pyod=dict(downsample=1, ae_epochs=1),
+        budget_s=300,
+    ),
+    # Two CPU cores, about 20 minutes on an idle machine.
+    "small": dict(
+        cohort=dict(n_healthy=12, n_test=12, voxel_size=3.0),
+        detector=dict(
+            patch_size=32,
+            widths=(16, 32, 64),
+            n_res_blocks=1,
+            n_steps=400,
+            batch_size=16,
+            learning_rate=1e-3,
+            warmup_steps=40,
+            stride=16,
+            severities=(0.25, 0.5),
+            inference_batch_size=256,
+        ),
+        autoencoder=dict(widths=(32, 64, 128), latent_channels=16),
+        pyod=dict(downsample=2, ae_epochs=5),
+        budget_s=3600,
+    ),
+    # One GPU: the reference network on 64-pixel patches, 2 mm voxels, 20k steps.
+    "full": dict(
+        cohort=dict(n_healthy=48, n_test=24, voxel_size=2.0),
+        detector=dict(
+            patch_size=64,
+            n_steps=20_000,
+            batch_size=96,
+            stride=16,
+            inference_batch_size=256,
+        ),
+        autoencoder=dict(widths=(32, 64, 128, 256), latent_channels=32),
+        pyod=dict(downsample=2, ae_epochs=20),
+        budget_s=8 * 3600,
+    ),
+}
+
+DISYRE_ENS = "DISYRE (dag, ensemble)"
+DISYRE_MS = "DISYRE (dag, multistep)"
+DISYRE_FPI = "DISYRE (fpi, ensemble)"
+GAUSSIAN = "Gaussian ablation (ensemble)"
+AUTOENCODER = "reconstruction autoencoder"
+INTENSITY = "intensity threshold"
+MEAN_IMAGE = "|x − mean healthy image|"
+PYOD_NAMES = ("IForest", "PCA", "ECOD", "KNN", "AutoEncoder")
+MAP_METHODS = (DISYRE_ENS, DISYRE_MS, DISYRE_FPI, GAUSSIAN, AUTOENCODER, INTENSITY, MEAN_IMAGE)
+METRICS = ("pixel_ap", "best_dice", "dice_at_fpr", "slice_auroc", "volume_auroc")
+METRIC_TITLES = (
+    "pixel AP",
+    "best Dice",
+    "Dice @ 1 % healthy FPR",
+    "slice AUROC",
+    "volume AUROC",
+)
+
+
+def say(*args) -> None:
+    print(*args, flush=True)
+
+
+class _Detector(DISYREDetector):
+    """``DISYREDetector`` whose ``fit`` does not map the training scans.
+
+    ``fit`` maps every training scan once to set ``offset_`` (the 1 % training-FPR
+    threshold of ``predict``). This benchmark never calls ``predict``, and on a CPU that
+    mapping costs as much as training in the small setting, so it is skipped here:
+    ``offset_`` is meaningless on these objects. Training and maps are untouched.
+    """
+
+    def fit(self, X, y=None):
+        self._skip_training_scores = True
+        try:
+            return super().fit(X, y)
+        finally:
+            self._skip_training_scores = False
+
+    def _anomaly_scores(self, images, foreground):
+        if getattr(self, "_skip_training_scores", False):
+            return np.zeros(images.shape[0])
+        return super()._anomaly_scores(images, foreground)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+class Evaluation:
+    """Everything about a cohort's test set that the metrics need, computed once."""
+
+    def __init__(self, cohort):
+        self.families = np.asarray(cohort.families_test)
+        self.lesioned = self.families != "healthy"
+        if self.lesioned.all() or not self.lesioned.any():
+            raise ValueError("the test set needs healthy and lesioned subjects")
+        self.masks = cohort.masks_test
+        self.brain = cohort.brain_masks_test
+        sl = cohort_slices(cohort.X_test, cohort.masks_test, axis=0)
+        self.volume_index, self.slice_index = sl.volume_index, sl.slice_index
+        self.slice_images = sl.images
+        self.slice_brain = self.brain[sl.volume_index, sl.slice_index]
+        self.slice_labels = slice_labels(sl.masks, axis=0, foreground=self.slice_brain)
+
+    def volume_scores(self, scores: np.ndarray) -> np.ndarray:
+        """A volume's score: the largest score of its slices."""
+        out = np.full(len(self.families), -np.inf)
+        np.maximum.at(out, self.volume_index, scores)
+        return out
+
+    def sample_metrics(self, scores: np.ndarray) -> dict:
+        vol = self.volume_scores(scores)
+        return {
+            "slice_auroc": sample_auroc(scores, self.slice_labels),
+            "volume_auroc": sample_auroc(vol, self.lesioned),
+        }
+
+    def map_metrics(self, maps: np.ndarray) -> dict:
+        les, fg, masks = self.lesioned, self.brain, self.masks
+        dice_fpr, threshold = dice_at_fpr(
+            maps[les],
+            masks[les],
+            maps[~les],
+            fpr=FPR,
+            foreground=fg[les],
+            healthy_foreground=fg[~les],
+        )
+        per_family = {}
+        for family in FAMILIES:
+            sel = self.families == family
+            has_lesion = sel.any() and (masks[sel] & fg[sel]).any()
+            per_family[family] = (
+                pixel_average_precision(maps[sel], masks[sel], fg[sel]) if has_lesion else None
+            )
+        scores = slice_scores(
+            maps[self.volume_index, self.slice_index],
+            axis=0,
+            reduction="topk",
+            k=TOP_K,
+            foreground=self.slice_brain,
+        )
+        return {
+            "pixel_ap": pixel_average_precision(maps[les], masks[les], fg[les]),
+            "best_dice": best_dice(maps[les], masks[les], fg[les])[0],
+            "dice_at_fpr": dice_fpr,
+            "threshold_at_fpr": threshold,
+            **self.sample_metrics(scores),
+            "per_family_ap": per_family,
+        }
+
+
+# ----------------------------------------------------------------------------- one seed
+
+
+def n_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def run_seed(seed: int, setting: dict, device: str, methods: set[str] | None) -> dict:
+    """Every method on the cohort of one seed: ``{method: metrics}`` plus timings."""
+    want = (lambda name: True) if methods is None else (lambda name: name in methods)
+    t0 = time.perf_counter()
+    cohort = make_brain_cohort(**setting["cohort"], contrast="t2", random_state=seed)
+    ev = Evaluation(cohort)
+    n_les = int(ev.lesioned.sum())
+    say(
+        f"[seed {seed}] cohort: {len(cohort.X_train)} healthy training volumes "
+        f"{cohort.X_train.shape[1:]}, {len(ev.families)} test ({n_les} lesioned), "
+        f"{len(ev.slice_labels)} test slices ({int(ev.slice_labels.sum())} with lesion) "
+        f"[{time.perf_counter() - t0:.0f} s]"
+    )
+    results: dict[str, dict] = {}
+    timing: dict[str, dict] = {}
+
+    def record(name, metrics, fit_s=None, map_s=None, n_params=None) -> None:
+        results[name] = metrics
+        timing[name] = {"fit_s": fit_s, "map_s_per_volume": map_s, "n_params": n_params}
+        bits = [f"{k} {metrics[k]:.3f}" for k in METRICS if metrics.get(k) is not None]
+        say(f"[seed {seed}]   {name}: " + ", ".join(bits))
+
+    def map_test(estimator) -> tuple[np.ndarray, float]:
+        t = time.perf_counter()
+        maps = estimator.decision_map(cohort.X_test)
+        return maps, (time.perf_counter() - t) / len(cohort.X_test)
+
+    params = dict(setting["detector"], device=device, random_state=seed)
+    for corruption, names in (
+        ("dag", (DISYRE_ENS, DISYRE_MS)),
+        ("fpi", (DISYRE_FPI,)),
+        ("gaussian", (GAUSSIAN,)),
+    ):
+        if not any(want(n) for n in names):
+            continue
+        say(f"[seed {seed}] training DISYRE ({corruption}, {params['n_steps']} steps)...")
+        det = _Detector(**params, corruption=corruption)
+        t = time.perf_counter()
+        det.fit(cohort.X_train)
+        fit_s = time.perf_counter() - t
+        loss = float(np.mean(det.history_["loss"][-25:]))
+        say(f"[seed {seed}]   trained in {fit_s:.0f} s, final loss {loss:.4g}")
+        for name, mode in zip(names, ("ensemble", "multistep")):
+            if not want(name):
+                continue
+            det.set_params(inference=mode)  # read at predict time: same fitted network
+            maps, map_s = map_test(det)
+            record(name, ev.map_metrics(maps), fit_s, map_s, n_parameters(det.network_))
+        del det
+
+    if want(AUTOENCODER):
+        d = setting["detector"]
+        say(f"[seed {seed}] training the reconstruction autoencoder ({d['n_steps']} steps)...")
+        ae = AutoencoderBaseline(
+            patch_size=d["patch_size"],
+            n_steps=d["n_steps"],
+            batch_size=d["batch_size"],
+            learning_rate=d.get("learning_rate", 1e-4),
+            warmup_steps=d.get("warmup_steps", 500),
+            stride=d.get("stride") or d["patch_size"] // 4,
+            inference_batch_size=d.get("inference_batch_size", 64),
+            device=device,
+            random_state=seed,
+            **setting["autoencoder"],
+        )
+        t = time.perf_counter()
+        ae.fit(cohort.X_train)
+        fit_s = time.perf_counter() - t
+        loss = float(np.mean(ae.history_["loss"][-25:]))
+        say(f"[seed {seed}]   trained in {fit_s:.0f} s, final loss {loss:.4g}")
+        maps, map_s = map_test(ae)
+        record(AUTOENCODER, ev.map_metrics(maps), fit_s, map_s, n_parameters(ae.network_))
+        del ae
+
+    if want(INTENSITY):
+        record(INTENSITY, ev.map_metrics(intensity_maps(cohort.X_test, ev.brain)))
+    if want(MEAN_IMAGE):
+        maps = mean_image_maps(cohort.X_test, ev.brain, cohort.X_train)
+        record(MEAN_IMAGE, ev.map_metrics(maps))
+
+    pyod_wanted = [n for n in PYOD_NAMES if want(n)]
+    if pyod_wanted:
+        try:
+            detectors = pyod_detectors(
+                seed, setting["pyod"]["ae_epochs"], resolve_device(device).type
+            )
+        except ImportError as exc:
+            say(f"[seed {seed}] PyOD not available ({exc}); its rows are skipped")
+            detectors = {}
+        factor = setting["pyod"]["downsample"]
+        train = downsample(cohort_slices(cohort.X_train, axis=0).images, factor)
+        test = downsample(ev.slice_images, factor)
+        for name in pyod_wanted:
+            if name not in detectors:
+                continue
+            t = time.perf_counter()
+            clf = detectors[name].fit(train)
+            fit_s = time.perf_counter() - t
+            scores = np.asarray(clf.decision_function(test), dtype=np.float64)
+            record(f"PyOD {name}", ev.sample_metrics(scores), fit_s)
+    say(f"[seed {seed}] done in {time.perf_counter() - t0:.0f} s")
+    lesion_voxels = {
+        f: int((ev.masks[ev.families == f] & ev.brain[ev.families == f]).sum()) for f in FAMILIES
+    }
+    return {
+        "results": results,
+        "timing": timing,
+        "lesion_voxels": lesion_voxels,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def mean_std(values) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (``None`` for one value)."""
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), None
+    return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else None)
+
+
+def fmt(values) -> str | None:
+    """``mean ± std`` with three decimals; ``None`` (an em dash) when there is no value."""
+    values = [x for x in values if x is not None]
+    if not values:
+        return None
+    m, s = mean_std(values)
+    return f"{m:.3f}" if s is None else f"{m:.3f} ± {s:.3f}"
+
+
+def method_order(seeds: list[dict]) -> list[str]:
+    seen: list[str] = []
+    for s in seeds:
+        for name in s["results"]:
+            if name not in seen:
+                seen.append(name)
+    return seen
+
+
+def collect(seeds: list[dict], method: str, key: str, family: str | None = None) -> list:
+    out = []
+    for s in seeds:
+        r = s["results"].get(method)
+        if r is None:
+            continue
+        out.append(r.get("per_family_ap", {}).get(family) if family else r.get(key))
+    return out
+
+
+def main_table(seeds: list[dict]) -> str:
+    rows = []
+    for method in method_order(seeds):
+        rows.append([method, *(fmt(collect(seeds, method, k)) for k in METRICS)])
+    return md_table(["method", *METRIC_TITLES], rows)
+
+
+def family_table(seeds: list[dict]) -> str:
+    rows = []
+    for method in method_order(seeds):
+        if not any("per_family_ap" in s["results"].get(method, {}) for s in seeds):
+            continue  # sample-level methods have no maps
+        fams = [fmt(collect(seeds, method, "", family=f)) for f in FAMILIES]
+        rows.append([method, *fams, fmt(collect(seeds, method, "pixel_ap"))])
+    return md_table(["method", *FAMILIES, "all lesioned"], rows)
+
+
+def seed_table(seeds: list[dict], seed_ids: list[int]) -> str:
+    def num(v, spec):
+        return None if v is None else format(v, spec)
+
+    rows = []
+    for sid, s in zip(seed_ids, seeds):
+        for method, r in s["results"].items():
+            t = s["timing"][method]
+            rows.append(
+                [
+                    sid,
+                    method,
+                    *(num(r.get(k), ".4f") for k in METRICS),
+                    num(t["n_params"], ","),
+                    num(t["fit_s"], ".1f"),
+                    num(t["map_s_per_volume"], ".2f"),
+                ]
+            )
+    headers = ["seed", "method", *METRIC_TITLES, "parameters", "fit s", "map s/volume"]
+    return md_table(headers, rows)
+
+
+# Facts of the cohort generator (``make_brain_cohort``'s documentation), used to explain
+# a loss to intensity thresholding.
+_BRIGHT_ON_T2 = ("tumour", "stroke", "foci")
+
+
+def comparison_notes(seeds: list[dict], setting: dict) -> list[str]:
+    """Sentences comparing DISYRE (dag) with the two baselines, from the numbers alone."""
+    notes = []
+    ours = collect(seeds, DISYRE_ENS, "pixel_ap")
+    if not ours:
+        return ["DISYRE (dag) was not run: no comparison."]
+    for ref, why in ((INTENSITY, _why_intensity), (GAUSSIAN, _why_gaussian)):
+        theirs = collect(seeds, ref, "pixel_ap")
+        if len(theirs) != len(ours):
+            notes.append(f"{ref} was not run in every seed: no comparison.")
+            continue
+        m1, s1 = mean_std(ours)
+        m2, s2 = mean_std(theirs)
+        diff = m1 - m2
+        wins = sum(a > b for a, b in zip(ours, theirs))
+        rel = f", {100 * diff / m2:+.0f} % relative" if m2 > 0 else ""
+        verb = "beats" if diff > 0 else "does not beat"
+        text = (
+            f"**DISYRE (dag, ensemble) {verb} {ref}** on pooled pixel AP (mean over seeds): "
+            f"{m1:.3f} vs {m2:.3f} ({diff:+.3f}{rel}; higher in {wins} of {len(ours)} seeds)."
+        )
+        spread = max([s for s in (s1, s2) if s is not None], default=None)
+        if spread is not None and abs(diff) <= spread:
+            text += f" The difference is within the seed-to-seed spread (largest std {spread:.3f})."
+        lower = _families_where_lower(seeds, ref)
+        if diff <= 0:
+            text += " " + why(seeds, setting, lower)
+        elif lower:
+            text += f" Per family it is still not higher on: {_pairs(lower)}."
+        notes.append(text)
+    return notes
+
+
+def _family_means(seeds, method) -> dict[str, float]:
+    out = {}
+    for f in FAMILIES:
+        m, _ = mean_std(collect(seeds, method, "", family=f))
+        if np.isfinite(m):
+            out[f] = m
+    return out
+
+
+def _families_where_lower(seeds, ref) -> dict[str, tuple[float, float]]:
+    """Families where DISYRE (dag)'s mean AP is not above ``ref``'s: ``{f: (ours, ref)}``."""
+    ours, theirs = _family_means(seeds, DISYRE_ENS), _family_means(seeds, ref)
+    return {f: (ours[f], theirs[f]) for f in ours if f in theirs and ours[f] <= theirs[f]}
+
+
+def _pairs(d: dict[str, tuple[float, float]]) -> str:
+    return ", ".join(f"{f} ({a:.3f} vs {b:.3f})" for f, (a, b) in d.items())
+
+
+def _training_sentence(setting) -> str:
+    n_steps = setting["detector"]["n_steps"]
+    return (
+        f"This setting trains for {n_steps:,} steps of {setting['detector']['batch_size']} "
+        "patches (the package default is 100,000 steps of 96), so it measures what a short "
+        "training reaches, not where DISYRE converges."
+    )
+
+
+def _why_intensity(seeds, setting, lower) -> str:
+    text = "Why: "
+    if lower:
+        text += f"intensity thresholding is at least as good on {_pairs(lower)}. "
+        bright = [f for f in lower if f in _BRIGHT_ON_T2]
+        if bright:
+            voxels = {f: sum(s["lesion_voxels"][f] for s in seeds) for f in FAMILIES}
+            share = sum(voxels[f] for f in bright) / max(1, sum(voxels.values()))
+            text += (
+                f"{', '.join(bright)} lesions are hyperintense on T2 by construction of the "
+                f"cohort, so their brightness alone marks them, and they hold {100 * share:.0f} "
+                "% of the lesion voxels that the pooled AP counts. "
+            )
+    won = {f: v for f, v in _family_pairs(seeds, INTENSITY).items() if f not in lower}
+    if won:
+        text += f"DISYRE is better on {_pairs(won)}. "
+    return text + _training_sentence(setting)
+
+
+def _why_gaussian(seeds, setting, lower) -> str:
+    text = "Why: "
+    if lower:
+        text += f"the Gaussian ablation is at least as good on {_pairs(lower)}. "
+    text += (
+        "A plausible reason, not tested here: learning to restore noise is easier than "
+        "learning to restore DAG's shaped foreign textures and intensity biases, and a "
+        "short training reaches the easier goal first. "
+    )
+    return text + _training_sentence(setting)
+
+
+def _family_pairs(seeds, ref) -> dict[str, tuple[float, float]]:
+    ours, theirs = _family_means(seeds, DISYRE_ENS), _family_means(seeds, ref)
+    return {f: (ours[f], theirs[f]) for f in ours if f in theirs}
+
+
+def other_notes(seeds: list[dict]) -> list[str]:
+    notes = []
+    order = method_order(seeds)
+    for key, title in (("pixel_ap", "pixel AP"), ("slice_auroc", "slice AUROC")):
+        means = {m: mean_std(collect(seeds, m, key))[0] for m in order}
+        means = {m: v for m, v in means.items() if np.isfinite(v)}
+        if means:
+            best = max(means, key=means.get)
+            notes.append(f"Best mean {title}: {best} ({means[best]:.3f}).")
+    return notes
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def write_report(path, args, setting, seeds, seed_ids, provenance, status) -> Path:
+    settings_json = json.dumps(
+        {k: setting[k] for k in ("cohort", "detector", "autoencoder", "pyod")}, default=list
+    )
+    body = [
+        f"Status: {status}",
+        "",
+        "## Overall (lesioned and healthy test subjects)",
+        "",
+        f"Mean ± std (ddof=1) over seeds {', '.join(map(str, seed_ids)) or '—'}. Pixel "
+        "metrics pooled over the brain-mask voxels of all lesioned test volumes; Dice @ 1 % "
+        "healthy FPR uses the threshold exceeded by 1 % of the brain voxels of the healthy "
+        "test volumes. Slice AUROC over the axial slices of all test volumes with ≥ 5 % "
+        "non-zero pixels, positive = ≥ 1 lesion voxel; map-based slice score = mean of the "
+        f"{TOP_K} largest map values inside the slice's brain mask. Volume AUROC: a volume's "
+        "score is its largest slice score. PyOD detectors give no maps (—).",
+        "",
+        main_table(seeds) if seeds else "(no seed finished)",
+        "",
+        "## Comparison",
+        "",
+        *(
+            f"- {n}"
+            for n in (comparison_notes(seeds, setting) + other_notes(seeds) if seeds else [])
+        ),
+        "",
+        "## Pixel AP per lesion family",
+        "",
+        "Pooled over the brain-mask voxels of the test volumes of each family.",
+        "",
+        family_table(seeds) if seeds else "",
+        "",
+        "## Per seed",
+        "",
+        "fit s: training time (DISYRE: one network per corruption; the multistep row reuses "
+        "the dag network); map s/volume: mapping time of the test volumes.",
+        "",
+        seed_table(seeds, seed_ids) if seeds else "",
+        "",
+        "## Setting",
+        "",
+        f"`{args.setting}`: `{settings_json}`. DISYRE parameters not listed are "
+        "`DISYREDetector`'s defaults. The reconstruction autoencoder uses the same patch "
+        "size, steps, batch, learning rate, warm-up, stride and inference batch. PyOD: "
+        "slices flattened after block-averaging by the `downsample` factor; the detectors "
+        "are fitted on the healthy training slices.",
+    ]
+    return write_results(path, f"Quality: `{args.setting}` setting", provenance, "\n".join(body))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--setting", choices=sorted(SETTINGS), default="small")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' (default: auto)")
+    p.add_argument("--n-steps", type=int, default=None, help="override the training steps")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="stop starting new seeds once this many seconds have passed, or when the next "
+        "seed would not fit at the pace of the previous ones (default: per setting)",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help="run only these methods (names as in the table, PyOD ones without 'PyOD ')",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's). On a shared, loaded machine, 1 can be "
+        "many times faster than 2: the threads of one op wait for each other",
+    )
+    p.add_argument("--out", default=None, help="default: benchmarks/results/quality_<setting>.md")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    # Called from Python (the tests), sys.argv is not this script's: record the argv given.
+    args.command = (
+        command_line() if argv is None else "python benchmarks/quality.py " + shlex.join(argv)
+    )
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args) -> dict:
+    setting = json.loads(json.dumps(SETTINGS[args.setting]))  # a deep copy
+    if args.n_steps is not None:
+        setting["detector"]["n_steps"] = args.n_steps
+    budget = args.budget_s if args.budget_s is not None else setting["budget_s"]
+    out = (
+        Path(args.out)
+        if args.out
+        else REPO / "benchmarks" / "results" / f"quality_{args.setting}.md"
+    )
+    device = str(resolve_device(args.device))
+    provenance = {
+        "command": f"`{args.command}`",
+        "git commit": git_commit(),
+        "date (UTC)": now(),
+        "device": device,
+        **hardware(resolve_device(args.device).type),
+    }
+    methods = set(args.methods) if args.methods else None
+    t0 = time.perf_counter()
+    seeds: list[dict] = []
+    done: list[int] = []
+    status = "running"
+    for i, seed in enumerate(args.seeds):
+        elapsed = time.perf_counter() - t0
+        pace = elapsed / len(seeds) if seeds else 0.0
+        if seeds and elapsed + pace > budget:
+            status = (
+                f"time budget of {budget:.0f} s reached after {len(seeds)} of "
+                f"{len(args.seeds)} seeds ({elapsed:.0f} s); seeds "
+                f"{', '.join(map(str, args.seeds[i:]))} were not run."
+            )
+            say(status)
+            break
+        seeds.append(run_seed(seed, setting, device, methods))
+        done.append(seed)
+        status = f"{len(seeds)} of {len(args.seeds)} seeds done"
+        write_report(out, args, setting, seeds, done, provenance, status + " (in progress)")
+    total = time.perf_counter() - t0
+    if len(seeds) == len(args.seeds):
+        status = f"complete: {len(seeds)} seed{'' if len(seeds) == 1 else 's'}"
+    status += f"; total run time {total:.0f} s ({total / 60:.1f} min)."
+    path = write_report(out, args, setting, seeds, done, provenance, status)
+    say(f"\n{main_table(seeds) if seeds else ''}\n")
+    for n in comparison_notes(seeds, setting) if seeds else []:
+        say("- " + n)
+    say(f"\nWrote {path} [{total:.0f} s]")
+    return {"seeds": seeds, "seed_ids": done, "path": path, "seconds": total}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Smoke tests of ``benchmarks/quality.py``: data handling, metric plumbing, the report.
+
+The script is loaded from its file (``benchmarks/`` is not a package). Its numbers are
+not checked here, only that they are computed from the right voxels and slices and
+reported as the numbers say.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyod")
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "quality.py"
+
+
+@pytest.fixture(scope="module")
+def quality():
+    spec = importlib.util.spec_from_file_location("benchmarks_quality", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    from disyre_sk.datasets import make_brain_cohort
+
+    return make_brain_cohort(2, 6, voxel_size=8.0, contrast="t2", random_state=0)
+
+
+def test_perfect_and_random_maps(quality, cohort):
+    ev = quality.Evaluation(cohort)
+    assert ev.lesioned.sum() == 4 and (~ev.lesioned).sum() == 2
+    # Slices come from every test volume, in (volume, slice) order, labelled by lesion.
+    assert set(ev.volume_index.tolist()) == set(range(6))
+    labels = (cohort.masks_test & cohort.brain_masks_test)[ev.volume_index, ev.slice_index]
+    np.testing.assert_array_equal(ev.slice_labels, labels.any(axis=(1, 2)))
+
+    perfect = (cohort.masks_test & cohort.brain_masks_test).astype(np.float32)
+    m = ev.map_metrics(perfect)
+    for key in ("pixel_ap", "best_dice", "dice_at_fpr", "slice_auroc", "volume_auroc"):
+        assert m[key] == pytest.approx(1.0), key
+    assert all(v == pytest.approx(1.0) for v in m["per_family_ap"].values() if v is not None)
+
+    # A map that ignores the lesions: AP near the lesion prevalence in the brain.
+    rng = np.random.default_rng(0)
+    noise = rng.random(cohort.X_test.shape).astype(np.float32) * cohort.brain_masks_test
+    m = ev.map_metrics(noise)
+    les = ev.lesioned
+    prevalence = cohort.masks_test[les].sum() / cohort.brain_masks_test[les].sum()
+    assert m["pixel_ap"] < 5 * prevalence
+    assert 0.0 <= m["dice_at_fpr"] <= m["best_dice"] <= 1.0
+
+
+def test_volume_score_is_max_of_slices(quality, cohort):
+    ev = quality.Evaluation(cohort)
+    scores = np.arange(len(ev.slice_labels), dtype=float)
+    vol = ev.volume_scores(scores)
+    for v in range(len(cohort.X_test)):
+        assert vol[v] == scores[ev.volume_index == v].max()
+
+
+def _fake_seed(quality, ap_dag, ap_intensity, ap_gauss):
+    def row(ap):
+        return {
+            "pixel_ap": ap,
+            "best_dice": 0.1,
+            "dice_at_fpr": 0.05,
+            "slice_auroc": 0.5,
+            "volume_auroc": 0.5,
+            "per_family_ap": {f: ap for f in quality.FAMILIES},
+        }
+
+    results = {
+        quality.DISYRE_ENS: row(ap_dag),
+        quality.GAUSSIAN: row(ap_gauss),
+        quality.INTENSITY: row(ap_intensity),
+        "PyOD KNN": {"slice_auroc": 0.6, "volume_auroc": 0.7},
+    }
+    timing = {k: {"fit_s": 1.0, "map_s_per_volume": None, "n_params": None} for k in results}
+    voxels = {f: 10 for f in quality.FAMILIES}
+    return {"results": results, "timing": timing, "lesion_voxels": voxels, "seconds": 1.0}
+
+
+def test_tables_and_notes_follow_the_numbers(quality):
+    seeds = [_fake_seed(quality, 0.5, 0.3, 0.7), _fake_seed(quality, 0.6, 0.3, 0.7)]
+    table = quality.main_table(seeds)
+    assert "| DISYRE (dag, ensemble) | 0.550 ± 0.071 |" in table
+    assert "| PyOD KNN | — | — | — | 0.600 ± 0.000 | 0.700 ± 0.000 |" in table
+    assert "PyOD KNN" not in quality.family_table(seeds)
+    setting = quality.SETTINGS["smoke"]
+    beat_intensity, beat_gauss = quality.comparison_notes(seeds, setting)
+    assert "beats intensity threshold" in beat_intensity
+    assert "0.550 vs 0.300" in beat_intensity and "higher in 2 of 2 seeds" in beat_intensity
+    assert "does not beat Gaussian ablation" in beat_gauss and "Why:" in beat_gauss
+    # A loss to intensity on bright families is explained with the voxel share.
+    seeds = [_fake_seed(quality, 0.2, 0.3, 0.1)]
+    note = quality.comparison_notes(seeds, setting)[0]
+    assert "does not beat intensity threshold" in note and "75 %" in note
+    assert quality.fmt([None]) is None and quality.fmt([0.25]) == "0.250"
+
+
+def test_smoke_run_writes_the_report(quality, tmp_path):
+    out = tmp_path / "quality_smoke.md"
+    methods = [quality.DISYRE_ENS, quality.DISYRE_MS, quality.GAUSSIAN, quality.AUTOENCODER]
+    methods += [quality.INTENSITY, quality.MEAN_IMAGE, "IForest", "ECOD"]
+    run = quality.main(
+        [
+            "--setting",
+            "smoke",
+            "--seeds",
+            "0",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--methods",
+            *methods,
+        ]
+    )
+    text = out.read_text()
+    for field in ("**command**", "**git commit**", "**date (UTC)**", "**CPU**", "**torch**"):
+        assert field in text
+    assert "--setting smoke" in text and "Status: complete: 1 seed;" in text
+    results = run["seeds"][0]["results"]
+    assert set(results) == {*methods[:6], "PyOD IForest", "PyOD ECOD"}
+    for name in methods[:6]:
+        for key in ("pixel_ap", "best_dice", "dice_at_fpr", "slice_auroc", "volume_auroc"):
+            assert 0.0 <= results[name][key] <= 1.0
+    assert "pixel_ap" not in results["PyOD IForest"]
+    assert "| PyOD IForest | — | — | — |" in text
+    assert "**DISYRE (dag, ensemble) " in text  # the computed comparison note
