@@ -34,8 +34,9 @@ class UNet(nn.Module):
     """Severity-conditioned 2D UNet that predicts the clean image.
 
     A plain :class:`torch.nn.Module`: it takes a corrupted image and a severity in
-    [0, 1] and returns its estimate of the clean (healthy) image directly, not the noise
-    or the residual. It knows nothing of corruptions, schedules or scikit-learn.
+    [0, 1] and returns its estimate of the clean (healthy) image, not the noise. With
+    ``residual=True`` that estimate is parameterised as ``x + f(x, s)``. It knows nothing
+    of corruptions, schedules or scikit-learn.
 
     Layout (guided-diffusion style). ``len(widths)`` resolution levels, level ``i``
     having ``widths[i]`` channels at ``1 / 2**i`` of the input resolution. A 3x3 input
@@ -53,9 +54,10 @@ class UNet(nn.Module):
     ``embedding_dim`` features; every residual block adds a learned linear projection of
     it to its feature map after its first convolution (additive conditioning).
 
-    Initialisation. PyTorch defaults everywhere; nothing is zero-initialised, so the
-    severity conditioning is active, and the embedding MLP receives gradients, from the
-    first step. The default configuration is the reference network (26.3 M parameters,
+    Initialisation. PyTorch defaults everywhere, so the severity conditioning is active,
+    and the embedding MLP receives gradients, from the first step; with ``residual=True``
+    the output convolution alone starts at zero, so the network starts as the identity.
+    The default configuration is the reference network (26.3 M parameters,
     about 16 GFLOP per 128x128 patch).
 
     Parameters
@@ -85,6 +87,10 @@ class UNet(nn.Module):
         ``4 * widths[0]``.
     dropout : float, default=0.0
         Dropout inside residual blocks.
+    residual : bool, default=False
+        Predict the clean image as ``x + f(x, s)``, with the last convolution of ``f``
+        initialised at zero: the network starts as the identity and learns what to
+        change. Needs ``in_channels == out_channels``. ``DISYREDetector`` uses it.
 
     Attributes
     ----------
