@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -471,7 +472,21 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.history_ = history
         train_scores = -self._anomaly_scores(images, foreground)
         self.offset_ = self._offset(train_scores)
+        self._offset_settings = self._scoring_settings()
         return self
+
+    def _scoring_settings(self) -> dict:
+        """Parameters that change the scores, hence the meaning of ``offset_``."""
+        names = (
+            "inference",
+            "severities",
+            "stride",
+            "window_size",
+            "score_reduction",
+            "top_k",
+            "background",
+        )
+        return {k: v for k, v in self.get_params().items() if k in names}
 
     def _training_params(self) -> dict:
         """Parameters that change training (a checkpoint is valid only for these)."""
@@ -614,6 +629,16 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         scores : ndarray of shape (n,)
             Shifted normality scores.
         """
+        settings = getattr(self, "_offset_settings", None)
+        if settings is not None and settings != self._scoring_settings():
+            warnings.warn(
+                "offset_ was set at fit time with other inference or scoring settings "
+                f"({settings}); the scores have changed scale since, so predict and "
+                "decision_function use a stale threshold. Refit, or choose a threshold on "
+                "healthy scans with the new settings.",
+                UserWarning,
+                stacklevel=2,
+            )
         return self.score_samples(X) - self.offset_
 
     def predict(self, X) -> np.ndarray:

@@ -370,3 +370,17 @@ def test_inference_settings_change_without_refit(fitted, healthy):
     finally:
         fitted.set_params(inference="ensemble")
     assert not np.allclose(before, after)
+
+
+def test_stale_offset_warns(fitted, healthy):
+    fitted.set_params(score_reduction="max")
+    try:
+        with pytest.warns(UserWarning, match="stale threshold"):
+            fitted.predict(healthy[:2])
+    finally:
+        fitted.set_params(score_reduction="topk")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted.predict(healthy[:2])
