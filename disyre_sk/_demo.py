@@ -14,7 +14,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ._data import reduce_scores
 from ._detector import DISYREDetector
 from .datasets import make_brain_cohort
 from .io import save_map
@@ -187,9 +186,8 @@ def run_demo(
     )
     say("Mapping the test volumes...")
     t2 = time.perf_counter()
-    maps = det.decision_map(cohort.X_test)
-    # The scores reduce the maps just computed; score_samples would map everything again.
-    scores = reduce_scores(maps, cohort.X_test != 0, det.score_reduction, det.top_k)
+    maps, normality = det._map_and_score(cohort.X_test)
+    scores = -normality
     map_s = time.perf_counter() - t2
     baseline = cohort.X_test * cohort.brain_masks_test
     baseline_scores = np.array(

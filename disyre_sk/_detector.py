@@ -566,6 +566,13 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         maps = self._maps(images, foreground)
         return _data.reduce_scores(maps, foreground, self.score_reduction, self.top_k)
 
+    def _map_and_score(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """``decision_map(X)`` and ``score_samples(X)`` from one inference pass."""
+        images, foreground = self._prepare(X)
+        maps = self._maps(images, foreground)
+        scores = -_data.reduce_scores(maps, foreground, self.score_reduction, self.top_k)
+        return maps.reshape(np.shape(images)[:1] + tuple(self._input_shape(X))), scores
+
     def _prepare(self, X):
         check_is_fitted(self)
         images, _ = self._validate_input(X, reset=False)
@@ -589,9 +596,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         maps : ndarray of float32, same shape as X
             Mean absolute change of the restorations; non-negative.
         """
-        images, foreground = self._prepare(X)
-        maps = self._maps(images, foreground)
-        return maps.reshape(np.shape(images)[:1] + tuple(self._input_shape(X)))
+        return self._map_and_score(X)[0]
 
     def _input_shape(self, X):
         if self._layout.kind == "table":

@@ -151,7 +151,6 @@ def load_detector(cls, path, device="auto"):
     detector._layout = _data.Layout(state["layout_kind"], tuple(state["image_shape_"]))
     for name in _STATE_ATTRIBUTES:
         setattr(detector, name, _tuple_if_list(state[name]))
-    detector.history_ = state["history_"]
     if dev.type != "cuda" and detector.precision_ == "bf16":
         detector.precision_ = "fp32"
     return detector

@@ -118,8 +118,8 @@ def _cmd_detect(args) -> int:
                         "centre-crop/pad it"
                     )
                 volume, record = center_crop_or_pad(volume, shape)
-            anomaly_map = det.decision_map(volume[None])[0]
-            score = float(-det.score_samples(volume[None])[0])
+            maps, scores = det._map_and_score(volume[None])
+            anomaly_map, score = maps[0], float(-scores[0])
             save_map(anomaly_map, path, target, crop_record=record)
         except (ValueError, OSError, EOFError) as exc:
             # Name the scan: in a folder of thousands, the message alone does not say which.

@@ -91,12 +91,16 @@ def test_score_reductions(healthy, reduction):
     det = DISYREDetector(**TINY, score_reduction=reduction).fit(healthy)
     maps = det.decision_map(healthy[:2])
     fg = healthy[:2] > 0
+    top = [np.sort(m[f])[-int(np.ceil(0.01 * f.sum())) :].mean() for m, f in zip(maps, fg)]
     expected = {
         "mean": [m[f].mean() for m, f in zip(maps, fg)],
         "max": [m[f].max() for m, f in zip(maps, fg)],
-    }.get(reduction)
-    if expected is not None:
-        np.testing.assert_allclose(-det.score_samples(healthy[:2]), expected, rtol=1e-5)
+        "topk": top,
+    }[reduction]
+    np.testing.assert_allclose(-det.score_samples(healthy[:2]), expected, rtol=1e-5)
+    both_maps, both_scores = det._map_and_score(healthy[:2])
+    np.testing.assert_array_equal(both_maps, maps)
+    np.testing.assert_allclose(-both_scores, expected, rtol=1e-5)
 
 
 def test_volumes_and_slice_axis(healthy):
