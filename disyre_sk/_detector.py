@@ -183,7 +183,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
     The network is parameterised as a residual, ``x + f(x, s)`` with ``f``'s last
     convolution initialised at zero: it predicts the clean image, but starts as the
     identity and learns only what to change. On short runs this matters a great deal
-    (pixel AP 0.79 against 0.23 on the package's small disc test, 300 steps).
+    (pixel AP 0.79 against 0.23 on the package's small disc test, 300 steps:
+    ``python benchmarks/residual_output.py``, ``benchmarks/results/residual_output.md``).
 
     Intensities need no pre-scaling: ``fit`` learns a robust range from the training
     foreground. Real scans should be skull-stripped, registered and of one contrast.
