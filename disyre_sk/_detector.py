@@ -7,7 +7,6 @@ intensities. This module only decides what goes where.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from numbers import Integral, Real
@@ -113,7 +112,9 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
     window_size : int or 'slice', default=None
         Side of the inference windows; ``None`` uses ``patch_size``. The network is
         fully convolutional, so larger windows work too; ``'slice'`` maps each slice in
-        one window (fastest; measure its accuracy on your data before relying on it).
+        one network input covering the scans' foreground box (rectangular, at least
+        ``patch_size`` on each side): the fastest way, with no window overlap to
+        average over (measure its accuracy on your data before relying on it).
     inference_batch_size : int, default=64
         Windows per network call at inference.
     score_reduction : {'topk', 'mean', 'max'}, default='topk'
@@ -520,14 +521,11 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ inference
     def _restorer(self) -> Restorer:
-        multiple = self.network_.size_multiple
-        if self.window_size == "slice":
-            shape = list(self.image_shape_)
-            if len(shape) == 3:
-                del shape[self.slice_axis]
-            # One window over the whole (padded) slice: the network is fully
+        whole_slice = self.window_size == "slice"
+        if whole_slice:
+            # One network input per slice, its foreground box: the network is fully
             # convolutional, so this is the cheapest way to map a slice.
-            window = multiple * math.ceil(max(*shape, self.patch_size) / multiple)
+            window = self.patch_size
             stride = window
         else:
             window = self.window_size or self.patch_size
@@ -536,6 +534,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             self.network_,
             patch_size=window,
             stride=stride,
+            whole_slice=whole_slice,
+            size_multiple=self.network_.size_multiple,
             # Inference settings are read at predict time: set_params needs no refit.
             severities=check_severities(self.severities),
             mode=self.inference,

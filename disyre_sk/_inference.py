@@ -4,6 +4,10 @@ A slice is cut into overlapping windows of the training patch size (``F.unfold``
 windows that hold no foreground are skipped, the rest go through the network in large
 batches, and the restorations are fused back with Gaussian weights (``F.fold``), so the
 centre of a window, where the network sees the most context, counts the most.
+
+In whole-slice mode the network, which is fully convolutional, sees each slice's
+foreground box at once, padded to a multiple of its size step: one network input per
+slice and severity, no overlap, no fusion.
 """
 
 from __future__ import annotations
@@ -65,6 +69,12 @@ class Restorer:
         Autocast setting.
     verbose : bool, default=False
         Show a progress bar over chunks of slices.
+    whole_slice : bool, default=False
+        Map each slice in one network input instead of windows: the volume's in-plane
+        foreground box, at least ``patch_size`` on each side, padded up to a multiple
+        of ``size_multiple`` (rectangular; ``stride`` is then unused).
+    size_multiple : int, default=1
+        The network's input-size step, ``2 ** (levels - 1)`` for a UNet.
     """
 
     def __init__(
@@ -79,6 +89,8 @@ class Restorer:
         device: torch.device,
         precision: str,
         verbose: bool = False,
+        whole_slice: bool = False,
+        size_multiple: int = 1,
     ):
         self.network = network
         self.patch_size = patch_size
@@ -89,6 +101,16 @@ class Restorer:
         self.device = device
         self.precision = precision
         self.verbose = verbose
+        self.whole_slice = whole_slice
+        self.size_multiple = size_multiple
+
+    def whole_slice_shape(self, h: int, w: int) -> tuple[int, int]:
+        """Network input size for a ``(h, w)`` foreground box in whole-slice mode."""
+        m = self.size_multiple
+        return (
+            m * math.ceil(max(h, self.patch_size) / m),
+            m * math.ceil(max(w, self.patch_size) / m),
+        )
 
     def maps(self, slices: np.ndarray, foreground: np.ndarray) -> np.ndarray:
         """Anomaly maps of ``(N, H, W)`` slices; float32, 0 outside the foreground."""
@@ -104,12 +126,17 @@ class Restorer:
         box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
         slices, foreground = slices[:, box[0], box[1]], foreground[:, box[0], box[1]]
         h, w = slices.shape[1:]
-        hp = padded_size(h, self.patch_size, self.stride)
-        wp = padded_size(w, self.patch_size, self.stride)
-        per_slice = ((hp - self.patch_size) // self.stride + 1) * (
-            (wp - self.patch_size) // self.stride + 1
-        )
-        chunk = max(1, _MAX_WINDOWS_PER_CHUNK // per_slice)
+        if self.whole_slice:
+            hp, wp = self.whole_slice_shape(h, w)
+            # As many pixels per chunk as the windowed mode would hold.
+            chunk = max(1, _MAX_WINDOWS_PER_CHUNK * self.patch_size**2 // (hp * wp))
+        else:
+            hp = padded_size(h, self.patch_size, self.stride)
+            wp = padded_size(w, self.patch_size, self.stride)
+            per_slice = ((hp - self.patch_size) // self.stride + 1) * (
+                (wp - self.patch_size) // self.stride + 1
+            )
+            chunk = max(1, _MAX_WINDOWS_PER_CHUNK // per_slice)
         todo = np.flatnonzero(has_fg)
         self.network.eval()
         starts = range(0, todo.size, chunk)
@@ -125,24 +152,34 @@ class Restorer:
     def _chunk(self, x: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
         n, h, w = x.shape
         p, s = self.patch_size, self.stride
-        hp, wp = padded_size(h, p, s), padded_size(w, p, s)
+        if self.whole_slice:
+            hp, wp = self.whole_slice_shape(h, w)
+        else:
+            hp, wp = padded_size(h, p, s), padded_size(w, p, s)
         top, left = (hp - h) // 2, (wp - w) // 2
         pad = (left, wp - w - left, top, hp - h - top)
         x = F.pad(x[:, None].float(), pad)
         fg = F.pad(fg[:, None].float(), pad)
-        fg_windows = F.unfold(fg, p, stride=s)
-        active = (fg_windows > 0).any(dim=1).reshape(-1)
-        weight = gaussian_window(p, x.device).reshape(1, p * p, 1)
-        norm = F.fold(weight.expand(1, -1, fg_windows.shape[-1]), (hp, wp), p, stride=s)
 
-        def restore(image: torch.Tensor, severity: float) -> torch.Tensor:
-            cols = F.unfold(image, p, stride=s)
-            n_windows = cols.shape[-1]
-            windows = cols.transpose(1, 2).reshape(-1, 1, p, p)
-            restored = windows.clone()
-            restored[active] = self._run(windows[active], severity)
-            restored = restored.reshape(n, n_windows, p * p).transpose(1, 2)
-            return F.fold(restored * weight, (hp, wp), p, stride=s) / norm * fg
+        if self.whole_slice:
+
+            def restore(image: torch.Tensor, severity: float) -> torch.Tensor:
+                return self._run(image, severity) * fg
+
+        else:
+            fg_windows = F.unfold(fg, p, stride=s)
+            active = (fg_windows > 0).any(dim=1).reshape(-1)
+            weight = gaussian_window(p, x.device).reshape(1, p * p, 1)
+            norm = F.fold(weight.expand(1, -1, fg_windows.shape[-1]), (hp, wp), p, stride=s)
+
+            def restore(image: torch.Tensor, severity: float) -> torch.Tensor:
+                cols = F.unfold(image, p, stride=s)
+                n_windows = cols.shape[-1]
+                windows = cols.transpose(1, 2).reshape(-1, 1, p, p)
+                restored = windows.clone()
+                restored[active] = self._run(windows[active], severity)
+                restored = restored.reshape(n, n_windows, p * p).transpose(1, 2)
+                return F.fold(restored * weight, (hp, wp), p, stride=s) / norm * fg
 
         total = torch.zeros_like(x)
         if self.mode == "ensemble":

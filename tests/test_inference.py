@@ -118,3 +118,48 @@ def test_out_of_memory_retries_with_smaller_batches():
     assert max(net.sizes) <= 5 and sum(net.sizes) == 4 * 9
     reference = _restorer(OutOfMemoryAbove(limit=1000), severities=(0.5,)).maps(x, x > 0)
     np.testing.assert_allclose(maps, reference, atol=1e-6)
+
+
+class ShapeRecorder(nn.Module):
+    """A position-dependent 'restoration' that records the input sizes it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def forward(self, x, severity):
+        self.shapes.append(tuple(x.shape))
+        return (x * (1 - severity[:, None, None, None]) + 0.1).clamp(0, 1)
+
+
+def test_whole_slice_uses_one_rectangular_input_per_slice():
+    rng = np.random.default_rng(0)
+    x = np.zeros((3, 40, 50), dtype=np.float32)
+    x[:, 5:30, 3:20] = rng.uniform(0.2, 1, size=(3, 25, 17))  # box 25 x 17
+    fg = x > 0
+    net = ShapeRecorder()
+    r = _restorer(net, whole_slice=True, size_multiple=4, batch_size=64, severities=(0.3, 0.6))
+    maps = r.maps(x, fg)
+    # Box 25 x 17 -> at least the patch (8), padded up to multiples of 4: 28 x 20.
+    assert set(net.shapes) == {(3, 1, 28, 20)}
+    assert len(net.shapes) == 2  # one call per severity, all slices batched
+    expected = np.mean([np.abs(x - np.clip(x * (1 - s) + 0.1, 0, 1)) for s in (0.3, 0.6)], 0)
+    np.testing.assert_allclose(maps[fg], expected[fg], atol=1e-6)
+    assert np.all(maps[~fg] == 0)
+
+
+def test_whole_slice_is_at_least_the_patch_and_matches_windows_for_pointwise_nets():
+    x = np.zeros((2, 6, 6), dtype=np.float32)
+    x[:, 1:5, 2:5] = 0.8
+    net = ShapeRecorder()
+    whole = _restorer(net, whole_slice=True, size_multiple=4, patch_size=8).maps(x, x > 0)
+    assert set(net.shapes) == {(2, 1, 8, 8)}
+    windowed = _restorer(ShapeRecorder(), patch_size=8, stride=4).maps(x, x > 0)
+    # A pixel-wise network gives the same map whatever the tiling.
+    np.testing.assert_allclose(whole, windowed, atol=1e-6)
+
+
+def test_whole_slice_multistep():
+    x = np.full((1, 8, 8), 0.9, dtype=np.float32)
+    r = _restorer(Flatten(0.5), mode="multistep", severities=(0.5, 0.25), whole_slice=True)
+    np.testing.assert_allclose(r.maps(x, x > 0), 0.3, atol=1e-6)
