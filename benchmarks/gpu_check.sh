@@ -5,8 +5,9 @@
 #
 #   OUT=/some/folder bash benchmarks/gpu_check.sh
 #
-# Files written to $OUT (5 at most): env.log, pytest_gpu.log, speed_cuda.log,
-# speed_cuda.md, summary.txt.
+# Files written to $OUT (7 at most): env.log, pytest_gpu.log, fast_inference.log,
+# fast_inference_cuda.md, speed_cuda.log, speed_cuda.md, summary.txt.
+# FAST_S, FAST_STEPS, PYTEST_S, TOTAL_S and SPEED_ARGS (e.g. '--only train-net') tune it.
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -77,7 +78,21 @@ else
     summary "pytest -m gpu: not run (no pytest)"
 fi
 
-# ---------------------------------------------------------------- 3. speed benchmark
+# ---------------------------------------------------------------- 3. trained-model inference
+# Accuracy and speed of every inference setting on one trained model (issue: fast GPU).
+FAST_S=${FAST_S:-240}
+if [ "$(left)" -gt $((FAST_S + 40)) ]; then
+    timeout -k 10 "$FAST_S" "$PY" benchmarks/fast_inference.py --device cuda \
+        --n-steps "${FAST_STEPS:-1000}" --budget-s $((FAST_S - 20)) \
+        --out "$OUT/fast_inference_cuda.md" >"$OUT/fast_inference.log" 2>&1
+    rc=$?
+    tail -40 "$OUT/fast_inference.log"
+    summary "fast_inference.py: rc=$rc$([ $rc -eq 124 ] && echo ' (timed out)')"
+else
+    summary "fast_inference.py: not run, only $(left)s left"
+fi
+
+# ---------------------------------------------------------------- 4. speed benchmark
 # What is left of TOTAL_S, less a margin; speed.py gets 45 s less than its hard limit
 # to finish the variant it is in and write its tables.
 hard=$(($(left) - 10))
@@ -86,8 +101,9 @@ budget=$((hard - 45))
 if [ "$budget" -lt 60 ]; then
     summary "speed.py: not run, only $(left)s left"
 else
+    # shellcheck disable=SC2086
     timeout -k 10 "$hard" "$PY" benchmarks/speed.py --device cuda --budget-s "$budget" \
-        --out "$OUT/speed_cuda.md" >"$OUT/speed_cuda.log" 2>&1
+        ${SPEED_ARGS:-} --out "$OUT/speed_cuda.md" >"$OUT/speed_cuda.log" 2>&1
     rc=$?
     tail -60 "$OUT/speed_cuda.log"
     summary "speed.py: rc=$rc, budget ${budget}s, hard limit ${hard}s$([ $rc -eq 124 ] && echo ' (timed out)')"

@@ -407,6 +407,7 @@ def bench_train_network(cfg, dev, budget, report) -> None:
         ["variant", "s/step", "patches/s", "TFLOP/s", "× vs fp32", "peak GPU GiB"],
     )
     base = None
+    medians: dict[str, float] = {}
     for v in TRAIN_VARIANTS:
         if (cfg.quick and not v.quick) or (v.cuda_only and dev.type != "cuda"):
             continue
@@ -433,6 +434,7 @@ def bench_train_network(cfg, dev, budget, report) -> None:
             continue
         free(dev)
         s = statistics.median(times)
+        medians[v.name] = s
         base = s if v.name == "fp32" else base
         report.row(
             "train-net",
@@ -445,6 +447,12 @@ def bench_train_network(cfg, dev, budget, report) -> None:
                 fmt_gib(mem["gpu"]),
             ],
         )
+    # The reference network's own recipe is plain bf16 autocast (DESIGN §6): the
+    # target is the package's step against that one, at the same batch.
+    ref = medians.get("bf16")
+    if ref is not None and len(medians) > 1:
+        ratios = ", ".join(f"{k}: {fmt_ratio(ref / t)}" for k, t in medians.items())
+        report.note("train-net", f"× vs the reference recipe (plain bf16): {ratios}.")
 
 
 def bench_train_e2e(cfg, dev, budget, report, cohort) -> None:

@@ -258,16 +258,33 @@ def test_gpu_trained_pickle_loads_on_cpu(healthy):
 
 
 @pytest.mark.gpu
-def test_cpu_and_gpu_maps_agree(healthy):
-    """Same weights on both devices: maps agree within bf16 tolerance (fp32: tight)."""
-    det = DISYREDetector(**TINY, device="cuda", precision="fp32").fit(healthy)
-    gpu = det.decision_map(healthy)
+@pytest.mark.parametrize("window_size", [None, "slice"])
+def test_cpu_and_gpu_maps_agree(healthy, window_size):
+    """Same weights on both devices: maps agree to 1e-4 in strict fp32, 5e-3 with
+    TF32 convolutions (torch's default on CUDA) and 3e-2 in bf16."""
+    det = DISYREDetector(**TINY, device="cuda", precision="fp32", window_size=window_size)
+    det.fit(healthy)
     cpu_det = pickle.loads(pickle.dumps(det))
     cpu_det.device_, cpu_det.network_ = torch.device("cpu"), cpu_det.network_.cpu()
     cpu = cpu_det.decision_map(healthy)
-    np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+    tf32 = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = False
+        strict = det.decision_map(healthy)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    default = det.decision_map(healthy)
     det.precision_ = "bf16"
-    np.testing.assert_allclose(det.decision_map(healthy), cpu, atol=3e-2)
+    bf16 = det.decision_map(healthy)
+    gaps = {
+        k: float(np.abs(m - cpu).max())
+        for k, m in [("fp32", strict), ("tf32", default), ("bf16", bf16)]
+    }
+    print(f"max |GPU - CPU| map difference ({window_size=}): {gaps}")
+    assert gaps["fp32"] <= 1e-4
+    assert gaps["tf32"] <= 5e-3
+    assert gaps["bf16"] <= 3e-2
+    assert np.all(bf16[healthy == 0] == 0)
 
 
 # ---------------------------------------------------------------- bad input

@@ -1,0 +1,353 @@
+"""Fast inference without losing accuracy: every inference setting on one trained model.
+
+``speed.py`` times inference variants with untrained weights, which says nothing about
+accuracy. This script trains the detector on the offline cohort
+(:func:`disyre_sk.datasets.make_brain_cohort`), then maps the same lesioned test volumes
+with the reference way (DESIGN §2: 4 severities, windows of the patch size at stride
+patch/4, fp32) and with each faster setting, all through the public
+``DISYREDetector.decision_map``, and reports for each: seconds per volume, the speed-up
+over the reference way measured in the same run, pixel AP, best Dice, and how far the
+map moved.
+
+With ``--device cuda`` the cohort is resampled to a BraTS-like grid (155 axial slices,
+about 0.95 mm in-plane: the brain's box is about 200 x 160 px) and the reference
+network is trained (widths (32, 64, 96, 128, 256, 256), patches of 128, batch 96). With
+``--device cpu`` a small network on the 4 mm cohort (the demo's scale) keeps it to a
+few minutes.
+
+    python benchmarks/fast_inference.py --device cuda
+    python benchmarks/fast_inference.py --device cpu --threads 1
+
+Results go to ``benchmarks/results/fast_inference_<device>.md``, rewritten after each
+row, so a run stopped by an outer time limit keeps every finished row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (
+    REPO,
+    Budget,
+    Report,
+    command_line,
+    failure,
+    fmt_gib,
+    fmt_ratio,
+    fmt_s,
+    free,
+    git_commit,
+    hardware,
+    now,
+    peak_memory,
+    sync,
+)
+
+from disyre_sk import DISYREDetector, _data
+from disyre_sk.datasets import make_brain_cohort
+from disyre_sk.metrics import best_dice, pixel_average_precision
+
+REFERENCE_SEVERITIES = (0.05, 0.25, 0.5, 0.75)
+
+
+@dataclass(frozen=True)
+class Setting:
+    widths: tuple[int, ...]
+    patch: int
+    batch: int
+    n_steps: int
+    learning_rate: float
+    n_train: int
+    n_test: int
+    zoom: bool  # resample the 2 mm cohort to the BraTS-like grid
+    voxel_size: float = 2.0
+
+
+def settings(args) -> Setting:
+    if args.device == "cuda":
+        s = Setting((32, 64, 96, 128, 256, 256), 128, 96, 1500, 3e-4, 6, 8, True)
+    else:
+        # The demo's scale: 4 mm cohort, 32-px patches, a small network.
+        s = Setting((16, 32, 64), 32, 16, 300, 1e-3, 4, 4, False, 4.0)
+    if args.n_steps is not None:
+        s = Setting(**{**s.__dict__, "n_steps": args.n_steps})
+    return s
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    precision: str = "bf16"
+    params: dict = field(default_factory=dict)
+    compile: bool = False
+    cuda_only: bool = False
+    need_s: float = 30.0  # run only with this much of the budget left
+
+
+def variants(patch: int) -> list[Variant]:
+    ref = {"window_size": None, "stride": patch // 4, "severities": REFERENCE_SEVERITIES}
+    whole = {"window_size": "slice", "severities": REFERENCE_SEVERITIES}
+    return [
+        Variant("reference: windows P, stride P/4, 4 severities, fp32", "fp32", ref),
+        Variant("bf16 (package default on CUDA)", "bf16", ref, cuda_only=True),
+        Variant("bf16, stride P/2", "bf16", {**ref, "stride": patch // 2}, cuda_only=True),
+        Variant("fp32, stride P/2", "fp32", {**ref, "stride": patch // 2}),
+        Variant("whole slice, fp32", "fp32", whole),
+        Variant("whole slice, bf16", "bf16", whole, cuda_only=True),
+        Variant(
+            "whole slice, bf16, 2 severities (0.25, 0.5)",
+            "bf16",
+            {**whole, "severities": (0.25, 0.5)},
+            cuda_only=True,
+        ),
+        Variant(
+            "whole slice, 2 severities (0.25, 0.5), fp32",
+            "fp32",
+            {**whole, "severities": (0.25, 0.5)},
+        ),
+        Variant(
+            "whole slice, bf16, batch 256",
+            "bf16",
+            {**whole, "inference_batch_size": 256},
+            cuda_only=True,
+        ),
+        Variant(
+            "whole slice, bf16, torch.compile",
+            "bf16",
+            whole,
+            compile=True,
+            cuda_only=True,
+            need_s=100.0,
+        ),
+    ]
+
+
+def load_data(s: Setting, seed: int):
+    t0 = time.perf_counter()
+    cohort = make_brain_cohort(
+        s.n_train,
+        s.n_test,
+        voxel_size=s.voxel_size,
+        healthy_test_fraction=0.25,
+        random_state=seed,
+    )
+    x_train, x_test, masks = cohort.X_train, cohort.X_test, cohort.masks_test
+    if s.zoom:
+        # BraTS-like grid: 155 slices, in-plane 2 mm -> about 0.95 mm.
+        factors = (155 / x_train.shape[1], 2.1, 2.1)
+
+        def zoom(vols, order):
+            return np.stack([ndi.zoom(v, factors, order=order) for v in vols])
+
+        x_train = zoom(x_train, 1).clip(0, 1)
+        x_test = zoom(x_test, 1).clip(0, 1)
+        masks = zoom(masks.astype(np.uint8), 0).astype(bool)
+    fg = x_test > 0
+    masks &= fg
+    ys, xs = np.nonzero(fg.any(axis=(0, 1)))
+    what = (
+        f"{s.n_train} healthy training subjects, {s.n_test} test subjects "
+        f"({', '.join(cohort.families_test)}), grid {'×'.join(map(str, x_test.shape[1:]))} "
+        f"(Z×Y×X), in-plane foreground box {np.ptp(ys) + 1}×{np.ptp(xs) + 1} px"
+        + (
+            ", the 2 mm cohort resampled to a BraTS-like grid"
+            if s.zoom
+            else f", {s.voxel_size:g} mm cohort"
+        )
+    )
+    return x_train, x_test, masks, fg, what, time.perf_counter() - t0
+
+
+def profile_fastest(det, x_test, dev, report, budget) -> None:
+    """Where the time of a whole-slice bf16 ``decision_map`` goes: host or network."""
+    if dev.type != "cuda" or budget.left() < 15:
+        return
+    try:
+        det.set_params(window_size="slice", severities=REFERENCE_SEVERITIES)
+        det.set_params(inference_batch_size=64)
+        det.precision_ = "bf16"
+        vol = x_test[:1]
+        fg = vol != 0
+        scaled = _data.scale_intensities(vol, fg, det.intensity_range_)[0]
+        restorer = det._restorer()
+        restorer.maps(scaled, fg[0])
+        sync(dev)
+        t_net, t_all = [], []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            restorer.maps(scaled, fg[0])
+            sync(dev)
+            t_net.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            det.decision_map(vol)
+            sync(dev)
+            t_all.append(time.perf_counter() - t0)
+        net_s, all_s = statistics.median(t_net), statistics.median(t_all)
+        report.note(
+            "infer",
+            f"Profile of 'whole slice, bf16' on one volume (median of 5): Restorer.maps on "
+            f"prepared slices {fmt_s(net_s)} s, the whole decision_map {fmt_s(all_s)} s: "
+            f"{100 * (all_s - net_s) / all_s:.0f} % of the time is host-side preparation "
+            "(validation, intensity scaling, foreground, copies).",
+        )
+    except Exception as exc:
+        report.note("infer", f"profile {failure(exc)}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--n-steps", type=int, default=None, help="training steps")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budget-s", type=float, default=600.0, help="skip variants after this")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    budget = Budget(args.budget_s)
+    s = settings(args)
+    out = args.out or REPO / "benchmarks" / "results" / f"fast_inference_{dev.type}.md"
+    prov = {
+        "command": command_line(),
+        "git commit": git_commit(),
+        "date (UTC)": now(),
+        **hardware(dev.type),
+    }
+    report = Report(out, f"disyre_sk fast inference on a trained model — {dev.type}", prov)
+
+    x_train, x_test, masks, fg, what, t_data = load_data(s, args.seed)
+    det = DISYREDetector(
+        patch_size=s.patch,
+        widths=s.widths,
+        n_steps=s.n_steps,
+        batch_size=s.batch,
+        learning_rate=s.learning_rate,
+        severities=REFERENCE_SEVERITIES,
+        device=args.device,
+        random_state=args.seed,
+    )
+    report.section(
+        "train",
+        "1. Training (DISYREDetector.fit, end to end)",
+        f"Data: {what} (made in {t_data:.0f} s). UNet widths {s.widths}, patches of "
+        f"{s.patch}, batch {s.batch}, {s.n_steps} steps, learning rate {s.learning_rate:g}, "
+        "DAG corruption, the package's defaults otherwise. fit = training steps + "
+        "scoring the training scans for offset_; the training rate takes out the second, "
+        "timed again after fit with the same settings.",
+        ["what", "value"],
+    )
+    with peak_memory(dev) as mem:
+        t0 = time.perf_counter()
+        det.fit(x_train)
+        sync(dev)
+        t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    det.score_samples(x_train)
+    sync(dev)
+    t_score = time.perf_counter() - t0
+    t_train = max(t_fit - t_score, 1e-9)
+    loss = det.history_["loss"]
+    for row in [
+        ["fit wall time", fmt_s(t_fit)],
+        ["of which training steps (fit − scoring)", fmt_s(t_train)],
+        ["training steps/s", f"{s.n_steps / t_train:.3g}"],
+        ["training patches/s, end to end", f"{s.n_steps * s.batch / t_train:,.0f}"],
+        ["precision", det.precision_],
+        ["final loss (mean of last 50 steps)", f"{np.mean(loss[-50:]):.4g}"],
+        ["peak GPU memory during fit", fmt_gib(mem["gpu"])],
+    ]:
+        report.row("train", row)
+
+    headers = [
+        "variant",
+        "s/volume",
+        "× vs reference",
+        "pixel AP",
+        "Δ AP vs reference",
+        "best Dice",
+        "Δ map vs reference",
+        "peak GPU GiB",
+    ]
+    report.section(
+        "infer",
+        "2. Inference settings on the trained model (DISYREDetector.decision_map)",
+        f"{len(x_test)} test volumes of {'×'.join(map(str, x_test.shape[1:]))}. s/volume: "
+        "median over the test volumes of one `decision_map` call each (numpy volume in, "
+        "numpy map out, intensity scaling and transfers included), after one warm-up "
+        "volume. Pixel AP and best Dice pooled over the foreground of all test volumes "
+        "(exact, disyre_sk.metrics). Δ map = mean |map − reference map| / mean reference "
+        "map over the foreground. 'P' = the training patch; the network is channels_last "
+        "on CUDA as fit leaves it; fp32 convolutions use TF32 where torch allows it "
+        "(see the TF32 line above).",
+        headers,
+    )
+    network = det.network_
+    ref_s = ref_ap = ref_map = None
+    for v in variants(s.patch):
+        if v.cuda_only and dev.type != "cuda":
+            continue
+        if budget.left() < v.need_s:
+            report.row("infer", [v.name, "skipped (time budget)", *[None] * 6])
+            continue
+        try:
+            det.set_params(**{"inference_batch_size": 64, **v.params})
+            det.precision_ = v.precision
+            det.network_ = torch.compile(network) if v.compile else network
+            with peak_memory(dev) as mem:
+                det.decision_map(x_test[:1])  # warm-up (and compilation)
+                sync(dev)
+                maps, times = [], []
+                for i in range(len(x_test)):
+                    t0 = time.perf_counter()
+                    maps.append(det.decision_map(x_test[i : i + 1])[0])
+                    sync(dev)
+                    times.append(time.perf_counter() - t0)
+            maps = np.stack(maps)
+            sec = statistics.median(times)
+            ap_ = pixel_average_precision(maps, masks, fg)
+            dice = best_dice(maps, masks, fg)
+            if ref_s is None:
+                ref_s, ref_ap, ref_map = sec, ap_, maps
+                delta_map = None
+            else:
+                delta_map = float(np.abs(maps[fg] - ref_map[fg]).mean() / ref_map[fg].mean())
+            report.row(
+                "infer",
+                [
+                    v.name,
+                    fmt_s(sec),
+                    fmt_ratio(ref_s / sec),
+                    f"{ap_:.4f}",
+                    None if maps is ref_map else f"{ap_ - ref_ap:+.4f}",
+                    f"{dice:.4f}",
+                    None if delta_map is None else f"{delta_map:.3g}",
+                    fmt_gib(mem["gpu"]),
+                ],
+            )
+        except Exception as exc:
+            report.row("infer", [v.name, failure(exc), *[None] * 6])
+        finally:
+            det.network_ = network
+            free(dev)
+    profile_fastest(det, x_test, dev, report, budget)
+    report.footer.append(f"Run finished in {budget.elapsed():.0f} s.")
+    report.write()
+    report.print_tables()
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
