@@ -110,6 +110,8 @@ class Config:
     budget_s: float
     sections: tuple[str, ...]
     quick: bool = False  # run only the variants marked quick
+    infer_variants: tuple[int, ...] | None = None  # indices into INFER_VARIANTS
+    compile_what: str = "both"
 
 
 def make_config(args) -> Config:
@@ -185,6 +187,9 @@ def make_config(args) -> Config:
         changes["train_batch"] = args.batch
     if args.slices is not None:
         changes["infer_slices"] = args.slices or None
+    if getattr(args, "infer_variants", None):
+        changes["infer_variants"] = tuple(args.infer_variants)
+    changes["compile_what"] = getattr(args, "compile_what", "both")
     if args.only:
         changes["sections"] = tuple(args.only)
     else:
@@ -351,9 +356,9 @@ TRAIN_VARIANTS = [
     ),
     TrainVariant("fp32 with TF32 off (strict fp32)", tf32=False, cuda_only=True),
 ]
-# What DISYREDetector.fit runs (Trainer + fit's channels_last on CUDA).
+# What DISYREDetector.fit runs (Trainer: fused AdamW and bf16 autocast on CUDA).
 PACKAGE_TRAIN = {
-    "cuda": "bf16, fused, channels_last",
+    "cuda": "bf16, fused AdamW",
     "cpu": "fp32",
 }
 
@@ -466,7 +471,7 @@ def bench_train_e2e(cfg, dev, budget, report, cohort) -> None:
         f"`make_brain_cohort` subjects ({slices.shape[1]}×{slices.shape[2]} px, in-plane "
         f"zoom {cfg.bank_zoom}), batch {b} of {p}×{p}; `Augmentation()`, DAG corruption; "
         f"the network set up as `DISYREDetector.fit` does ({precision}"
-        f"{', channels_last, fused AdamW' if dev.type == 'cuda' else ''}). Each stage "
+        f"{', fused AdamW' if dev.type == 'cuda' else ''}). Each stage "
         "timed alone, median of the timed calls.",
         ["stage", "s/batch", "patches/s", "share of end to end"],
     )
@@ -475,7 +480,7 @@ def bench_train_e2e(cfg, dev, budget, report, cohort) -> None:
         return
     try:
         bank = SliceBank(slices, fg, p, dev)
-        net = build_net(cfg.widths, dev, channels_last=dev.type == "cuda")
+        net = build_net(cfg.widths, dev, channels_last=False)
         trainer = Trainer(
             net,
             bank,
@@ -600,8 +605,8 @@ INFER_VARIANTS = [
     ),
     InferVariant("whole slice, cropped, bf16", "bf16", stride_div=0, crop=True),
 ]
-# What DISYREDetector.decision_map runs (precision 'auto', channels_last from fit).
-PACKAGE_INFER = {"cuda": "bf16, channels_last", "cpu": INFER_VARIANTS[0].name}
+# What DISYREDetector.decision_map runs (precision 'auto': bf16 on CUDA).
+PACKAGE_INFER = {"cuda": "bf16", "cpu": INFER_VARIANTS[0].name}
 
 
 def whole_slice_size(h: int, w: int, multiple: int) -> int:
@@ -749,8 +754,9 @@ def bench_inference(cfg, dev, budget, report, cohort) -> InferenceBench | None:
         headers,
     )
     ref_s = None
-    for v in INFER_VARIANTS:
-        if cfg.quick and not v.quick:
+    chosen = None if cfg.infer_variants is None else {0, *cfg.infer_variants}
+    for i, v in enumerate(INFER_VARIANTS):
+        if (cfg.quick and not v.quick) or (chosen is not None and i not in chosen):
             continue
         name = v.name + (" ★" if v.name == PACKAGE_INFER[dev.type] else "")
         if budget.left() < cfg.need_infer_s:
@@ -906,7 +912,7 @@ def child_compile(args) -> int:
         print("child:", rec, flush=True)
 
     v = next(v for v in TRAIN_VARIANTS if v.name == PACKAGE_TRAIN[dev.type])
-    for compiled in (False, True):
+    for compiled in (False, True) if cfg.compile_what in ("both", "train") else ():
         step = make_train_step(cfg.widths, cfg.patch, cfg.train_batch, dev, v, compiled=compiled)
         t0 = time.perf_counter()
         step()
@@ -919,6 +925,8 @@ def child_compile(args) -> int:
         del step
         free(dev)
 
+    if cfg.compile_what == "train":
+        return 0
     cohort, _ = load_cohort(replace(cfg, bank_subjects=1))
     bench = InferenceBench(cfg, dev, cohort)
     pkg = next(v for v in INFER_VARIANTS if v.name == PACKAGE_INFER[dev.type])
@@ -958,6 +966,7 @@ def bench_compile(cfg, dev, budget, report, args) -> None:
         cmd += ["--threads", str(torch.get_num_threads())]
         cmd += [] if args.batch is None else ["--batch", str(args.batch)]
         cmd += [] if args.slices is None else ["--slices", str(args.slices)]
+        cmd += ["--compile-what", cfg.compile_what]
         cmd += ["--child", "compile", "--child-out", str(res_path)]
         status = "finished"
         with log_path.open("w") as log:
@@ -1067,6 +1076,19 @@ def parse_args(argv=None):
     )
     ap.add_argument("--scaling", action="store_true", help="add section 3 (default on cuda)")
     ap.add_argument("--compile", action="store_true", help="add section 4 (default on cuda)")
+    ap.add_argument(
+        "--infer-variants",
+        nargs="+",
+        type=int,
+        default=None,
+        help="indices of the section-2 variants to run (0, the reference way, always runs)",
+    )
+    ap.add_argument(
+        "--compile-what",
+        choices=("both", "train", "infer"),
+        default="both",
+        help="what section 4 compiles",
+    )
     ap.add_argument("--child", choices=("compile",), default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)

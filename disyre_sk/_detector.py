@@ -433,9 +433,9 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 mid_attention=True,
                 residual=True,
             )
+        # Contiguous (NCHW) on every device: on an H100, channels_last made the bf16
+        # training step 1.22x slower (GroupNorm; benchmarks/results/speed_cuda.md).
         network = network.to(device)
-        if device.type == "cuda":
-            network = network.to(memory_format=torch.channels_last)
         bank = SliceBank(slices, slice_fg, self.patch_size, device)
         trainer = Trainer(
             network,
