@@ -32,8 +32,12 @@ def command_line() -> str:
 def git_commit() -> str:
     """Short commit of the repository, ``+dirty`` when the tree has changes.
 
-    Lent machines may get a copy of the tree without ``.git``: then ``unknown``.
+    A copy of the tree made elsewhere may carry no ``.git``, or an older one: there
+    ``DISYRE_GIT_COMMIT`` (set by whoever made the copy) names the commit instead.
+    Without either, ``unknown``.
     """
+    if os.environ.get("DISYRE_GIT_COMMIT"):
+        return os.environ["DISYRE_GIT_COMMIT"]
 
     def git(*args: str) -> str:
         return subprocess.run(
