@@ -35,6 +35,8 @@ _STATE_ATTRIBUTES = (
 def _jsonable(value):
     if isinstance(value, torch.device):
         return str(value)
+    if isinstance(value, os.PathLike):  # checkpoint_dir=Path(...): stored as its string
+        return os.fspath(value)
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

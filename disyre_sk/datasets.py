@@ -77,6 +77,21 @@ def _pick_modality(modality: str, allowed: tuple[str, ...], dataset: str) -> str
     raise ValueError(f"{dataset} modality must be one of {allowed}, got {modality!r}")
 
 
+def _check_preprocessing(preprocessing: str | None) -> str | None:
+    if preprocessing not in (None, "upd"):
+        raise ValueError(
+            "preprocessing must be None (files as distributed) or 'upd' (the names written "
+            f"by the UPD study's preparation scripts), got {preprocessing!r}"
+        )
+    return preprocessing
+
+
+def _other_naming_hint(upd: bool) -> str:
+    if upd:
+        return " (for the file names of the official release, use preprocessing=None)"
+    return " (for files prepared by the UPD study's scripts, use preprocessing='upd')"
+
+
 def _limit(items: list, n_subjects: int | None) -> list:
     if n_subjects is None:
         return items
@@ -131,6 +146,7 @@ def load_brats(
     load: bool = False,
     normalize: bool = True,
     n_subjects: int | None = None,
+    preprocessing: str | None = None,
 ) -> Bunch:
     """Index (and optionally load) a local BraTS 2020 or 2021 training folder.
 
@@ -143,6 +159,12 @@ def load_brats(
 
     BraTS 2020 subject 355's segmentation has a non-standard name; a single file with
     "seg" in its name is accepted as the mask when ``<subject>_seg`` is missing.
+
+    With ``preprocessing="upd"``, the names written by the preparation scripts of the
+    UPD study (Lagogiannis et al., 2023), which register each scan to an atlas::
+
+        root/BraTS20_Training_001/BraTS20_Training_001_t2_registered.nii.gz
+        root/BraTS20_Training_001/anomaly_segmentation.nii.gz
 
     Parameters
     ----------
@@ -160,13 +182,17 @@ def load_brats(
         [0, 1] (:func:`disyre_sk.io.normalize_intensity`).
     n_subjects : int, optional
         Keep only the first ``n_subjects`` subjects (sorted by identifier).
+    preprocessing : {None, "upd"}, default=None
+        ``None``: the file names of the official release; ``"upd"``:
+        ``<subject>_<modality>_registered`` scans with ``anomaly_segmentation`` masks
+        (``.nii`` or ``.nii.gz``).
 
     Returns
     -------
     data : sklearn.utils.Bunch
         ``subject_ids``, ``image_paths``, ``mask_paths`` (None without masks),
         ``images`` and ``masks`` (None unless ``load=True``), ``dataset``,
-        ``modality``, ``layout`` ("2020" or "2021"), ``DESCR``.
+        ``modality``, ``layout`` ("2020" or "2021"), ``preprocessing``, ``DESCR``.
 
     Raises
     ------
@@ -191,6 +217,8 @@ def load_brats(
     """
     root = _root(root, "BraTS")
     modality = _pick_modality(modality, _BRATS_MODALITIES, "BraTS")
+    upd = _check_preprocessing(preprocessing) == "upd"
+    image_suffix = "_registered" if upd else ""
     subjects = sorted(p for p in root.iterdir() if p.is_dir() and _BRATS_SUBJECT.match(p.name))
     if not subjects:
         hint = ""
@@ -209,16 +237,18 @@ def load_brats(
     subjects = _limit(subjects, n_subjects)
     images, masks = [], []
     for sub in subjects:
-        image = _nifti_in(sub, f"{sub.name}_{modality}")
+        image = _nifti_in(sub, f"{sub.name}_{modality}{image_suffix}")
         if image is None:
             raise ValueError(
                 f"BraTS subject {sub.name} has no {modality} scan: expected "
-                f"{sub.name}_{modality}.nii.gz in {sub}; found {_peek(sub)}"
+                f"{sub.name}_{modality}{image_suffix}.nii.gz in {sub}; found {_peek(sub)}"
+                + _other_naming_hint(upd)
             )
         images.append(image)
         if with_masks:
-            mask = _nifti_in(sub, f"{sub.name}_seg")
-            if mask is None:  # BraTS20_Training_355 ships its seg under another name
+            mask_stem = "anomaly_segmentation" if upd else f"{sub.name}_seg"
+            mask = _nifti_in(sub, mask_stem)
+            if mask is None and not upd:  # BraTS20_Training_355's seg has another name
                 segs = [
                     p
                     for p in sub.iterdir()
@@ -228,7 +258,7 @@ def load_brats(
             if mask is None:
                 raise ValueError(
                     f"BraTS subject {sub.name} has no segmentation: expected "
-                    f"{sub.name}_seg.nii.gz in {sub}; found {_peek(sub)} "
+                    f"{mask_stem}.nii.gz in {sub}; found {_peek(sub)} "
                     "(use with_masks=False for the validation set)"
                 )
             masks.append(mask)
@@ -246,6 +276,7 @@ def load_brats(
             "the whole tumour (label > 0) when loaded."
         ),
         layout=layout,
+        preprocessing=preprocessing,
     )
 
 
@@ -260,6 +291,7 @@ def load_atlas(
     load: bool = False,
     normalize: bool = True,
     n_subjects: int | None = None,
+    preprocessing: str | None = None,
 ) -> Bunch:
     """Index (and optionally load) a local ATLAS v2.0 (stroke lesions, T1w) folder.
 
@@ -270,6 +302,11 @@ def load_atlas(
         sub-r001s001/ses-1/anat/sub-r001s001_ses-1_space-MNI152NLin2009aSym_label-L_desc-T1lesion_mask.nii.gz
 
     ATLAS scans are not skull-stripped; use a brain mask before normalising if needed.
+    With ``preprocessing="upd"``, the skull-stripped, registered scans that the UPD
+    study's preparation scripts write, each beside its mask::
+
+        .../anat/sub-r001s001_ses-1_space-MNI152NLin2009aSym_T1w_stripped_registered.nii.gz
+        .../anat/anomaly_segmentation.nii.gz
 
     Parameters
     ----------
@@ -287,12 +324,16 @@ def load_atlas(
         [0, 1] (:func:`disyre_sk.io.normalize_intensity`).
     n_subjects : int, optional
         Keep only the first ``n_subjects`` subjects (sorted by identifier).
+    preprocessing : {None, "upd"}, default=None
+        ``None``: the file names of the release; ``"upd"``: ``..._T1w_stripped_registered``
+        scans with an ``anomaly_segmentation`` mask in the same folder.
 
     Returns
     -------
     data : sklearn.utils.Bunch
         ``subject_ids`` ("sub-r001s001_ses-1"), ``image_paths``, ``mask_paths``,
-        ``images``, ``masks``, ``dataset``, ``modality`` ("T1w"), ``DESCR``.
+        ``images``, ``masks``, ``dataset``, ``modality`` ("T1w"), ``preprocessing``,
+        ``DESCR``.
 
     Examples
     --------
@@ -308,29 +349,32 @@ def load_atlas(
     ['sub-r001s001_ses-1']
     """
     root = _root(root, "ATLAS")
+    upd = _check_preprocessing(preprocessing) == "upd"
+    kind = "T1w_stripped_registered" if upd else "T1w"
     pattern = re.compile(
-        rf"^(sub-[A-Za-z0-9]+)_(ses-[A-Za-z0-9]+)_space-{re.escape(space)}_T1w{_NII}$"
+        rf"^(sub-[A-Za-z0-9]+)_(ses-[A-Za-z0-9]+)_space-{re.escape(space)}_{kind}{_NII}$"
     )
     found = sorted(
-        (p for p in root.rglob("sub-*_T1w.nii*") if pattern.match(p.name)), key=lambda p: p.name
+        (p for p in root.rglob(f"sub-*_{kind}.nii*") if pattern.match(p.name)),
+        key=lambda p: p.name,
     )
     if not found:
         raise ValueError(
             f"no ATLAS scans in {root}: expected files named like "
-            f"'sub-r001s001_ses-1_space-{space}_T1w.nii.gz' (searched recursively); "
-            f"found at the top: {_peek(root)}"
+            f"'sub-r001s001_ses-1_space-{space}_{kind}.nii.gz' (searched recursively); "
+            f"found at the top: {_peek(root)}" + _other_naming_hint(upd)
         )
     found = _limit(found, n_subjects)
     masks = []
     if with_masks:
         for scan in found:
-            stem = re.sub(rf"_T1w{_NII}$", "", scan.name)
-            mask = _nifti_in(scan.parent, f"{stem}_label-L_desc-T1lesion_mask")
+            stem = re.sub(rf"_{kind}{_NII}$", "", scan.name)
+            mask_stem = "anomaly_segmentation" if upd else f"{stem}_label-L_desc-T1lesion_mask"
+            mask = _nifti_in(scan.parent, mask_stem)
             if mask is None:
                 raise ValueError(
                     f"ATLAS scan {scan.name} has no lesion mask: expected "
-                    f"{stem}_label-L_desc-T1lesion_mask.nii.gz in {scan.parent}; found "
-                    f"{_peek(scan.parent)}"
+                    f"{mask_stem}.nii.gz in {scan.parent}; found {_peek(scan.parent)}"
                 )
             masks.append(mask)
     ids = ["_".join(pattern.match(p.name).group(1, 2)) for p in found]
@@ -343,6 +387,7 @@ def load_atlas(
         load=load,
         normalize=normalize,
         descr=f"ATLAS v2.0 ({len(found)} T1w scans, space {space}) from {root}.",
+        preprocessing=preprocessing,
     )
 
 
@@ -435,13 +480,16 @@ def load_camcan(
     load: bool = False,
     normalize: bool = True,
     n_subjects: int | None = None,
+    preprocessing: str | None = None,
 ) -> Bunch:
     """Index (and optionally load) a local Cam-CAN BIDS folder (healthy, no masks).
 
     Searched recursively under ``root`` for the BIDS layout
     ``sub-CC110033/anat/sub-CC110033_T1w.nii.gz`` (e.g. under
     ``cc700/mri/pipeline/release004/BIDS_20190411/anat``). Raw Cam-CAN scans are not
-    skull-stripped.
+    skull-stripped. With ``preprocessing="upd"``, the skull-stripped, registered scans
+    that the UPD study's preparation scripts write, in the subject folder (or its
+    ``anat`` folder): ``sub-CC110033/sub-CC110033_T2w_stripped_registered.nii.gz``.
 
     Parameters
     ----------
@@ -457,12 +505,15 @@ def load_camcan(
         [0, 1] (:func:`disyre_sk.io.normalize_intensity`).
     n_subjects : int, optional
         Keep only the first ``n_subjects`` subjects (sorted by identifier).
+    preprocessing : {None, "upd"}, default=None
+        ``None``: raw BIDS names; ``"upd"``: ``<subject>_<modality>_stripped_registered``.
 
     Returns
     -------
     data : sklearn.utils.Bunch
         ``subject_ids`` ("sub-CC110033"), ``image_paths``, ``mask_paths`` (None),
-        ``images``, ``masks`` (None), ``dataset``, ``modality``, ``DESCR``.
+        ``images``, ``masks`` (None), ``dataset``, ``modality``, ``preprocessing``,
+        ``DESCR``.
 
     Examples
     --------
@@ -477,22 +528,30 @@ def load_camcan(
     """
     root = _root(root, "CamCAN")
     modality = _pick_modality(modality, _CAMCAN_MODALITIES, "CamCAN")
-    pattern = re.compile(rf"^(sub-CC\d{{6}})_{modality}{_NII}$")
+    upd = _check_preprocessing(preprocessing) == "upd"
+    kind = f"{modality}_stripped_registered" if upd else modality
+    pattern = re.compile(rf"^(sub-CC\d{{6}})_{kind}{_NII}$")
+
+    def in_subject_folder(p: Path) -> bool:
+        subject = pattern.match(p.name).group(1)
+        if p.parent.name == "anat":
+            return p.parent.parent.name == subject
+        return upd and p.parent.name == subject  # the UPD scripts drop the anat level
+
     found = sorted(
         (
             p
-            for p in root.rglob(f"sub-CC*_{modality}.nii*")
-            if pattern.match(p.name)
-            and p.parent.name == "anat"
-            and p.parent.parent.name == pattern.match(p.name).group(1)
+            for p in root.rglob(f"sub-CC*_{kind}.nii*")
+            if pattern.match(p.name) and in_subject_folder(p)
         ),
         key=lambda p: p.name,
     )
     if not found:
+        where = "sub-CC110033/" if upd else "sub-CC110033/anat/"
         raise ValueError(
             f"no CamCAN {modality} scans in {root}: expected "
-            f"'sub-CC110033/anat/sub-CC110033_{modality}.nii.gz' (searched recursively); "
-            f"found at the top: {_peek(root)}"
+            f"'{where}sub-CC110033_{kind}.nii.gz' (searched recursively); "
+            f"found at the top: {_peek(root)}" + _other_naming_hint(upd)
         )
     found = _limit(found, n_subjects)
     return _bunch(
@@ -504,4 +563,5 @@ def load_camcan(
         load=load,
         normalize=normalize,
         descr=f"Cam-CAN ({len(found)} healthy {modality} scans) from {root}; no masks.",
+        preprocessing=preprocessing,
     )

@@ -192,3 +192,56 @@ def test_camcan_errors(tmp_path):
         load_camcan(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"CamCAN"):
         load_camcan(tmp_path / "nope")
+
+
+# --------------------------------------------------------------------------- UPD names
+
+
+def test_upd_preprocessing_names(tmp_path):
+    brats = tmp_path / "MICCAI_BraTS2020_TrainingData"
+    for name in ("BraTS20_Training_002", "BraTS20_Training_001"):
+        _nii(brats / name / f"{name}_t2_registered.nii.gz", value=3.0)
+        _nii(brats / name / f"{name}_t2.nii.gz")  # the unregistered original is ignored
+        _nii(brats / name / "anomaly_segmentation.nii", label=True)
+    b = load_brats(brats, preprocessing="upd", load=True)
+    assert b.subject_ids == ["BraTS20_Training_001", "BraTS20_Training_002"]
+    assert all(p.endswith("_t2_registered.nii.gz") for p in b.image_paths)
+    assert all(p.endswith("/anomaly_segmentation.nii") for p in b.mask_paths)
+    assert b.preprocessing == "upd" and b.masks.any()
+
+    camcan = tmp_path / "CamCAN"
+    _nii(camcan / "sub-CC110033" / "sub-CC110033_T2w_stripped_registered.nii.gz")
+    _nii(camcan / "sub-CC110037" / "anat" / "sub-CC110037_T2w_stripped_registered.nii.gz")
+    _nii(camcan / "elsewhere" / "sub-CC110045_T2w_stripped_registered.nii.gz")  # no subject
+    c = load_camcan(camcan, modality="T2w", preprocessing="upd")
+    assert c.subject_ids == ["sub-CC110033", "sub-CC110037"]
+
+    anat = tmp_path / "ATLAS" / "R001" / "sub-r001s001" / "ses-1" / "anat"
+    _nii(anat / f"sub-r001s001_ses-1_{_SPACE}_T1w_stripped_registered.nii.gz")
+    _nii(anat / "anomaly_segmentation.nii.gz", label=True)
+    a = load_atlas(tmp_path / "ATLAS", preprocessing="upd")
+    assert a.subject_ids == ["sub-r001s001_ses-1"]
+    assert a.mask_paths[0].endswith("anat/anomaly_segmentation.nii.gz")
+
+
+def test_upd_preprocessing_errors_point_to_the_other_naming(tmp_path):
+    root = _brats(tmp_path / "b", ["BraTS20_Training_001"])  # official names only
+    with pytest.raises(ValueError, match=r"_t2_registered.nii.gz.*preprocessing=None"):
+        load_brats(root, preprocessing="upd")
+    (root / "BraTS20_Training_001" / "BraTS20_Training_001_t2_registered.nii.gz").write_bytes(
+        (root / "BraTS20_Training_001" / "BraTS20_Training_001_t2.nii.gz").read_bytes()
+    )
+    with pytest.raises(ValueError, match=r"anomaly_segmentation.nii.gz"):
+        load_brats(root, preprocessing="upd")
+    with pytest.raises(ValueError, match=r"preprocessing must be None .* got 'UPD'"):
+        load_brats(root, preprocessing="UPD")
+    camcan = tmp_path / "c" / "sub-CC110033" / "anat"
+    _nii(camcan / "sub-CC110033_T1w.nii.gz")
+    with pytest.raises(ValueError, match=r"_T1w_stripped_registered.nii.gz.*preprocessing=None"):
+        load_camcan(tmp_path / "c", preprocessing="upd")
+    _nii(tmp_path / "c2" / "sub-CC110033" / "sub-CC110033_T1w_stripped_registered.nii.gz")
+    with pytest.raises(ValueError, match=r"preprocessing='upd'"):
+        load_camcan(tmp_path / "c2")
+    atlas = _atlas(tmp_path / "a", [("R001", "sub-r001s001")])
+    with pytest.raises(ValueError, match=r"T1w_stripped_registered"):
+        load_atlas(atlas, preprocessing="upd")

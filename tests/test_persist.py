@@ -114,3 +114,9 @@ def test_save_is_atomic(fitted, tmp_path, monkeypatch):
         fitted.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.disyre"]
+
+
+def test_path_parameters_are_saved_as_strings(data, tmp_path):
+    det = DISYREDetector(**TINY, checkpoint_dir=tmp_path / "ckpt").fit(data)
+    loaded = DISYREDetector.load(det.save(tmp_path / "m.disyre"), device="cpu")
+    assert loaded.checkpoint_dir == str(tmp_path / "ckpt")
