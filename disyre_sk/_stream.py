@@ -470,8 +470,19 @@ def stream_detect(
                 written[i] = row
                 bar.update(1)
 
+    fatal: list[BaseException] = []
+
+    def guarded(fn, *args) -> None:
+        # Per-scan errors are caught inside; anything else stops every stage (a stage
+        # that died silently would leave the others blocked on its queue).
+        try:
+            fn(*args)
+        except BaseException as exc:
+            fatal.append(exc)
+            stop.set()
+
     def start(fn, *args) -> threading.Thread:
-        thread = threading.Thread(target=fn, args=args, daemon=True)
+        thread = threading.Thread(target=guarded, args=(fn, *args), daemon=True)
         thread.start()
         return thread
 
@@ -495,6 +506,8 @@ def stream_detect(
         for _ in stages[2]:
             _put(to_write, _DONE, stop)
         wait(stages[2])
+        if fatal:
+            raise fatal[0]
     except BaseException:
         # Ctrl-C: each thread finishes the scan in hand (maps are atomic), then stops.
         stop.set()
