@@ -3,6 +3,10 @@
 A checkpoint holds the network, optimiser, schedule, step, loss history and the state of
 the training random generator, so a resumed run continues the very same random stream:
 on a CPU it ends with the same weights as an uninterrupted run.
+
+Under torchrun, rank 0 alone writes the file, holding every rank's generator state; all
+ranks wait for the write to finish, and read the file back on resume (the folder must be
+on a filesystem every rank sees).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ._distributed import World
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -57,11 +63,20 @@ class Checkpointer:
 
     def save(self, trainer) -> None:
         """Write the trainer's state atomically (a crash keeps the previous file)."""
+        world = _world_of(trainer)
+        state = trainer.state_dict()  # a collective under torchrun: every rank calls it
+        if world.is_main:
+            self._write(state)
+        # Nobody reads or replaces the file before it is complete.
+        world.barrier()
+        self.last_saved = trainer.step
+
+    def _write(self, state: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": CHECKPOINT_FORMAT,
             "run_id": self.run_id,
-            "trainer": trainer.state_dict(),
+            "trainer": state,
         }
         fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=self.folder)
         try:
@@ -73,7 +88,6 @@ class Checkpointer:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self.last_saved = trainer.step
 
     def maybe_save(self, trainer) -> None:
         """Save when ``every`` steps have passed since the last save."""
@@ -82,7 +96,15 @@ class Checkpointer:
 
     def restore(self, trainer) -> bool:
         """Load the folder's checkpoint into ``trainer``; False when there is none."""
-        if not self.path.exists():
+        world = _world_of(trainer)
+        world.barrier()
+        exists = self.path.exists()
+        world.check_same(
+            exists,
+            f"whether {str(self.path)!r} exists (checkpoint_dir must be on a filesystem "
+            "that every process sees)",
+        )
+        if not exists:
             return False
         try:
             payload = torch.load(self.path, map_location="cpu", weights_only=True)
@@ -105,6 +127,11 @@ class Checkpointer:
         trainer.load_state_dict(payload["trainer"])
         self.last_saved = trainer.step
         return True
+
+
+def _world_of(trainer) -> World:
+    # Any object with state_dict/step can be saved; without a world it is one process.
+    return getattr(trainer, "world", None) or World()
 
 
 class StopRequested(KeyboardInterrupt):

@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._checkpoint import StopRequested, stop_on_signals
+from ._distributed import World, resume_generators
 from .schedule import warmup_cosine_factor
 
 # Losses are copied to the host every this many steps: one sync, not one per step.
@@ -133,6 +134,10 @@ class Trainer:
         Autocast setting of the forward pass.
     seed : int
         Seed of the device generator that drives patches, augmentation and corruption.
+    world : World, optional
+        The processes training together under torchrun (see :mod:`._distributed`): each
+        draws ``batch_size / world.size`` patches from its own seed, gradients are
+        averaged. ``None``: this process alone.
     """
 
     def __init__(
@@ -151,6 +156,7 @@ class Trainer:
         device: torch.device,
         precision: str,
         seed: int,
+        world: World | None = None,
         betas=(0.95, 0.999),
     ):
         self.network = network
@@ -158,11 +164,14 @@ class Trainer:
         self.corruption = corruption
         self.augmentation = augmentation
         self.n_steps = n_steps
-        self.batch_size = batch_size
+        self.world = world if world is not None else World(device=device)
+        self.batch_size = self.world.local_batch(batch_size)
+        self.model = self.world.wrap(network)  # DDP in a process group, else network
+        self.seed = seed
         self.grad_clip = grad_clip
         self.device = device
         self.precision = precision
-        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.generator = torch.Generator(device=device).manual_seed(self.world.rank_seed(seed))
         fused = device.type == "cuda"
         self.optimizer = torch.optim.AdamW(
             network.parameters(),
@@ -194,7 +203,7 @@ class Trainer:
         """One optimisation step; returns the loss as a detached device scalar."""
         self.network.train()
         with autocast_for(self.device, self.precision):
-            restored = self.network(corrupted, severity)
+            restored = self.model(corrupted, severity)
         loss = F.mse_loss(restored.float(), clean)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -205,8 +214,12 @@ class Trainer:
         return loss.detach()
 
     def state_dict(self) -> dict:
-        """Everything needed to continue training exactly where it stopped."""
-        return {
+        """Everything needed to continue training exactly where it stopped.
+
+        With several processes this is a collective: every rank's generator state is
+        gathered, so that rank 0's checkpoint resumes every rank's stream.
+        """
+        state = {
             "step": self.step,
             "network": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -214,13 +227,17 @@ class Trainer:
             "generator": self.generator.get_state(),
             "history": {k: list(v) for k, v in self.history.items()},
         }
+        if self.world.is_distributed:
+            state["world_size"] = self.world.size
+            state["rank_generators"] = self.world.all_gather(state["generator"])
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state written by :meth:`state_dict`."""
         self.network.load_state_dict(state["network"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
+        resume_generators(state, self.world, self.generator, self.seed)
         self.step = int(state["step"])
         self.history = {k: list(v) for k, v in state["history"].items()}
 
@@ -235,39 +252,44 @@ class Trainer:
         pending: list[torch.Tensor] = []
         lrs: list[float] = []
         stop: dict = {}
+        halt = False
         bar = tqdm(
             total=self.n_steps,
             initial=self.step,
-            disable=not verbose,
+            disable=not verbose or not self.world.is_main,
             desc="DISYRE training",
             unit="step",
             dynamic_ncols=True,
         )
         with bar, stop_on_signals(stop):
-            while self.step < self.n_steps and not stop:
+            while self.step < self.n_steps and not halt:
                 lrs.append(self.optimizer.param_groups[0]["lr"])
                 pending.append(self.train_step(*self.make_batch()))
                 self.step += 1
                 bar.update(1)
-                if len(pending) == _SYNC_EVERY or self.step == self.n_steps:
+                synced = len(pending) == _SYNC_EVERY or self.step == self.n_steps
+                if synced:
                     self._flush(pending, lrs, bar)
                     if checkpointer is not None:
                         checkpointer.maybe_save(self)
+                halt = self.world.should_stop(stop, synced)
             if pending:
                 self._flush(pending, lrs, bar)
             if checkpointer is not None and checkpointer.last_saved != self.step:
                 checkpointer.save(self)
-        if stop:
+        if halt:
             where = f"; checkpoint saved in {checkpointer.folder}" if checkpointer else ""
+            how = f"signal {stop['signal']}" if stop else "a signal to another process"
             raise StopRequested(
-                f"training stopped by signal {stop['signal']} at step {self.step}{where}. "
+                f"training stopped by {how} at step {self.step}{where}. "
                 "Call fit again with the same checkpoint_dir to resume."
             )
         self.network.eval()
         return self.history
 
     def _flush(self, pending, lrs, bar):
-        losses = torch.stack(pending).float().cpu().numpy()
+        # Under torchrun: the loss of the global batch, the mean of the ranks' losses.
+        losses = self.world.mean(torch.stack(pending).float()).cpu().numpy()
         if not np.all(np.isfinite(losses)):
             bad = self.step - len(losses) + int(np.flatnonzero(~np.isfinite(losses))[0])
             raise FloatingPointError(

@@ -40,14 +40,6 @@ def _expand(items: list[str]) -> list[Path]:
     return found
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def _cmd_demo(args) -> int:
     from ._demo import run_demo
 
@@ -64,10 +56,14 @@ def _cmd_demo(args) -> int:
 
 def _cmd_fit(args) -> int:
     from . import DISYREDetector
+    from ._distributed import launch_rank, shutdown
     from .io import NiftiLoader
 
+    # Under torchrun every process trains; rank 0 alone reports and writes the model.
+    main_rank = launch_rank() == 0
+    say = print if main_rank else (lambda *a, **k: None)
     paths = _expand(args.healthy)
-    print(f"Reading {len(paths)} healthy scans...", flush=True)
+    say(f"Reading {len(paths)} healthy scans...", flush=True)
     loader = NiftiLoader(target_shape=tuple(args.shape) if args.shape else None)
     X = loader.fit_transform([str(p) for p in paths])
     params = dict(
@@ -79,66 +75,61 @@ def _cmd_fit(args) -> int:
         inference=args.inference,
         device=args.device,
         random_state=args.seed,
-        verbose=True,
+        verbose=main_rank,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
     )
     if args.widths:
         params["widths"] = tuple(args.widths)
     det = DISYREDetector(**params)
-    print(f"Training on {X.shape[0]} volumes of shape {X.shape[1:]}...", flush=True)
-    det.fit(X)
-    path = det.save(args.output)
-    print(f"Saved the model to {path}")
+    say(f"Training on {X.shape[0]} volumes of shape {X.shape[1:]}...", flush=True)
+    try:
+        det.fit(X)
+    finally:
+        shutdown()
+    if main_rank:
+        say(f"Saved the model to {det.save(args.output)}")
     return 0
 
 
 def _cmd_detect(args) -> int:
-    from tqdm.auto import tqdm
+    from ._stream import stream_detect
 
-    from . import DISYREDetector
-    from .io import center_crop_or_pad, load_nifti, normalize_intensity, save_map
-
-    det = DISYREDetector.load(args.model, device=args.device)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = _expand(args.scans)
-    shape = tuple(det.image_shape_)
-    rows = []
-    for path in tqdm(paths, desc="disyre detect", unit="scan"):
-        target = out / f"{_stem(path)}_disyre_map.nii.gz"
-        if target.exists() and not args.overwrite:
-            continue
-        try:
-            volume = normalize_intensity(load_nifti(path))
-            record = None
-            if volume.shape != shape:
-                if not args.crop:
-                    raise ValueError(
-                        f"shape {volume.shape} (Z, Y, X) differs from the model's {shape}; "
-                        "register the scan to the training grid, or pass --crop to "
-                        "centre-crop/pad it"
-                    )
-                volume, record = center_crop_or_pad(volume, shape)
-            maps, scores = det._map_and_score(volume[None])
-            anomaly_map, score = maps[0], float(-scores[0])
-            save_map(anomaly_map, path, target, crop_record=record)
-        except (ValueError, OSError, EOFError) as exc:
-            # Name the scan: in a folder of thousands, the message alone does not say which.
-            raise ValueError(
-                f"{path}: {exc}. Maps written before this scan are complete; rerun to "
-                "continue (existing maps are skipped)."
-            ) from exc
-        rows.append(
-            {
-                "scan": str(path),
-                "map": str(target),
-                "anomaly_score": score,
-                "outlier": bool(score > -det.offset_),
-            }
+    if not Path(args.model).is_file():
+        raise FileNotFoundError(f"no model file at {args.model!r}.")
+    devices = [*(args.device or []), *(args.devices or [])]
+    try:
+        summary = stream_detect(
+            args.model,
+            _expand(args.scans),
+            args.output,
+            devices=devices,
+            crop=args.crop,
+            overwrite=args.overwrite,
+            overlay=_overlay_png if args.png else None,
+            prefetch=args.prefetch,
+            readers=args.readers,
+            writers=args.writers,
+            verbose=True,
         )
-        if args.png:
-            _overlay_png(volume, anomaly_map, out / f"{_stem(path)}_overlay.png")
-    (out / "scores.json").write_text(json.dumps(rows, indent=2))
-    print(f"Wrote {len(rows)} map(s) and scores.json to {out}")
+    except KeyboardInterrupt:
+        print(
+            "disyre detect: interrupted; the maps written are complete. Rerun the same "
+            "command to continue (existing maps are skipped).",
+            file=sys.stderr,
+        )
+        return 130
+    text = summary.report().splitlines()
+    print(f"disyre detect: {text[0]} Maps and scores.json in {args.output}")
+    for line in text[1:]:
+        print(f"disyre detect: {line}", file=sys.stderr)
+    if summary.failed:
+        print(
+            "disyre detect: the other scans are done; fix or remove the failed ones and "
+            "rerun (existing maps are skipped).",
+            file=sys.stderr,
+        )
+        return 2  # the status of every other error of the command
     return 0
 
 
@@ -285,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--inference", choices=["ensemble", "multistep"], default="ensemble")
     fit.add_argument("--device", default="auto")
     fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument(
+        "--checkpoint-dir",
+        help="folder for checkpoints: a rerun with the same arguments resumes there",
+    )
+    fit.add_argument("--checkpoint-every", type=int, default=1000, metavar="STEPS")
     fit.set_defaults(func=_cmd_fit)
 
     detect = sub.add_parser(
@@ -292,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="write anomaly maps for scans with a trained model",
         description="Map scans with a model written by 'disyre fit'. Each map is written "
         "as NIfTI on its scan's grid (same shape, affine and header), with scores.json. "
-        "Maps already present are skipped unless --overwrite. " + _INPUT_HELP,
+        "Scans are streamed: the next ones are read while the current ones are mapped and "
+        "the last ones written; with several devices, each maps its share. Maps already "
+        "present are skipped unless --overwrite, so an interrupted run resumes; a scan "
+        "that fails is reported and the others go on. " + _INPUT_HELP,
     )
     detect.add_argument("model", help="model file written by 'disyre fit'")
     detect.add_argument("scans", nargs="+", help="scans: files, folders or globs")
@@ -304,7 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="centre-crop/pad scans whose shape differs from the model's",
     )
     detect.add_argument("--overwrite", action="store_true")
-    detect.add_argument("--device", default="auto")
+    detect.add_argument(
+        "--device",
+        action="append",
+        help="device to map on (default: auto); repeat it for several GPUs, one model copy "
+        "each: --device cuda:0 --device cuda:1",
+    )
+    detect.add_argument("--devices", help="comma-separated devices, or 'all' for every visible GPU")
+    detect.add_argument(
+        "--prefetch", type=int, default=2, help="scans queued per device (default: 2)"
+    )
+    detect.add_argument("--readers", type=int, default=1, help="reader threads (default: 1)")
+    detect.add_argument("--writers", type=int, default=1, help="writer threads (default: 1)")
     detect.set_defaults(func=_cmd_detect)
 
     evaluate = sub.add_parser(

@@ -66,9 +66,14 @@ def test_fit_detect_evaluate(scans, tmp_path, capsys):
         assert (out / scan.name.replace(".nii.gz", "_overlay.png")).exists()
     scores = json.loads((out / "scores.json").read_text())
     assert len(scores) == 4 and all(np.isfinite(r["anomaly_score"]) for r in scores)
-    # Existing maps are skipped (resumable over large folders).
-    main(["detect", str(model), str(scans[0].parent), "-o", str(out)])
-    assert json.loads((out / "scores.json").read_text()) == []
+    # Existing maps are skipped (resumable over large folders); scores.json still lists
+    # every scan, from the scores recorded when each map was written.
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*_disyre_map.nii.gz")}
+    capsys.readouterr()
+    assert main(["detect", str(model), str(scans[0].parent), "-o", str(out)]) == 0
+    assert "0 mapped, 4 skipped" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*_disyre_map.nii.gz")} == stamps
+    assert json.loads((out / "scores.json").read_text()) == scores
 
     masks = []
     for scan in scans[:2]:

@@ -1,0 +1,527 @@
+"""Streaming inference over many NIfTI scans: reading, mapping and writing overlap.
+
+``disyre detect`` on a folder of thousands of scans runs a three-stage pipeline::
+
+    reader threads --(bounded queue)--> one worker per device --(bounded queue)--> writer threads
+
+Readers decompress, reorient and normalise the next scans while the workers map the
+current ones (each worker holds its own copy of the model on its own device, and takes
+the next scan as soon as it is free, so faster devices take more), and writers compress
+and write finished maps. The queues are bounded, so memory stays at a few scans per
+device however many scans there are. torch, zlib and numpy release the GIL in their
+heavy loops, so threads overlap for real.
+
+**Resuming.** A scan whose map exists is skipped. A map is written under a temporary
+name, its score is appended to ``scores.jsonl`` (one JSON line per scan), and only then
+is the map renamed into place: a run killed at any moment leaves either no map, which the
+next run makes, or a complete map with its score, never a half-written map that would be
+skipped. Temporary files of a killed run are removed by the next one. ``scores.json``,
+rewritten at the end, lists every scan of the run whose map exists, in input order.
+
+**Errors.** A scan that cannot be read, mapped or written is reported with its name and
+the reason; the others go on. The summary says how many scans were mapped, skipped and
+failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+MAP_SUFFIX = "_disyre_map.nii.gz"
+JOURNAL_NAME = "scores.jsonl"
+SCORES_NAME = "scores.json"
+_PARTIAL = ".partial.nii.gz"
+_DONE = object()  # end-of-stream marker in the queues
+_POLL_S = 0.1  # how often blocked threads look at the stop flag
+
+
+def scan_stem(path: str | os.PathLike) -> str:
+    """File name without ``.nii.gz`` / ``.nii``.
+
+    Examples
+    --------
+    >>> from disyre_sk._stream import scan_stem
+    >>> scan_stem("data/sub-01_T2w.nii.gz")
+    'sub-01_T2w'
+    """
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def map_path(output: str | os.PathLike, scan: str | os.PathLike) -> Path:
+    """Where the map of ``scan`` goes in ``output``.
+
+    Examples
+    --------
+    >>> from disyre_sk._stream import map_path
+    >>> map_path("maps", "scans/sub-01.nii.gz").as_posix()
+    'maps/sub-01_disyre_map.nii.gz'
+    """
+    return Path(output) / f"{scan_stem(scan)}{MAP_SUFFIX}"
+
+
+def parse_devices(devices: Iterable[str] | None) -> list[str]:
+    """Expand and check ``--device`` values: comma lists, ``'all'`` (every visible GPU).
+
+    Parameters
+    ----------
+    devices : iterable of str or None
+        ``None`` or empty means ``['auto']``.
+
+    Returns
+    -------
+    devices : list of str
+        Distinct torch device strings.
+
+    Raises
+    ------
+    ValueError
+        For a device that is not one, a CUDA device that torch does not see, or the same
+        device twice.
+
+    Examples
+    --------
+    >>> from disyre_sk._stream import parse_devices
+    >>> parse_devices(["cpu"])
+    ['cpu']
+    """
+    from ._detector import resolve_device
+
+    items = [part.strip() for d in (devices or ()) for part in str(d).split(",") if part.strip()]
+    if not items:
+        items = ["auto"]
+    expanded: list[str] = []
+    for item in items:
+        if item == "all":
+            n = torch.cuda.device_count()
+            expanded += [f"cuda:{i}" for i in range(n)] if n else ["cpu"]
+            continue
+        dev = resolve_device(item)
+        if dev.type == "cuda":
+            index = torch.cuda.current_device() if dev.index is None else dev.index
+            if index >= torch.cuda.device_count():
+                raise ValueError(
+                    f"device {item!r}: torch sees {torch.cuda.device_count()} CUDA device(s) "
+                    f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})."
+                )
+            dev = torch.device("cuda", index)
+        expanded.append(str(dev))
+    repeated = sorted({d for d in expanded if expanded.count(d) > 1})
+    if repeated:
+        raise ValueError(
+            f"device(s) {', '.join(repeated)} given more than once; each device gets one "
+            "copy of the model, so list each once."
+        )
+    return expanded
+
+
+@dataclass
+class StreamSummary:
+    """What a streaming run did.
+
+    Attributes
+    ----------
+    written : list of dict
+        One row per map written in this run: ``scan``, ``map``, ``anomaly_score``,
+        ``outlier``.
+    skipped : list of str
+        Scans whose map already existed.
+    failed : list of (str, str)
+        Scans that failed, with the reason.
+    seconds : float
+        Wall-clock time of the run.
+    devices : list of str
+        Devices that mapped scans.
+
+    Examples
+    --------
+    >>> from disyre_sk._stream import StreamSummary
+    >>> print(StreamSummary(seconds=1.0, devices=["cpu"]).report())
+    0 scan(s): 0 mapped, 0 skipped (map already there), 0 failed; 1.0 s on cpu.
+    """
+
+    written: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    devices: list[str] = field(default_factory=list)
+
+    def report(self) -> str:
+        """A short text summary, then one line per failed scan."""
+        n = len(self.written) + len(self.skipped) + len(self.failed)
+        rate = f" ({len(self.written) / self.seconds:.2f} scans/s)" if self.written else ""
+        lines = [
+            f"{n} scan(s): {len(self.written)} mapped, {len(self.skipped)} skipped (map "
+            f"already there), {len(self.failed)} failed; {self.seconds:.1f} s on "
+            f"{', '.join(self.devices)}{rate}."
+        ]
+        lines += [f"failed: {scan}: {reason}" for scan, reason in self.failed]
+        return "\n".join(lines)
+
+
+class _Journal:
+    """Append-only ``scores.jsonl``: one row per map, written before the map is in place."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.rows: dict[str, dict] = {}
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    row = json.loads(line)
+                    self.rows[Path(row["map"]).name] = row
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a killed run
+        self.handle = open(path, "a")
+
+    def append(self, row: dict) -> None:
+        with self.lock:
+            self.handle.write(json.dumps(row) + "\n")
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.rows[Path(row["map"]).name] = row
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _remove_leftovers(output: Path, names: set[str]) -> None:
+    """Delete temporary files that a killed run left for these maps."""
+    for entry in os.scandir(output):
+        if not entry.name.startswith("."):
+            continue
+        bare = entry.name.lstrip(".")
+        cut = bare.find(MAP_SUFFIX)
+        if cut < 0 or bare[: cut + len(MAP_SUFFIX)] not in names:
+            continue
+        rest = bare[cut + len(MAP_SUFFIX) :]
+        if rest.endswith(".tmp.nii.gz") or rest == _PARTIAL:
+            Path(entry.path).unlink(missing_ok=True)
+
+
+def _replica(model, device: str | None):
+    """A fitted detector on ``device``: loaded from a model file, or a copy of ``model``."""
+    import pickle
+
+    from sklearn.utils.validation import check_is_fitted
+
+    from ._detector import DISYREDetector, resolve_device
+
+    if isinstance(model, (str, os.PathLike)):
+        det = DISYREDetector.load(model, device=device or "auto")
+    else:
+        check_is_fitted(model)
+        if device is None or resolve_device(device) == model.device_:
+            return model
+        det = pickle.loads(pickle.dumps(model))  # CPU weights in between
+        dev = resolve_device(device)
+        det.network_ = det.network_.to(dev).eval()
+        det.device_ = dev
+        if dev.type != "cuda" and det.precision_ == "bf16":
+            det.precision_ = "fp32"
+    # The stream has its own progress bar: no bar per scan.
+    det.verbose = False
+    return det
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while not stop.is_set():
+        try:
+            return q.get(timeout=_POLL_S)
+        except queue.Empty:
+            continue
+    return _DONE
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {text}"
+
+
+def stream_detect(
+    model,
+    scans: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    devices: Sequence[str] | None = None,
+    crop: bool = False,
+    overwrite: bool = False,
+    overlay: Callable | None = None,
+    prefetch: int = 2,
+    readers: int = 1,
+    writers: int = 1,
+    verbose: bool = False,
+) -> StreamSummary:
+    """Map many NIfTI scans with reading, mapping and writing overlapped.
+
+    Each map is written as ``<stem>_disyre_map.nii.gz`` on its scan's grid (see
+    :func:`disyre_sk.io.save_map`); scores go to ``scores.jsonl`` as they come and to
+    ``scores.json`` at the end. Scans are read with :func:`disyre_sk.io.load_nifti` and
+    normalised with :func:`disyre_sk.io.normalize_intensity`, as ``disyre detect`` does.
+
+    Parameters
+    ----------
+    model : str, path-like or DISYREDetector
+        A model file written by ``DISYREDetector.save`` (loaded once per device), or a
+        fitted detector (copied to each device it is not on).
+    scans : sequence of path-like
+        NIfTI files; their names (without ``.nii.gz``) must be distinct.
+    output : path-like
+        Output folder, created if needed.
+    devices : sequence of str, optional
+        One model copy and one worker per device (``'cuda:0'``, ``'cuda:1'``, ``'cpu'``,
+        ``'all'`` for every visible GPU); scans are dealt to whichever worker is free.
+        ``None``: the detector's own device, or ``'auto'`` for a model file.
+    crop : bool, default=False
+        Centre-crop/pad scans whose shape differs from the model's; otherwise such a scan
+        fails with an explanation.
+    overwrite : bool, default=False
+        Remake maps that exist; otherwise they are skipped.
+    overlay : callable, optional
+        ``overlay(volume, map, png_path)`` writes a picture of each map (before the map
+        is renamed into place, so a map never lacks its picture).
+    prefetch : int, default=2
+        Scans waiting per device in each queue.
+    readers, writers : int, default=1
+        Reader and writer threads (more help with many devices and fast disks).
+    verbose : bool, default=False
+        Show a progress bar.
+
+    Returns
+    -------
+    summary : StreamSummary
+        Maps written, scans skipped, failures with their reasons.
+
+    Raises
+    ------
+    ValueError
+        Before any scan is processed: two scans with the same name, a bad device, an
+        unreadable model file, or a model not trained on 3-D volumes.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np, nibabel as nib
+    >>> from disyre_sk import DISYREDetector
+    >>> from disyre_sk._stream import stream_detect
+    >>> rng = np.random.default_rng(0)
+    >>> vols = rng.uniform(0.2, 1.0, size=(3, 4, 16, 16)).astype(np.float32)
+    >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+    ...                      device="cpu", random_state=0).fit(vols)
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> paths = []
+    >>> for i, v in enumerate(vols):
+    ...     paths.append(folder / f"s{i}.nii.gz")
+    ...     nib.save(nib.Nifti1Image(v.transpose(2, 1, 0), np.eye(4)), paths[-1])
+    >>> summary = stream_detect(det, paths, folder / "maps")
+    >>> len(summary.written), len(stream_detect(det, paths, folder / "maps").skipped)
+    (3, 3)
+    """
+    from .io import center_crop_or_pad, load_nifti, normalize_intensity, save_map
+
+    start_time = time.perf_counter()
+    scans = [Path(s) for s in scans]
+    out = Path(output)
+    targets = [map_path(out, s) for s in scans]
+    seen: dict[str, Path] = {}
+    for scan, target in zip(scans, targets):
+        if target.name in seen:
+            raise ValueError(
+                f"{seen[target.name]} and {scan} would both write {target.name}; give scans "
+                "distinct file names (or map them into different output folders)."
+            )
+        seen[target.name] = scan
+    if int(prefetch) < 1 or int(readers) < 1 or int(writers) < 1:
+        raise ValueError(
+            f"prefetch, readers and writers must be at least 1, got {prefetch}, {readers}, "
+            f"{writers}."
+        )
+    if devices is None and isinstance(model, (str, os.PathLike)):
+        devices = ["auto"]
+    device_list = parse_devices(devices) if devices is not None else [None]
+    detectors = [_replica(model, d) for d in device_list]
+    shape = tuple(detectors[0].image_shape_)
+    if len(shape) != 3 or detectors[0]._layout.kind != "volumes":
+        raise ValueError(
+            f"the model was trained on {detectors[0]._layout.kind} of shape {shape}; mapping "
+            "NIfTI scans needs a model trained on 3-D volumes (n, Z, Y, X)."
+        )
+    offset = float(detectors[0].offset_)
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out, set(seen))
+
+    summary = StreamSummary(devices=[str(d.device_) for d in detectors])
+    todo = []
+    for i, target in enumerate(targets):
+        if target.exists() and not overwrite:
+            summary.skipped.append(str(scans[i]))
+        else:
+            todo.append(i)
+
+    from tqdm.auto import tqdm
+
+    journal = _Journal(out / JOURNAL_NAME)
+    stop = threading.Event()
+    lock = threading.Lock()
+    written: dict[int, dict] = {}
+    failed: dict[int, str] = {}
+    bar = tqdm(total=len(todo), desc="disyre detect", unit="scan", disable=not verbose)
+    tasks: queue.Queue = queue.Queue()
+    for i in todo:
+        tasks.put(i)
+    n_workers = len(detectors)
+    to_map: queue.Queue = queue.Queue(maxsize=prefetch * n_workers)
+    to_write: queue.Queue = queue.Queue(maxsize=prefetch * n_workers)
+    overlay_lock = threading.Lock()  # matplotlib's pyplot is not thread-safe
+
+    def fail(i: int, exc: BaseException) -> None:
+        with lock:
+            failed[i] = _reason(exc)
+            bar.update(1)
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                i = tasks.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                volume = normalize_intensity(load_nifti(scans[i]))
+                record = None
+                if volume.shape != shape:
+                    if not crop:
+                        raise ValueError(
+                            f"shape {volume.shape} (Z, Y, X) differs from the model's {shape}; "
+                            "register the scan to the training grid, or pass --crop to "
+                            "centre-crop/pad it"
+                        )
+                    volume, record = center_crop_or_pad(volume, shape)
+            except Exception as exc:  # one bad scan must not stop the others
+                fail(i, exc)
+                continue
+            if not _put(to_map, (i, volume, record), stop):
+                return
+
+    def work(det) -> None:
+        if det.device_.type == "cuda":
+            torch.cuda.set_device(det.device_)
+        while True:
+            item = _get(to_map, stop)
+            if item is _DONE:
+                return
+            i, volume, record = item
+            try:
+                maps, scores = det._map_and_score(volume[None])
+            except Exception as exc:
+                fail(i, exc)
+                continue
+            keep = volume if overlay is not None else None
+            if not _put(to_write, (i, keep, record, maps[0], float(-scores[0])), stop):
+                return
+
+    def write() -> None:
+        while True:
+            item = _get(to_write, stop)
+            if item is _DONE:
+                return
+            i, volume, record, anomaly_map, score = item
+            target = targets[i]
+            partial = target.with_name(f".{target.name}{_PARTIAL}")
+            try:
+                save_map(anomaly_map, scans[i], partial, crop_record=record)
+                if overlay is not None:
+                    with overlay_lock:
+                        overlay(volume, anomaly_map, out / f"{scan_stem(scans[i])}_overlay.png")
+                row = {
+                    "scan": str(scans[i]),
+                    "map": str(target),
+                    "anomaly_score": score,
+                    "outlier": bool(score > -offset),
+                }
+                journal.append(row)
+                os.replace(partial, target)
+            except Exception as exc:
+                partial.unlink(missing_ok=True)
+                fail(i, exc)
+                continue
+            with lock:
+                written[i] = row
+                bar.update(1)
+
+    fatal: list[BaseException] = []
+
+    def guarded(fn, *args) -> None:
+        # Per-scan errors are caught inside; anything else stops every stage (a stage
+        # that died silently would leave the others blocked on its queue).
+        try:
+            fn(*args)
+        except BaseException as exc:
+            fatal.append(exc)
+            stop.set()
+
+    def start(fn, *args) -> threading.Thread:
+        thread = threading.Thread(target=guarded, args=(fn, *args), daemon=True)
+        thread.start()
+        return thread
+
+    def wait(threads: list[threading.Thread]) -> None:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(_POLL_S)
+
+    stages = [
+        [start(read) for _ in range(readers)],
+        [start(work, det) for det in detectors],
+        [start(write) for _ in range(writers)],
+    ]
+    try:
+        # Close the stages in order: when every reader is done, each worker gets an end
+        # marker; when every worker is done, each writer does.
+        wait(stages[0])
+        for _ in stages[1]:
+            _put(to_map, _DONE, stop)
+        wait(stages[1])
+        for _ in stages[2]:
+            _put(to_write, _DONE, stop)
+        wait(stages[2])
+        if fatal:
+            raise fatal[0]
+    except BaseException:
+        # Ctrl-C: each thread finishes the scan in hand (maps are atomic), then stops.
+        stop.set()
+        wait([t for stage in stages for t in stage])
+        raise
+    finally:
+        bar.close()
+        journal.close()
+
+    summary.written = [written[i] for i in sorted(written)]
+    summary.failed = [(str(scans[i]), failed[i]) for i in sorted(failed)]
+    rows = [journal.rows[t.name] for t in targets if t.name in journal.rows and t.exists()]
+    tmp = out / f".{SCORES_NAME}.tmp"
+    tmp.write_text(json.dumps(rows, indent=2))
+    os.replace(tmp, out / SCORES_NAME)
+    summary.seconds = time.perf_counter() - start_time
+    return summary
