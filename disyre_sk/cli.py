@@ -97,7 +97,7 @@ def _cmd_detect(args) -> int:
 
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"no model file at {args.model!r}.")
-    devices = [*(args.device or []), *(args.devices or [])]
+    devices = [*(args.device or []), *([args.devices] if args.devices else [])]
     try:
         summary = stream_detect(
             args.model,

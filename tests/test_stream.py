@@ -193,12 +193,15 @@ def test_cli_detect_reports_failures_and_goes_on(model, scans, tmp_path, capsys)
     _, path = model
     (scans[0].parent / "broken.nii.gz").write_text("not a scan")
     out = tmp_path / "maps"
-    rc = main(["detect", str(path), str(scans[0].parent), "-o", str(out), "--device", "cpu"])
+    rc = main(["detect", str(path), str(scans[0].parent), "-o", str(out), "--devices", "cpu"])
     captured = capsys.readouterr()
     assert rc == 2
     assert "6 mapped, 0 skipped (map already there), 1 failed" in captured.out
     assert "broken.nii.gz" in captured.err and "rerun" in captured.err
     assert len(json.loads((out / "scores.json").read_text())) == 6
+    capsys.readouterr()
+    rc = main(["detect", str(path), *map(str, scans), "-o", str(out), "--device", "cpu"])
+    assert rc == 0 and "0 mapped, 6 skipped" in capsys.readouterr().out
 
 
 def test_refusals_before_any_work(model, scans, tmp_path):
