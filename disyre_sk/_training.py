@@ -133,6 +133,11 @@ class Trainer:
         Autocast setting of the forward pass.
     seed : int
         Seed of the device generator that drives patches, augmentation and corruption.
+    monitor : object or None, default=None
+        Optional hook, e.g. :class:`~._validation.Validator`: after each step,
+        ``monitor.due(step, n_steps)`` says whether to call ``monitor(trainer)`` (after
+        the loss check); ``monitor.stop`` ends training early; ``monitor.progress()``
+        adds progress-bar fields; ``monitor.state_dict()`` travels in checkpoints.
     """
 
     def __init__(
@@ -152,6 +157,7 @@ class Trainer:
         precision: str,
         seed: int,
         betas=(0.95, 0.999),
+        monitor=None,
     ):
         self.network = network
         self.bank = bank
@@ -180,6 +186,7 @@ class Trainer:
         )
         self.step = 0
         self.history: dict[str, list[float]] = {"loss": [], "learning_rate": []}
+        self.monitor = monitor
 
     def make_batch(self):
         """Healthy patches, their corrupted versions and severities, all on the device."""
@@ -213,6 +220,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
             "history": {k: list(v) for k, v in self.history.items()},
+            "monitor": None if self.monitor is None else self.monitor.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -223,6 +231,8 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.step = int(state["step"])
         self.history = {k: list(v) for k, v in state["history"].items()}
+        if self.monitor is not None and state.get("monitor") is not None:
+            self.monitor.load_state_dict(state["monitor"])
 
     def run(self, verbose: bool = False, checkpointer=None):
         """Train until ``n_steps``; returns the history of losses and learning rates.
@@ -244,13 +254,17 @@ class Trainer:
             dynamic_ncols=True,
         )
         with bar, stop_on_signals(stop):
-            while self.step < self.n_steps and not stop:
+            while self.step < self.n_steps and not stop and not self._monitor_stop():
                 lrs.append(self.optimizer.param_groups[0]["lr"])
                 pending.append(self.train_step(*self.make_batch()))
                 self.step += 1
                 bar.update(1)
-                if len(pending) == _SYNC_EVERY or self.step == self.n_steps:
+                due = self.monitor is not None and self.monitor.due(self.step, self.n_steps)
+                if len(pending) == _SYNC_EVERY or self.step == self.n_steps or due:
                     self._flush(pending, lrs, bar)
+                    if due:
+                        self.monitor(self)
+                        self._show(bar)
                     if checkpointer is not None:
                         checkpointer.maybe_save(self)
             if pending:
@@ -276,6 +290,15 @@ class Trainer:
             )
         self.history["loss"].extend(losses.tolist())
         self.history["learning_rate"].extend(lrs)
-        bar.set_postfix(loss=f"{losses.mean():.4g}")
+        self._show(bar)
         pending.clear()
         lrs.clear()
+
+    def _show(self, bar):
+        postfix = {"loss": f"{np.mean(self.history['loss'][-_SYNC_EVERY:]):.4g}"}
+        if self.monitor is not None:
+            postfix.update(self.monitor.progress())
+        bar.set_postfix(postfix)
+
+    def _monitor_stop(self) -> bool:
+        return self.monitor is not None and bool(self.monitor.stop)
