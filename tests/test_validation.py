@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from toy import smooth_brains
+from toy import textured
 
 import disyre_sk._training as training
 from disyre_sk import DISYREDetector, _anomaly_families, _validation
@@ -35,13 +35,6 @@ TINY = dict(
 def few_images(monkeypatch):
     # A handful of validation images per family keeps every fit here well under a second.
     monkeypatch.setattr(_anomaly_families, "IMAGES_PER_FAMILY", 3)
-
-
-def textured(n, size, seed):
-    """Smooth brains with stripes: a deformation of them changes what it moves."""
-    brains = smooth_brains(n, size=size, seed=seed)
-    stripes = 0.2 * np.sin(np.arange(size) * 2 * np.pi / 5)[None, :, None]
-    return np.where(brains > 0, np.clip(brains + stripes, 0.05, 1), 0).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
