@@ -235,7 +235,7 @@ class Trainer:
             self.monitor.load_state_dict(state["monitor"])
 
     def run(self, verbose: bool = False, checkpointer=None):
-        """Train until ``n_steps``; returns the history of losses and learning rates.
+        """Train until ``n_steps`` (or the monitor's stop); returns losses and learning rates.
 
         With a ``checkpointer``, the state is saved every ``checkpointer.every`` steps,
         at the end, and when Ctrl-C or SIGTERM arrives (then :class:`StopRequested` is
