@@ -217,7 +217,7 @@ def _plot_examples(detector, examples: dict, path: Path) -> list[float]:
             (maps[i], "inferno", vmax, "map"),
         ]
         for ax, (image, cmap, top, title) in zip(axes[i], panels):
-            ax.imshow(image[box], cmap=cmap, vmin=0, vmax=top, interpolation="nearest")
+            ax.imshow(image[box], cmap=cmap, vmin=0, vmax=top, origin="lower")
             ax.set_title(title, fontsize=8)
             ax.axis("off")
         for ax in (axes[i][0], axes[i][-1]):

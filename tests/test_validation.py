@@ -17,6 +17,7 @@ from disyre_sk._anomaly_families import (
     make_validation_set,
     usable_slices,
 )
+from disyre_sk.corruption import Corrupted, Corruption
 
 PACKAGE = Path(_validation.__file__).parent
 
@@ -232,13 +233,23 @@ def test_validation_does_not_change_the_training_stream(data, monkeypatch):
     assert _same(snapshots[12], _weights(plain))
 
 
-@pytest.mark.parametrize("corruption", ["dag", "fpi", "gaussian"])
+class Unchanged(Corruption):
+    """A training corruption that corrupts nothing: the training corruption switched off."""
+
+    def sample_params(self, x, generator, foreground=None, severity=None):
+        return {"severity": torch.zeros(x.shape[0], device=x.device)}
+
+    def apply(self, x, params, foreground=None):
+        return Corrupted(x, torch.zeros_like(x), params["severity"])
+
+
+@pytest.mark.parametrize("corruption", ["dag", "fpi", "gaussian", Unchanged()])
 def test_validation_works_with_any_training_corruption(data, corruption):
-    det = DISYREDetector(**{**TINY, "corruption": corruption}, n_steps=4, validation_every=2).fit(
-        data
-    )
+    params = {**TINY, "corruption": corruption}
+    det = DISYREDetector(**params, n_steps=4, validation_every=2).fit(data)
     assert [r["step"] for r in det.history_["validation"]] == [2, 4]
     assert det.history_["best_step"] in (2, 4)
+    assert set(det.history_["validation"][0]["average_precision"]) == set(FAMILIES)
 
 
 def _snapshot(monkeypatch, snapshots, *, decreasing=False):
