@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from . import _data
+from . import _data, _validation
 from ._augment import Augmentation
 from ._checkpoint import Checkpointer, fingerprint
 from ._distributed import join_world
@@ -153,6 +153,25 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         data or training parameters is refused.
     checkpoint_every : int, default=1000
         Steps between checkpoints.
+    validation_fraction : float in [0, 1), default=0.1
+        Fraction of the training *samples* (whole volumes or images, never single
+        slices, so no subject leaks) held out for synthetic validation: training never
+        sees them; every ``validation_every`` steps anomalies of families unlike the
+        training corruption are inserted into their slices and scored (pixel AP and best
+        Dice per family, in ``history_['validation']``), and the weights of the best
+        step are kept. ``floor(validation_fraction * n)`` samples are held out. Nothing
+        is held out when no validation is scheduled (``n_steps < validation_every``),
+        when that is less than one sample or leaves none for training, or with ``0``;
+        ``history_['validation_note']`` says which. Explicit ``X_val`` in :meth:`fit`
+        replaces the split.
+    validation_every : int, default=1000
+        Steps between validations; the last step is validated too.
+    early_stopping : bool or 'auto', default=False
+        Stop training when ``n_iter_no_change`` validations in a row do not beat the
+        best one. ``'auto'`` stops early only when validation runs; ``True`` raises an
+        error when it cannot run. Either way the best step's weights are kept.
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in validations.
 
     Attributes
     ----------
@@ -163,7 +182,14 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
     precision_ : str
         Resolved precision.
     history_ : dict
-        ``'loss'`` and ``'learning_rate'`` per step, and ``'n_slices'`` trained on.
+        ``'loss'`` and ``'learning_rate'`` per step, ``'n_slices'`` trained on, and the
+        synthetic validation: ``'validation'`` (one record per validation: ``'step'``,
+        ``'average_precision'`` and ``'best_dice'`` per family, their means
+        ``'mean_average_precision'`` and ``'mean_best_dice'``, ``'seconds'``),
+        ``'best_step'`` (the step whose weights ``network_`` holds, by mean AP; ``None``
+        without validation), ``'stopped_early'``, ``'validation_note'`` (what
+        validation did, or why it did not run) and ``'validation_samples'`` (indices of
+        the samples of ``X`` held out, or ``None``).
     intensity_range_ : tuple of float
         Raw intensities mapped to 0 and 1.
     image_shape_ : tuple of int
@@ -254,6 +280,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "verbose": ["verbose"],
         "checkpoint_dir": [None, str, os.PathLike],
         "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [None, Interval(Real, 0, 1, closed="left")],
+        "validation_every": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -289,6 +319,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         verbose=False,
         checkpoint_dir=None,
         checkpoint_every=1000,
+        validation_fraction=0.1,
+        validation_every=1000,
+        early_stopping=False,
+        n_iter_no_change=10,
     ):
         self.image_shape = image_shape
         self.slice_axis = slice_axis
@@ -320,6 +354,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
+        self.validation_fraction = validation_fraction
+        self.validation_every = validation_every
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
 
     # ------------------------------------------------------------------ validation
     def _check_settings(self):
@@ -385,7 +423,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, X_val=None):
         """Train the restoration network on healthy images.
 
         Parameters
@@ -394,6 +432,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             Healthy training images; any finite real intensities.
         y : None
             Ignored; present for API consistency.
+        X_val : array-like, default=None
+            Healthy images for synthetic validation, in the layout of ``X``; all of
+            ``X`` is then used for training and ``validation_fraction`` is ignored.
+            Validated every ``validation_every`` steps and at the last step.
 
         Returns
         -------
@@ -404,31 +446,36 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         # fit's, so nothing half-trained is ever presented as fitted.
         self._clear_fitted_state()
         try:
-            return self._fit(X)
+            return self._fit(X, X_val)
         except BaseException:
             self._clear_fitted_state()
             raise
 
-    def _fit(self, X):
+    def _fit(self, X, X_val=None):
         widths, _, attention = self._check_settings()
         images, layout = self._validate_input(X, reset=True)
+        self._layout = layout
         foreground = _data.foreground_of(images, self.background)
         _data.check_foreground(foreground, "X")
         rng = check_random_state(self.random_state)
         init_seed, train_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
-        intensity_range = _data.learn_intensity_range(
-            images, foreground, tuple(float(p) for p in self.intensity_percentiles), rng
-        )
         # Under torchrun every rank joins one process group and takes rank 0's seeds and
         # intensity range (random_state=None draws them per process); else a no-op.
         world = join_world(resolve_device(self.device))
         world.check_same_data(images)
-        init_seed, train_seed, intensity_range = world.agree(
-            (init_seed, train_seed, intensity_range)
+        init_seed, train_seed = world.agree((init_seed, train_seed))
+        # Validation draws from a seed of its own: the training stream stays the same.
+        plan = _validation.plan_validation(
+            self, images, foreground, X_val, _validation.validation_seed(train_seed)
         )
-        scaled = _data.scale_intensities(images, foreground, intensity_range)
+        fit_images, fit_fg = plan.training_data(images, foreground)
+        intensity_range = _data.learn_intensity_range(
+            fit_images, fit_fg, tuple(float(p) for p in self.intensity_percentiles), rng
+        )
+        intensity_range = world.agree(intensity_range)
+        scaled = _data.scale_intensities(fit_images, fit_fg, intensity_range)
         slices = _data.to_slices(scaled, layout.is_volume, self.slice_axis)
-        slice_fg = _data.to_slices(foreground, layout.is_volume, self.slice_axis)
+        slice_fg = _data.to_slices(fit_fg, layout.is_volume, self.slice_axis)
 
         device = world.device
         precision = self.precision
@@ -451,6 +498,13 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         # training step 1.22x slower (GroupNorm; benchmarks/results/speed_cuda.md).
         network = network.to(device)
         bank = SliceBank(slices, slice_fg, self.patch_size, device)
+        # Known before training; the validator maps with them as predict would.
+        self.image_shape_ = layout.image_shape
+        self.intensity_range_ = intensity_range
+        self.device_ = device
+        self.precision_ = precision
+        self.network_ = network
+        validator = _validation.make_validator(self, plan, self._restorer())
         trainer = Trainer(
             network,
             bank,
@@ -466,25 +520,23 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             precision=precision,
             seed=train_seed,
             world=world,
+            monitor=validator,
         )
         checkpointer = None
         if self.checkpoint_dir is not None:
             checkpointer = Checkpointer(
                 self.checkpoint_dir,
                 self.checkpoint_every,
-                fingerprint(self._training_params(), images),
+                _validation.run_fingerprint(fingerprint(self._training_params(), images), plan),
             )
             if checkpointer.restore(trainer) and self.verbose and world.is_main:
                 print(f"Resuming training at step {trainer.step} from {checkpointer.path}")
         history = trainer.run(verbose=bool(self.verbose), checkpointer=checkpointer)
         history["n_slices"] = len(bank)
-        del bank, trainer
-
-        self._layout = layout
-        self.image_shape_ = layout.image_shape
-        self.intensity_range_ = intensity_range
-        self.device_ = device
-        self.precision_ = precision
+        history.update(_validation.history_entries(plan, validator, bool(self.verbose)))
+        if validator is not None:
+            self._validation_examples = validator.vset.examples(2)
+        del bank, trainer, validator
         self.network_ = network.eval()
         self.history_ = history
         train_scores = -world.gather_shards(
@@ -529,6 +581,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
             delattr(self, name)
         self.__dict__.pop("_layout", None)
+        self.__dict__.pop("_validation_examples", None)
 
     def _offset(self, scores: np.ndarray) -> float:
         # 'auto' flags what 1 % of the healthy training scans would be flagged for: a

@@ -114,6 +114,23 @@ class Restorer:
 
     def maps(self, slices: np.ndarray, foreground: np.ndarray) -> np.ndarray:
         """Anomaly maps of ``(N, H, W)`` slices; float32, 0 outside the foreground."""
+        return self._maps(slices, foreground, None)
+
+    def restorations(self, slices: np.ndarray, foreground: np.ndarray):
+        """Maps and the restorations behind them, for inspection.
+
+        Returns ``(maps, restored, severities)``: ``restored[k]`` is the ``(N, H, W)``
+        restoration at ``severities[k]`` (ensemble mode: of the input; multistep mode:
+        the clean-image estimate of step ``k``), 0 outside the foreground.
+        """
+        if self.mode == "ensemble":
+            steps = self.severities
+        else:
+            steps = multistep_severities(self.severities)
+        restored = np.zeros((len(steps), *slices.shape), dtype=np.float32)
+        return self._maps(slices, foreground, restored), restored, tuple(steps)
+
+    def _maps(self, slices, foreground, restored) -> np.ndarray:
         n = slices.shape[0]
         out = np.zeros(slices.shape, dtype=np.float32)
         has_fg = foreground.reshape(n, -1).any(axis=1)
@@ -145,11 +162,14 @@ class Restorer:
             idx = todo[start : start + chunk]
             x = torch.from_numpy(np.ascontiguousarray(slices[idx])).to(self.device)
             fg = torch.from_numpy(np.ascontiguousarray(foreground[idx])).to(self.device)
-            out[idx, box[0], box[1]] = self._chunk(x, fg).cpu().numpy()
+            kept: list | None = None if restored is None else []
+            out[idx, box[0], box[1]] = self._chunk(x, fg, kept).cpu().numpy()
+            for k, image in enumerate(kept or ()):
+                restored[k, idx, box[0], box[1]] = image.cpu().numpy()
         return out
 
     @torch.inference_mode()
-    def _chunk(self, x: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
+    def _chunk(self, x: torch.Tensor, fg: torch.Tensor, kept=None) -> torch.Tensor:
         n, h, w = x.shape
         p, s = self.patch_size, self.stride
         if self.whole_slice:
@@ -181,22 +201,29 @@ class Restorer:
                 restored = restored.reshape(n, n_windows, p * p).transpose(1, 2)
                 return F.fold(restored * weight, (hp, wp), p, stride=s) / norm * fg
 
+        def crop(image: torch.Tensor) -> torch.Tensor:
+            return image[:, 0, top : top + h, left : left + w]
+
         total = torch.zeros_like(x)
         if self.mode == "ensemble":
             for severity in self.severities:
-                total += (x - restore(x, severity)).abs()
+                restored = restore(x, severity)
+                if kept is not None:
+                    kept.append(crop(restored))
+                total += (x - restored).abs()
             total /= len(self.severities)
         else:
             steps = multistep_severities(self.severities)
             x_s = x
             for k, severity in enumerate(steps):
                 x0_hat = restore(x_s, severity)
+                if kept is not None:
+                    kept.append(crop(x0_hat))
                 total += (x_s - x0_hat).abs()
                 following = steps[k + 1] if k + 1 < len(steps) else 0.0
                 x_s = cold_diffusion_step(x_s, x0_hat, severity, following) * fg
             total /= len(steps)
-        total = total * fg
-        return total[:, 0, top : top + h, left : left + w]
+        return crop(total * fg)
 
     def _run(self, windows: torch.Tensor, severity: float) -> torch.Tensor:
         outs = []

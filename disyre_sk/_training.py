@@ -138,6 +138,11 @@ class Trainer:
         The processes training together under torchrun (see :mod:`._distributed`): each
         draws ``batch_size / world.size`` patches from its own seed, gradients are
         averaged. ``None``: this process alone.
+    monitor : object or None, default=None
+        Optional hook, e.g. :class:`~._validation.Validator`: after each step,
+        ``monitor.due(step, n_steps)`` says whether to call ``monitor(trainer)`` (after
+        the loss check); ``monitor.stop`` ends training early; ``monitor.progress()``
+        adds progress-bar fields; ``monitor.state_dict()`` travels in checkpoints.
     """
 
     def __init__(
@@ -158,6 +163,7 @@ class Trainer:
         seed: int,
         world: World | None = None,
         betas=(0.95, 0.999),
+        monitor=None,
     ):
         self.network = network
         self.bank = bank
@@ -189,6 +195,7 @@ class Trainer:
         )
         self.step = 0
         self.history: dict[str, list[float]] = {"loss": [], "learning_rate": []}
+        self.monitor = monitor
 
     def make_batch(self):
         """Healthy patches, their corrupted versions and severities, all on the device."""
@@ -226,6 +233,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
             "history": {k: list(v) for k, v in self.history.items()},
+            "monitor": None if self.monitor is None else self.monitor.state_dict(),
         }
         if self.world.is_distributed:
             state["world_size"] = self.world.size
@@ -240,9 +248,11 @@ class Trainer:
         resume_generators(state, self.world, self.generator, self.seed)
         self.step = int(state["step"])
         self.history = {k: list(v) for k, v in state["history"].items()}
+        if self.monitor is not None and state.get("monitor") is not None:
+            self.monitor.load_state_dict(state["monitor"])
 
     def run(self, verbose: bool = False, checkpointer=None):
-        """Train until ``n_steps``; returns the history of losses and learning rates.
+        """Train until ``n_steps`` (or the monitor's stop); returns losses and learning rates.
 
         With a ``checkpointer``, the state is saved every ``checkpointer.every`` steps,
         at the end, and when Ctrl-C or SIGTERM arrives (then :class:`StopRequested` is
@@ -262,14 +272,24 @@ class Trainer:
             dynamic_ncols=True,
         )
         with bar, stop_on_signals(stop):
-            while self.step < self.n_steps and not halt:
+            # Early stopping is agreed by every process (a collective) at each validation.
+            monitor_stop = self._monitor_stop()
+            while self.step < self.n_steps and not halt and not monitor_stop:
                 lrs.append(self.optimizer.param_groups[0]["lr"])
                 pending.append(self.train_step(*self.make_batch()))
                 self.step += 1
                 bar.update(1)
-                synced = len(pending) == _SYNC_EVERY or self.step == self.n_steps
+                # `due` depends on the step alone, so every process agrees on `synced`.
+                due = self.monitor is not None and self.monitor.due(self.step, self.n_steps)
+                synced = len(pending) == _SYNC_EVERY or self.step == self.n_steps or due
                 if synced:
                     self._flush(pending, lrs, bar)
+                    if due:
+                        # Every process validates its own (identical) weights, with no
+                        # collective inside, so none waits on another.
+                        self.monitor(self)
+                        self._show(bar)
+                        monitor_stop = self.world.any(self._monitor_stop())
                     if checkpointer is not None:
                         checkpointer.maybe_save(self)
                 halt = self.world.should_stop(stop, synced)
@@ -298,6 +318,15 @@ class Trainer:
             )
         self.history["loss"].extend(losses.tolist())
         self.history["learning_rate"].extend(lrs)
-        bar.set_postfix(loss=f"{losses.mean():.4g}")
+        self._show(bar)
         pending.clear()
         lrs.clear()
+
+    def _show(self, bar):
+        postfix = {"loss": f"{np.mean(self.history['loss'][-_SYNC_EVERY:]):.4g}"}
+        if self.monitor is not None:
+            postfix.update(self.monitor.progress())
+        bar.set_postfix(postfix)
+
+    def _monitor_stop(self) -> bool:
+        return self.monitor is not None and bool(self.monitor.stop)

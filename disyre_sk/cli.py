@@ -78,17 +78,30 @@ def _cmd_fit(args) -> int:
         verbose=main_rank,
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every,
+        validation_fraction=args.validation_fraction,
+        validation_every=args.validation_every,
+        early_stopping=args.early_stopping,
+        n_iter_no_change=args.n_iter_no_change,
     )
     if args.widths:
         params["widths"] = tuple(args.widths)
     det = DISYREDetector(**params)
+    X_val = None
+    if args.validation_scans:
+        X_val = loader.transform([str(p) for p in _expand(args.validation_scans)])
     say(f"Training on {X.shape[0]} volumes of shape {X.shape[1:]}...", flush=True)
     try:
-        det.fit(X)
+        det.fit(X, X_val=X_val)
     finally:
         shutdown()
     if main_rank:
+        say(f"Validation: {det.history_['validation_note']}")
         say(f"Saved the model to {det.save(args.output)}")
+        if args.report:
+            from .report import write_training_report
+
+            write_training_report(det, args.report)
+            say(f"Wrote the training report to {args.report}")
     return 0
 
 
@@ -281,6 +294,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for checkpoints: a rerun with the same arguments resumes there",
     )
     fit.add_argument("--checkpoint-every", type=int, default=1000, metavar="STEPS")
+    fit.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="fraction of the healthy scans held out for synthetic validation "
+        "(default: %(default)s; 0 turns it off)",
+    )
+    fit.add_argument(
+        "--validation-scans",
+        nargs="+",
+        help="healthy scans to validate on instead (files, folders or globs)",
+    )
+    fit.add_argument("--validation-every", type=int, default=1000, help="steps between validations")
+    fit.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="stop when --n-iter-no-change validations in a row bring no improvement",
+    )
+    fit.add_argument("--n-iter-no-change", type=int, default=10)
+    fit.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write a training report (loss and validation curves, validation examples, "
+        "report.json) to this folder",
+    )
     fit.set_defaults(func=_cmd_fit)
 
     detect = sub.add_parser(

@@ -35,6 +35,7 @@ PUBLIC_MODULES = (
     "disyre_sk.metrics",
     "disyre_sk.nn",
     "disyre_sk.pyod",
+    "disyre_sk.report",
     "disyre_sk.schedule",
 )
 NOT_DOCUMENTED_OBJECTS = {"__version__"}  # a string, not an API object

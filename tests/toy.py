@@ -18,6 +18,13 @@ def smooth_brains(n, size=32, seed=0):
     return out
 
 
+def textured(n, size=32, seed=0):
+    """Smooth brains with stripes: deforming them changes what is moved (for validation)."""
+    brains = smooth_brains(n, size=size, seed=seed)
+    stripes = 0.2 * np.sin(np.arange(size) * 2 * np.pi / 5)[None, :, None]
+    return np.where(brains > 0, np.clip(brains + stripes, 0.05, 1), 0).astype(np.float32)
+
+
 def add_discs(images, seed=1, radius=(3, 5)):
     """Insert one bright or dark disc into each image; return images and exact masks."""
     rng = np.random.default_rng(seed)
