@@ -122,6 +122,24 @@ def main(folder: Path) -> None:
     resumed = DISYREDetector(**ckpt).fit(X)
     torch.save(weights(resumed), folder / f"rank{rank}_resumed.pt")
     out["resumed_loss"] = resumed.history_["loss"]
+
+    # Synthetic validation on every rank, with early stopping after one validation
+    # without improvement: the ranks must agree on when to stop and never wait forever.
+    validated = DISYREDetector(
+        **params,
+        validation_fraction=0.25,
+        validation_every=10,
+        early_stopping=True,
+        n_iter_no_change=1,
+    ).fit(X)
+    h = validated.history_
+    out["validation"] = {
+        "n_records": len(h["validation"]),
+        "best_step": h["best_step"],
+        "stopped_early": h["stopped_early"],
+        "n_loss": len(h["loss"]),
+    }
+    torch.save(weights(validated), folder / f"rank{rank}_validated.pt")
     (folder / f"rank{rank}.json").write_text(json.dumps(out))
 
 

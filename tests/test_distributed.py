@@ -276,3 +276,12 @@ def test_two_ranks_match_one_rank_statistically(two_ranks, one_rank, task):
     chance = masks[fg].mean()
     assert ap_two > 2 * chance and ap_one > 2 * chance, (ap_two, ap_one, chance)
     assert abs(ap_two - ap_one) < 0.2, (ap_two, ap_one)
+
+
+def test_validation_and_early_stopping_agree_across_ranks(two_ranks):
+    folder, (r0, r1) = two_ranks
+    assert r0["validation"] == r1["validation"]
+    assert r0["validation"]["n_records"] >= 1
+    w0, w1 = _load(folder / "rank0_validated.pt"), _load(folder / "rank1_validated.pt")
+    for k in w0:
+        assert torch.equal(w0[k], w1[k]), k
