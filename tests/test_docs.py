@@ -52,7 +52,9 @@ CODES = {
     "PR02": "a documented parameter does not exist",
     "RT01": "no Returns section (for a function that returns something)",
 }
-EXAMPLE_CODES = {"EX01": "no Examples section"}  # classes and functions, not methods
+# Every public function, class and method: an Examples section with code to run (the
+# examples run as doctests in tests/test_doctests.py). EX00 is ours, not numpydoc's.
+EXAMPLE_CODES = {"EX01": "no Examples section", "EX00": "no '>>>' line in Examples"}
 
 # Known failures, to be fixed in the package's docstrings (then delete the entry).
 KNOWN_FAILURES: dict[str, str] = {}
@@ -148,34 +150,46 @@ def test_api_page_lists_every_public_name():
 # --------------------------------------------------------------------------- numpydoc
 
 
-def _documented_objects() -> list[tuple[str, bool]]:
-    """(qualified name, is_method) for every public function, class and method."""
+def _documented_objects() -> list[str]:
+    """Qualified names of every public function, class and method."""
     out = []
     for qualname in sorted(_public_names()):
         obj = _resolve(qualname)
-        out.append((qualname, False))
+        out.append(qualname)
         if inspect.isclass(obj):
             for name, member in vars(obj).items():
                 if name.startswith("_"):
                     continue
                 if inspect.isfunction(member) or isinstance(member, (classmethod, staticmethod)):
-                    out.append((f"{qualname}.{name}", True))
+                    out.append(f"{qualname}.{name}")
     return out
 
 
 def _params():
-    for qualname, is_method in _documented_objects():
+    for qualname in _documented_objects():
         marks = ()
         if qualname in KNOWN_FAILURES:
             marks = pytest.mark.xfail(reason=f"TODO: {KNOWN_FAILURES[qualname]}", strict=False)
-        yield pytest.param(qualname, is_method, id=qualname, marks=marks)
+        yield pytest.param(qualname, id=qualname, marks=marks)
 
 
-@pytest.mark.parametrize("qualname, is_method", list(_params()))
-def test_numpydoc_docstring(qualname, is_method):
+def _example_errors(qualname: str) -> list[tuple[str, str]]:
+    """EX00 when the Examples section exists but shows no code (e.g. 'See save')."""
+    numpydoc_validate = pytest.importorskip("numpydoc.validate")
+    lines = numpydoc_validate.Validator(
+        numpydoc_validate.get_doc_object(_resolve(qualname))
+    ).examples
+    if lines and not any(line.lstrip().startswith(">>>") for line in lines):
+        return [("EX00", "the Examples section has no '>>>' line to run")]
+    return []
+
+
+@pytest.mark.parametrize("qualname", list(_params()))
+def test_numpydoc_docstring(qualname):
     validate = pytest.importorskip("numpydoc.validate").validate
-    codes = dict(CODES) if is_method else {**CODES, **EXAMPLE_CODES}
-    errors = [(code, msg) for code, msg in validate(qualname)["errors"] if code in codes]
+    codes = {**CODES, **EXAMPLE_CODES}
+    found = validate(qualname)["errors"] + _example_errors(qualname)
+    errors = [(code, msg) for code, msg in found if code in codes]
     assert not errors, f"{qualname}: " + "; ".join(f"{c} {m}" for c, m in errors)
 
 
