@@ -107,6 +107,14 @@ html_extra_path = [str(_HOSTILE)] if _HOSTILE.is_file() else []
 
 # The examples run in this process: keep them quiet and headless.
 os.environ.setdefault("MPLBACKEND", "Agg")
+# They train tiny networks, which one thread runs nearly as fast as several; on a busy
+# or shared machine, torch's default of one thread per core made them many times slower
+# (threads waiting on each other), so the build's time is kept predictable, as the tests
+# do (tests/conftest.py). An explicit OMP_NUM_THREADS wins.
+if "OMP_NUM_THREADS" not in os.environ:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _write_cli_help() -> None:

@@ -1,11 +1,14 @@
 """Documentation checks.
 
 Always on, and cheap: every gallery example compiles and has a title, the API reference
-lists every public name (and only real ones), and the public docstrings pass a focused
-set of numpydoc checks. The full Sphinx build runs every gallery example (minutes on a
-CPU), so it only runs when ``DISYRE_BUILD_DOCS=1``::
+lists every public name (and only real ones), the public docstrings pass a focused set
+of numpydoc checks (an Examples section with code on every public function, class and
+method), and ``docs/check_html.py`` finds broken images. The full Sphinx build runs every
+gallery example (minutes on a CPU), so it only runs when ``DISYRE_BUILD_DOCS=1``::
 
     DISYRE_BUILD_DOCS=1 python -m pytest tests/test_docs.py
+
+CI (``.ci/run``) builds the documentation with the README's command after the tests.
 """
 
 from __future__ import annotations
@@ -208,6 +211,9 @@ def test_docs_build(tmp_path):
         pytest.fail(f"the docs build needs {missing}: pip install -e '.[docs]'")
     out = tmp_path / "html"
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", str(DOCS), str(out)]
+    # sphinx-gallery skips an example whose script is unchanged since an earlier build in
+    # docs/auto_examples; run them all, so a package change that breaks one fails here.
+    cmd += ["-D", "sphinx_gallery_conf.run_stale_examples=True"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     log = result.stdout[-6000:] + result.stderr[-6000:]
     assert result.returncode == 0, log
@@ -218,5 +224,80 @@ def test_docs_build(tmp_path):
         assert page.is_file(), f"no gallery page for {example.name}"
         images = re.findall(rf"sphx_glr_{re.escape(example.stem)}_\d{{3}}\.png", page.read_text())
         assert images, f"{example.name} produced no figure"
-        for image in set(images):
-            assert (out / "_images" / image).is_file(), f"{image} is referenced but missing"
+    problems = _check_html().check_site(out, EXAMPLES)
+    assert not problems, "\n".join(problems)
+
+
+# --------------------------------------------------------------------------- HTML check
+
+
+def _check_html():
+    """docs/check_html.py, which CI runs on the built site, imported as a module."""
+    spec = importlib.util.spec_from_file_location("check_html", DOCS / "check_html.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _png(path: Path, blank: bool = False) -> None:
+    import numpy as np
+    from matplotlib import image as mpimg
+
+    pixels = np.ones((4, 4, 3)) if blank else np.linspace(0, 1, 48).reshape(4, 4, 3)
+    mpimg.imsave(path, pixels)
+
+
+def test_check_html_passes_a_good_site(tmp_path):
+    (tmp_path / "_images").mkdir()
+    (tmp_path / "auto_examples").mkdir()
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "plot_a.py").write_text('"""A\n=\n"""\n')
+    _png(tmp_path / "_images" / "sphx_glr_plot_a_001.png")
+    (tmp_path / "index.html").write_text('<img src="_images/sphx_glr_plot_a_001.png">')
+    (tmp_path / "auto_examples" / "plot_a.html").write_text(
+        '<img alt="fig" src="../_images/sphx_glr_plot_a_001.png" class="sphx-glr-single-img"/>'
+        '<img src="data:image/png;base64,AAAA">'
+    )
+    assert _check_html().check_site(tmp_path, tmp_path / "examples") == []
+    assert _check_html().main([str(tmp_path), "--examples", str(tmp_path / "examples")]) == 0
+
+
+def test_check_html_finds_every_kind_of_problem(tmp_path):
+    (tmp_path / "_images").mkdir()
+    (tmp_path / "auto_examples").mkdir()
+    (tmp_path / "examples").mkdir()
+    for stem in ("plot_a", "plot_b", "plot_c"):
+        (tmp_path / "examples" / f"{stem}.py").write_text('"""A\n=\n"""\n')
+    (tmp_path / "_images" / "empty.png").write_bytes(b"")
+    (tmp_path / "_images" / "junk.png").write_bytes(b"not a png")
+    _png(tmp_path / "_images" / "sphx_glr_plot_a_001.png", blank=True)
+    (tmp_path / "index.html").write_text(
+        '<img src="_images/gone.png"><img src="_images/empty.png"><img src="_images/junk.png">'
+        '<img src="https://example.org/logo.png"><img alt="x">'
+    )
+    (tmp_path / "auto_examples" / "plot_a.html").write_text(
+        '<img src="../_images/sphx_glr_plot_a_001.png">'
+    )
+    (tmp_path / "auto_examples" / "plot_b.html").write_text("<p>no figure</p>")
+    problems = "\n".join(_check_html().check_site(tmp_path, tmp_path / "examples"))
+    for expected in (
+        'gone.png"> -> missing file',
+        'empty.png"> -> empty file',
+        'junk.png"> -> not a readable image',
+        'logo.png"> is remote',
+        "<img> without src",
+        'sphx_glr_plot_a_001.png"> -> blank image',
+        "plot_a.html: the example shows no figure",
+        "plot_b.html: the example shows no figure",
+        "plot_c.html: missing",
+    ):
+        assert expected in problems, f"{expected!r} not reported in:\n{problems}"
+    assert _check_html().main([str(tmp_path), "--examples", str(tmp_path / "examples")]) == 1
+
+
+def test_check_html_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(_check_html(), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
