@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import REPO, command_line, git_commit, hardware, md_table, now, write_results
@@ -79,9 +81,8 @@ def main() -> int:
     args = ap.parse_args()
 
     env = dict(os.environ, MPLBACKEND="Agg")
-    if args.threads:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for hardware() below
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
+    torch.set_num_threads(args.threads)  # only so that hardware() reports the threads used
     info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
 
     for name in OUTPUTS:

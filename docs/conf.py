@@ -146,5 +146,18 @@ def _quiet_missing_gallery_images(app, config) -> None:
         config.suppress_warnings = [*config.suppress_warnings, "image.not_readable"]
 
 
+def _skip_metadata_request_setters(app, what, name, obj, skip, options):
+    """Leave out scikit-learn's generated ``set_<method>_request`` (metadata routing).
+
+    scikit-learn adds them to estimator classes whose methods take extra arguments (here
+    PyOD's ``predict(X, return_confidence=False)``); they are scikit-learn's API,
+    documented there, and their docstrings link into scikit-learn's own glossary.
+    """
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
 def setup(app):
     app.connect("config-inited", _quiet_missing_gallery_images)
+    app.connect("autodoc-skip-member", _skip_metadata_request_setters)

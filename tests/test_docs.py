@@ -145,6 +145,15 @@ def test_api_page_names_exist():
     assert not duplicated, f"listed twice in docs/api.rst: {duplicated}"
 
 
+def test_api_page_templates_exist():
+    # autosummary falls back, silently, to a bare template that documents no methods
+    # when a :template: name does not resolve under templates_path (docs/_templates).
+    names = re.findall(r":template:\s*(\S+)", API_PAGE.read_text(encoding="utf-8"))
+    assert names, "docs/api.rst names no autosummary template"
+    missing = sorted({n for n in names if not (DOCS / "_templates" / n).is_file()})
+    assert not missing, f"docs/api.rst names templates that are not in docs/_templates: {missing}"
+
+
 def test_api_page_lists_every_public_name():
     absent = sorted(_public_names() - set(_api_names()))
     assert not absent, f"public names missing from docs/api.rst: {absent}"
@@ -224,6 +233,11 @@ def test_docs_build(tmp_path):
         assert page.is_file(), f"no gallery page for {example.name}"
         images = re.findall(rf"sphx_glr_{re.escape(example.stem)}_\d{{3}}\.png", page.read_text())
         assert images, f"{example.name} produced no figure"
+    for qualname in _documented_objects():  # every public name and method has an entry
+        page = out / "gen_modules" / f"{qualname}.html"
+        if not page.is_file():  # a method: documented on its class's page
+            page = out / "gen_modules" / f"{qualname.rsplit('.', 1)[0]}.html"
+        assert f'id="{qualname}"' in page.read_text(), f"{qualname} is not documented"
     problems = _check_html().check_site(out, EXAMPLES)
     assert not problems, "\n".join(problems)
 
