@@ -441,6 +441,16 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         -------
         self : DISYREDetector
             The fitted detector.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from disyre_sk import DISYREDetector
+        >>> healthy = np.random.default_rng(0).uniform(0.2, 1, (6, 16, 16))
+        >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+        ...                      random_state=0).fit(healthy)
+        >>> det.image_shape_, len(det.history_["loss"])
+        ((16, 16), 2)
         """
         # A failed or interrupted fit leaves no fitted state behind, not even a previous
         # fit's, so nothing half-trained is ever presented as fitted.
@@ -666,6 +676,17 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         -------
         maps : ndarray of float32, same shape as X
             Mean absolute change of the restorations; non-negative.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from disyre_sk import DISYREDetector
+        >>> X = np.random.default_rng(0).uniform(0.2, 1, (6, 16, 16))
+        >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+        ...                      random_state=0).fit(X)
+        >>> maps = det.decision_map(X[:2])
+        >>> maps.shape, maps.dtype, bool((maps >= 0).all())
+        ((2, 16, 16), dtype('float32'), True)
         """
         return self._map_and_score(X)[0]
 
@@ -688,6 +709,17 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         -------
         scores : ndarray of shape (n,)
             Lower means more abnormal.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from disyre_sk import DISYREDetector
+        >>> X = np.random.default_rng(0).uniform(0.2, 1, (6, 16, 16))
+        >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+        ...                      random_state=0).fit(X)
+        >>> scores = det.score_samples(X)
+        >>> scores.shape, bool((scores <= 0).all())  # minus a non-negative map's top-k mean
+        ((6,), True)
         """
         images, foreground = self._prepare(X)
         return -self._anomaly_scores(images, foreground)
@@ -704,6 +736,17 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         -------
         scores : ndarray of shape (n,)
             Shifted normality scores.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from disyre_sk import DISYREDetector
+        >>> X = np.random.default_rng(0).uniform(0.2, 1, (6, 16, 16))
+        >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+        ...                      random_state=0).fit(X)
+        >>> shifted = det.decision_function(X)
+        >>> bool(np.allclose(shifted, det.score_samples(X) - det.offset_))
+        True
         """
         settings = getattr(self, "_offset_settings", None)
         if settings is not None and settings != self._scoring_settings():
@@ -729,6 +772,19 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n,)
             ``+1`` or ``-1``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from disyre_sk import DISYREDetector
+        >>> X = np.random.default_rng(0).uniform(0.2, 1, (6, 16, 16))
+        >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+        ...                      random_state=0).fit(X)
+        >>> labels = det.predict(X)
+        >>> labels.shape, set(labels.tolist()) <= {-1, 1}
+        ((6,), True)
+        >>> bool(np.array_equal(labels == -1, det.decision_function(X) < 0))
+        True
         """
         return np.where(self.decision_function(X) < 0, -1, 1)
 
@@ -788,7 +844,18 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
 
         Examples
         --------
-        See :meth:`save`.
+        >>> import tempfile, pathlib
+        >>> import numpy as np
+        >>> from disyre_sk import DISYREDetector
+        >>> X = np.random.default_rng(0).uniform(0.2, 1, (6, 16, 16))
+        >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+        ...                      random_state=0).fit(X)
+        >>> path = det.save(pathlib.Path(tempfile.mkdtemp()) / "model.disyre")
+        >>> loaded = DISYREDetector.load(path, device="cpu")
+        >>> loaded.device_, loaded.image_shape_
+        (device(type='cpu'), (16, 16))
+        >>> bool(np.allclose(loaded.decision_map(X), det.decision_map(X)))
+        True
         """
         return load_detector(cls, path, device=device)
 

@@ -102,6 +102,20 @@ class DISYREPyOD(BaseDetector):
         -------
         self : DISYREPyOD
             The fitted adapter.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from disyre_sk import DISYREDetector
+        >>> from disyre_sk.pyod import DISYREPyOD
+        >>> X = np.random.default_rng(0).uniform(0.2, 1, (10, 16, 16))
+        >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+        ...                      random_state=0)
+        >>> clf = DISYREPyOD(det, contamination=0.2).fit(X)
+        >>> clf.decision_scores_.shape, int(clf.labels_.sum())  # 20 % of 10 flagged
+        ((10,), 2)
+        >>> bool((clf.decision_scores_[clf.labels_ == 1] > clf.threshold_).all())
+        True
         """
         self._set_n_classes(y)
         detector = DISYREDetector() if self.detector is None else clone(self.detector)
@@ -122,6 +136,19 @@ class DISYREPyOD(BaseDetector):
         -------
         anomaly_scores : ndarray of shape (n_samples,)
             ``-detector_.score_samples(X)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from disyre_sk import DISYREDetector
+        >>> from disyre_sk.pyod import DISYREPyOD
+        >>> X = np.random.default_rng(0).uniform(0.2, 1, (10, 16, 16))
+        >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+        ...                      random_state=0)
+        >>> clf = DISYREPyOD(det).fit(X)
+        >>> scores = clf.decision_function(X[:3])
+        >>> bool(np.allclose(scores, -clf.detector_.score_samples(X[:3])))
+        True
         """
         check_is_fitted(self, ["detector_", "decision_scores_"])
         return self._anomaly_scores(X)
@@ -141,6 +168,19 @@ class DISYREPyOD(BaseDetector):
         -------
         maps : ndarray of float32
             Maps with the shape of ``X``'s images, 0 outside the foreground.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from disyre_sk import DISYREDetector
+        >>> from disyre_sk.pyod import DISYREPyOD
+        >>> X = np.random.default_rng(0).uniform(0.2, 1, (10, 16, 16))
+        >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+        ...                      random_state=0)
+        >>> clf = DISYREPyOD(det).fit(X)
+        >>> maps = clf.decision_map(X[:2])
+        >>> maps.shape, bool((maps >= 0).all())
+        ((2, 16, 16), True)
         """
         check_is_fitted(self, ["detector_"])
         return self.detector_.decision_map(X)

@@ -107,6 +107,14 @@ html_extra_path = [str(_HOSTILE)] if _HOSTILE.is_file() else []
 
 # The examples run in this process: keep them quiet and headless.
 os.environ.setdefault("MPLBACKEND", "Agg")
+# They train tiny networks, which one thread runs nearly as fast as several; on a busy
+# or shared machine, torch's default of one thread per core made them many times slower
+# (threads waiting on each other), so the build's time is kept predictable, as the tests
+# do (tests/conftest.py). An explicit OMP_NUM_THREADS wins.
+if "OMP_NUM_THREADS" not in os.environ:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _write_cli_help() -> None:
@@ -138,5 +146,18 @@ def _quiet_missing_gallery_images(app, config) -> None:
         config.suppress_warnings = [*config.suppress_warnings, "image.not_readable"]
 
 
+def _skip_metadata_request_setters(app, what, name, obj, skip, options):
+    """Leave out scikit-learn's generated ``set_<method>_request`` (metadata routing).
+
+    scikit-learn adds them to estimator classes whose methods take extra arguments (here
+    PyOD's ``predict(X, return_confidence=False)``); they are scikit-learn's API,
+    documented there, and their docstrings link into scikit-learn's own glossary.
+    """
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
 def setup(app):
     app.connect("config-inited", _quiet_missing_gallery_images)
+    app.connect("autodoc-skip-member", _skip_metadata_request_setters)

@@ -51,22 +51,22 @@ SEED = 0
 severities = [0.1, 0.25, 0.5, 0.75, 1.0]
 names = ["dag", "fpi", "gaussian"]
 
-fig, axes = plt.subplots(len(names), len(severities) + 1, figsize=(12, 6.6))
+fig, axes = plt.subplots(len(names), len(severities) + 1, figsize=(10, 5.6))
 for row, name in zip(axes, names):
     corruption = get_corruption(name)
     row[0].imshow(batch[0, 0], cmap="gray", origin="lower", vmin=0, vmax=1)
-    row[0].set_title("healthy" if name == "dag" else "")
-    row[0].set_ylabel(repr(corruption).split("(")[0], fontsize=9)
+    row[0].set_title("healthy" if name == "dag" else "", fontsize=11)
+    row[0].set_ylabel(repr(corruption).split("(")[0], fontsize=10)
     for ax, s in zip(row[1:], severities):
         out = corruption(batch, torch.Generator().manual_seed(SEED), severity=s)
         ax.imshow(out.image[0, 0], cmap="gray", origin="lower", vmin=0, vmax=1)
         if name != "gaussian":
             ax.contour(out.mask[0, 0], levels=[0.5], colors="red", linewidths=0.7)
-        ax.set_title(f"{name}, s = {float(out.severity[0]):.2f}", fontsize=9)
+        ax.set_title(f"{name}, s = {float(out.severity[0]):.2f}", fontsize=10)
 for ax in axes.ravel():
     ax.set_xticks([])
     ax.set_yticks([])
-fig.suptitle("Synthetic anomalies of increasing severity (one seed per row)")
+fig.suptitle("Synthetic anomalies of increasing severity (one seed per row)", fontsize=12)
 fig.tight_layout()
 
 # %%
@@ -76,12 +76,12 @@ fig.tight_layout()
 # must remove is ``|corrupted - healthy|``: local and structured for ``dag`` and
 # ``fpi``, everywhere for ``gaussian``. A model trained on local anomalies learns to
 # change only what looks abnormal; this is what makes its changes an anomaly map.
-fig, axes = plt.subplots(1, len(names), figsize=(9, 3.2))
+fig, axes = plt.subplots(1, len(names), figsize=(9, 3.2), layout="constrained")
 for ax, name in zip(axes, names):
     out = get_corruption(name)(batch, torch.Generator().manual_seed(SEED), severity=0.5)
     change = (out.image - batch).abs()[0, 0]
     im = ax.imshow(change, cmap="inferno", origin="lower", vmin=0, vmax=0.5)
-    ax.set_title(f"|{name} - healthy| at s = 0.5", fontsize=9)
+    ax.set_title(f"|{name} - healthy| at s = 0.5", fontsize=10)
     ax.axis("off")
 fig.colorbar(im, ax=axes, shrink=0.8)
 

@@ -116,16 +116,16 @@ changes = []
 fig, axes = plt.subplots(2, len(det.severities) + 1, figsize=(10, 4.6))
 axes[0, 0].imshow(x[0, 0], cmap="gray", origin="lower", vmin=0, vmax=1)
 axes[0, 0].contour(cohort.masks_test[subject, k], levels=[0.5], colors="red", linewidths=0.7)
-axes[0, 0].set_title("scan (red: lesion)", fontsize=8)
+axes[0, 0].set_title("scan (red: lesion)", fontsize=10)
 for col, s in enumerate(det.severities, start=1):
     restored = restore(x, s)
     changes.append((x - restored).abs()[0, 0])
     axes[0, col].imshow(restored[0, 0], cmap="gray", origin="lower", vmin=0, vmax=1)
-    axes[0, col].set_title(f"restoration at s = {s}", fontsize=8)
+    axes[0, col].set_title(f"restored, s = {s}", fontsize=10)
     axes[1, col].imshow(changes[-1], cmap="inferno", origin="lower", vmin=0, vmax=0.4)
-    axes[1, col].set_title(f"|x - restoration|, s = {s}", fontsize=8)
+    axes[1, col].set_title(f"|x - restored|, s = {s}", fontsize=10)
 axes[1, 0].imshow(torch.stack(changes).mean(0), cmap="inferno", origin="lower", vmin=0, vmax=0.4)
-axes[1, 0].set_title("mean: the ensemble map", fontsize=8)
+axes[1, 0].set_title("mean: ensemble map", fontsize=10)
 for ax in axes.ravel():
     ax.axis("off")
 fig.tight_layout()
@@ -165,10 +165,10 @@ for i, row in enumerate(axes):
     k = int(np.argmax(masks[i].sum(axis=(1, 2))))
     row[0].imshow(cohort.X_test[lesioned][i, k], cmap="gray", origin="lower")
     row[0].contour(masks[i, k], levels=[0.5], colors="red", linewidths=0.7)
-    row[0].set_title(families[i], fontsize=8)
+    row[0].set_title(families[i], fontsize=10)
     for ax, (name, m) in zip(row[1:], maps.items()):
         ax.imshow(m[i, k], cmap="inferno", origin="lower", vmin=0, vmax=np.percentile(m[fg], 99.5))
-        ax.set_title(name, fontsize=8)
+        ax.set_title(name, fontsize=10)
 for ax in axes.ravel():
     ax.axis("off")
 fig.tight_layout()

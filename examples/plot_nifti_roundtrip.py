@@ -133,9 +133,9 @@ for ax, (title, (image, amap, lesion)) in zip(axes, views.items()):
         origin="lower",
     )
     ax.contour(lesion, levels=[0.5], colors="red", linewidths=0.7)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=11)
     ax.axis("off")
-fig.suptitle("The written map, reloaded, over the scan", fontsize=10)
+fig.suptitle("The written map, reloaded, over the scan", fontsize=12)
 fig.tight_layout()
 
 # %%

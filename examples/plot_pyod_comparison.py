@@ -134,9 +134,9 @@ for col, (i, m) in enumerate(zip(top, maps)):
     axes[0, col].imshow(test.images[i], cmap="gray", origin="lower")
     if test.masks[i].any():
         axes[0, col].contour(test.masks[i], levels=[0.5], colors="red", linewidths=0.7)
-    axes[0, col].set_title(f"score {scores[i]:.3f}", fontsize=8)
+    axes[0, col].set_title(f"score {scores[i]:.3f}", fontsize=10)
     axes[1, col].imshow(m, cmap="inferno", origin="lower")
 for ax in axes.ravel():
     ax.axis("off")
-fig.suptitle("Top-ranked test slices and their DISYRE maps", fontsize=10)
+fig.suptitle("Top-ranked test slices and their DISYRE maps", fontsize=11)
 fig.tight_layout()

@@ -1,11 +1,14 @@
 """Documentation checks.
 
 Always on, and cheap: every gallery example compiles and has a title, the API reference
-lists every public name (and only real ones), and the public docstrings pass a focused
-set of numpydoc checks. The full Sphinx build runs every gallery example (minutes on a
-CPU), so it only runs when ``DISYRE_BUILD_DOCS=1``::
+lists every public name (and only real ones), the public docstrings pass a focused set
+of numpydoc checks (an Examples section with code on every public function, class and
+method), and ``docs/check_html.py`` finds broken images. The full Sphinx build runs every
+gallery example (minutes on a CPU), so it only runs when ``DISYRE_BUILD_DOCS=1``::
 
     DISYRE_BUILD_DOCS=1 python -m pytest tests/test_docs.py
+
+CI (``.ci/run``) builds the documentation with the README's command after the tests.
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ CODES = {
     "PR02": "a documented parameter does not exist",
     "RT01": "no Returns section (for a function that returns something)",
 }
-EXAMPLE_CODES = {"EX01": "no Examples section"}  # classes and functions, not methods
+# Every public function, class and method: an Examples section with code to run (the
+# examples run as doctests in tests/test_doctests.py). EX00 is ours, not numpydoc's.
+EXAMPLE_CODES = {"EX01": "no Examples section", "EX00": "no '>>>' line in Examples"}
 
 # Known failures, to be fixed in the package's docstrings (then delete the entry).
 KNOWN_FAILURES: dict[str, str] = {}
@@ -141,6 +146,15 @@ def test_api_page_names_exist():
     assert not duplicated, f"listed twice in docs/api.rst: {duplicated}"
 
 
+def test_api_page_templates_exist():
+    # autosummary falls back, silently, to a bare template that documents no methods
+    # when a :template: name does not resolve under templates_path (docs/_templates).
+    names = re.findall(r":template:\s*(\S+)", API_PAGE.read_text(encoding="utf-8"))
+    assert names, "docs/api.rst names no autosummary template"
+    missing = sorted({n for n in names if not (DOCS / "_templates" / n).is_file()})
+    assert not missing, f"docs/api.rst names templates that are not in docs/_templates: {missing}"
+
+
 def test_api_page_lists_every_public_name():
     absent = sorted(_public_names() - set(_api_names()))
     assert not absent, f"public names missing from docs/api.rst: {absent}"
@@ -149,34 +163,46 @@ def test_api_page_lists_every_public_name():
 # --------------------------------------------------------------------------- numpydoc
 
 
-def _documented_objects() -> list[tuple[str, bool]]:
-    """(qualified name, is_method) for every public function, class and method."""
+def _documented_objects() -> list[str]:
+    """Qualified names of every public function, class and method."""
     out = []
     for qualname in sorted(_public_names()):
         obj = _resolve(qualname)
-        out.append((qualname, False))
+        out.append(qualname)
         if inspect.isclass(obj):
             for name, member in vars(obj).items():
                 if name.startswith("_"):
                     continue
                 if inspect.isfunction(member) or isinstance(member, (classmethod, staticmethod)):
-                    out.append((f"{qualname}.{name}", True))
+                    out.append(f"{qualname}.{name}")
     return out
 
 
 def _params():
-    for qualname, is_method in _documented_objects():
+    for qualname in _documented_objects():
         marks = ()
         if qualname in KNOWN_FAILURES:
             marks = pytest.mark.xfail(reason=f"TODO: {KNOWN_FAILURES[qualname]}", strict=False)
-        yield pytest.param(qualname, is_method, id=qualname, marks=marks)
+        yield pytest.param(qualname, id=qualname, marks=marks)
 
 
-@pytest.mark.parametrize("qualname, is_method", list(_params()))
-def test_numpydoc_docstring(qualname, is_method):
+def _example_errors(qualname: str) -> list[tuple[str, str]]:
+    """EX00 when the Examples section exists but shows no code (e.g. 'See save')."""
+    numpydoc_validate = pytest.importorskip("numpydoc.validate")
+    lines = numpydoc_validate.Validator(
+        numpydoc_validate.get_doc_object(_resolve(qualname))
+    ).examples
+    if lines and not any(line.lstrip().startswith(">>>") for line in lines):
+        return [("EX00", "the Examples section has no '>>>' line to run")]
+    return []
+
+
+@pytest.mark.parametrize("qualname", list(_params()))
+def test_numpydoc_docstring(qualname):
     validate = pytest.importorskip("numpydoc.validate").validate
-    codes = dict(CODES) if is_method else {**CODES, **EXAMPLE_CODES}
-    errors = [(code, msg) for code, msg in validate(qualname)["errors"] if code in codes]
+    codes = {**CODES, **EXAMPLE_CODES}
+    found = validate(qualname)["errors"] + _example_errors(qualname)
+    errors = [(code, msg) for code, msg in found if code in codes]
     assert not errors, f"{qualname}: " + "; ".join(f"{c} {m}" for c, m in errors)
 
 
@@ -195,6 +221,9 @@ def test_docs_build(tmp_path):
         pytest.fail(f"the docs build needs {missing}: pip install -e '.[docs]'")
     out = tmp_path / "html"
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", str(DOCS), str(out)]
+    # sphinx-gallery skips an example whose script is unchanged since an earlier build in
+    # docs/auto_examples; run them all, so a package change that breaks one fails here.
+    cmd += ["-D", "sphinx_gallery_conf.run_stale_examples=True"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     log = result.stdout[-6000:] + result.stderr[-6000:]
     assert result.returncode == 0, log
@@ -205,5 +234,85 @@ def test_docs_build(tmp_path):
         assert page.is_file(), f"no gallery page for {example.name}"
         images = re.findall(rf"sphx_glr_{re.escape(example.stem)}_\d{{3}}\.png", page.read_text())
         assert images, f"{example.name} produced no figure"
-        for image in set(images):
-            assert (out / "_images" / image).is_file(), f"{image} is referenced but missing"
+    for qualname in _documented_objects():  # every public name and method has an entry
+        page = out / "gen_modules" / f"{qualname}.html"
+        if not page.is_file():  # a method: documented on its class's page
+            page = out / "gen_modules" / f"{qualname.rsplit('.', 1)[0]}.html"
+        assert f'id="{qualname}"' in page.read_text(), f"{qualname} is not documented"
+    problems = _check_html().check_site(out, EXAMPLES)
+    assert not problems, "\n".join(problems)
+
+
+# --------------------------------------------------------------------------- HTML check
+
+
+def _check_html():
+    """docs/check_html.py, which CI runs on the built site, imported as a module."""
+    spec = importlib.util.spec_from_file_location("check_html", DOCS / "check_html.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _png(path: Path, blank: bool = False) -> None:
+    import numpy as np
+    from matplotlib import image as mpimg
+
+    pixels = np.ones((4, 4, 3)) if blank else np.linspace(0, 1, 48).reshape(4, 4, 3)
+    mpimg.imsave(path, pixels)
+
+
+def test_check_html_passes_a_good_site(tmp_path):
+    (tmp_path / "_images").mkdir()
+    (tmp_path / "auto_examples").mkdir()
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "plot_a.py").write_text('"""A\n=\n"""\n')
+    _png(tmp_path / "_images" / "sphx_glr_plot_a_001.png")
+    (tmp_path / "index.html").write_text('<img src="_images/sphx_glr_plot_a_001.png">')
+    (tmp_path / "auto_examples" / "plot_a.html").write_text(
+        '<img alt="fig" src="../_images/sphx_glr_plot_a_001.png" class="sphx-glr-single-img"/>'
+        '<img src="data:image/png;base64,AAAA">'
+    )
+    assert _check_html().check_site(tmp_path, tmp_path / "examples") == []
+    assert _check_html().main([str(tmp_path), "--examples", str(tmp_path / "examples")]) == 0
+
+
+def test_check_html_finds_every_kind_of_problem(tmp_path):
+    (tmp_path / "_images").mkdir()
+    (tmp_path / "auto_examples").mkdir()
+    (tmp_path / "examples").mkdir()
+    for stem in ("plot_a", "plot_b", "plot_c"):
+        (tmp_path / "examples" / f"{stem}.py").write_text('"""A\n=\n"""\n')
+    (tmp_path / "_images" / "empty.png").write_bytes(b"")
+    (tmp_path / "_images" / "junk.png").write_bytes(b"not a png")
+    _png(tmp_path / "_images" / "sphx_glr_plot_a_001.png", blank=True)
+    (tmp_path / "index.html").write_text(
+        '<img src="_images/gone.png"><img src="_images/empty.png"><img src="_images/junk.png">'
+        '<img src="https://example.org/logo.png"><img alt="x">'
+    )
+    (tmp_path / "auto_examples" / "plot_a.html").write_text(
+        '<img src="../_images/sphx_glr_plot_a_001.png">'
+    )
+    (tmp_path / "auto_examples" / "plot_b.html").write_text("<p>no figure</p>")
+    problems = "\n".join(_check_html().check_site(tmp_path, tmp_path / "examples"))
+    for expected in (
+        'gone.png"> -> missing file',
+        'empty.png"> -> empty file',
+        'junk.png"> -> not a readable image',
+        'logo.png"> is remote',
+        "<img> without src",
+        'sphx_glr_plot_a_001.png"> -> blank image',
+        "plot_a.html: the example shows no figure",
+        "plot_b.html: the example shows no figure",
+        "plot_c.html: missing",
+    ):
+        assert expected in problems, f"{expected!r} not reported in:\n{problems}"
+    assert _check_html().main([str(tmp_path), "--examples", str(tmp_path / "examples")]) == 1
+
+
+def test_check_html_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(_check_html(), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0

@@ -130,6 +130,16 @@ class SinusoidalEmbedding(nn.Module):
         -------
         torch.Tensor
             Shape ``(B, dim)``, float32.
+
+        Examples
+        --------
+        >>> import torch
+        >>> emb = SinusoidalEmbedding(6)
+        >>> out = emb(torch.tensor([0.0, 1.0]))
+        >>> out.shape, out.dtype
+        (torch.Size([2, 6]), torch.float32)
+        >>> out[0]  # severity 0: sin(0) = 0, cos(0) = 1
+        tensor([0., 0., 0., 1., 1., 1.])
         """
         with torch.autocast(device_type=severity.device.type, enabled=False):
             args = severity.float()[:, None] * self.scale * self.freqs[None, :]
