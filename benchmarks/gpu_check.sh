@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # One-shot check on a lent GPU machine (no internet): environment, the gpu-marked tests,
-# then benchmarks/speed.py on CUDA. Every step is time-boxed so the whole script ends
+# then fast_inference.py, stream_detect.py and speed.py on CUDA. Every step is time-boxed so the whole script ends
 # within TOTAL_S seconds (default 510, i.e. 8.5 min) whatever hangs; logs go to $OUT.
 #
 #   OUT=/some/folder bash benchmarks/gpu_check.sh
 #
-# Files written to $OUT (7 at most): env.log, pytest_gpu.log, fast_inference.log,
-# fast_inference_cuda.md, speed_cuda.log, speed_cuda.md, summary.txt.
-# FAST_S, FAST_STEPS, PYTEST_S, TOTAL_S and SPEED_ARGS (e.g. '--only train-net') tune it.
+# Files written to $OUT (7 at most): env.log, pytest_gpu.log, steps.log (the logs of
+# steps 3-5), fast_inference_cuda.md, stream_detect_cuda.md, speed_cuda.md, summary.txt. FAST_S, FAST_STEPS, STREAM_S, PYTEST_S, TOTAL_S and
+# SPEED_ARGS (e.g. '--only train-net') tune it; DISYRE_GIT_COMMIT names the commit.
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -84,15 +84,27 @@ FAST_S=${FAST_S:-240}
 if [ "$(left)" -gt $((FAST_S + 40)) ]; then
     timeout -k 10 "$FAST_S" "$PY" benchmarks/fast_inference.py --device cuda \
         --n-steps "${FAST_STEPS:-1000}" --budget-s $((FAST_S - 20)) \
-        --out "$OUT/fast_inference_cuda.md" >"$OUT/fast_inference.log" 2>&1
+        --out "$OUT/fast_inference_cuda.md" >>"$OUT/steps.log" 2>&1
     rc=$?
-    tail -40 "$OUT/fast_inference.log"
+    tail -40 "$OUT/steps.log"
     summary "fast_inference.py: rc=$rc$([ $rc -eq 124 ] && echo ' (timed out)')"
 else
     summary "fast_inference.py: not run, only $(left)s left"
 fi
 
-# ---------------------------------------------------------------- 4. speed benchmark
+# ---------------------------------------------------------------- 4. streaming detect
+STREAM_S=${STREAM_S:-100}
+if [ "$(left)" -gt $((STREAM_S + 100)) ]; then
+    timeout -k 5 "$STREAM_S" "$PY" benchmarks/stream_detect.py --device cuda \
+        --budget-s $((STREAM_S - 15)) --out "$OUT/stream_detect_cuda.md" >>"$OUT/steps.log" 2>&1
+    rc=$?
+    tail -12 "$OUT/steps.log"
+    summary "stream_detect.py: rc=$rc$([ $rc -eq 124 ] && echo ' (timed out)')"
+else
+    summary "stream_detect.py: not run, only $(left)s left"
+fi
+
+# ---------------------------------------------------------------- 5. speed benchmark
 # What is left of TOTAL_S, less a margin; speed.py gets 45 s less than its hard limit
 # to finish the variant it is in and write its tables.
 hard=$(($(left) - 10))
@@ -103,9 +115,9 @@ if [ "$budget" -lt 60 ]; then
 else
     # shellcheck disable=SC2086
     timeout -k 10 "$hard" "$PY" benchmarks/speed.py --device cuda --budget-s "$budget" \
-        ${SPEED_ARGS:-} --out "$OUT/speed_cuda.md" >"$OUT/speed_cuda.log" 2>&1
+        ${SPEED_ARGS:-} --out "$OUT/speed_cuda.md" >>"$OUT/steps.log" 2>&1
     rc=$?
-    tail -60 "$OUT/speed_cuda.log"
+    tail -60 "$OUT/steps.log"
     summary "speed.py: rc=$rc, budget ${budget}s, hard limit ${hard}s$([ $rc -eq 124 ] && echo ' (timed out)')"
 fi
 
