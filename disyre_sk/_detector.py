@@ -172,6 +172,13 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         error when it cannot run. Either way the best step's weights are kept.
     n_iter_no_change : int, default=10
         Patience of early stopping, in validations.
+    validation_tol : float, default=0.01
+        Noise margin of the mean synthetic validation AP. The kept step is the latest
+        one whose score is within ``validation_tol`` of the best so far (an earlier
+        step must be better by more than the margin to win over more training), and
+        early stopping counts validations that do not beat the best by more than it.
+        On the offline cohort a flat, noisy validation curve otherwise kept a step
+        from early in training (``benchmarks/results/validation.md``).
 
     Attributes
     ----------
@@ -284,6 +291,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "validation_every": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean", StrOptions({"auto"})],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "validation_tol": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -323,6 +331,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         validation_every=1000,
         early_stopping=False,
         n_iter_no_change=10,
+        validation_tol=0.01,
     ):
         self.image_shape = image_shape
         self.slice_axis = slice_axis
@@ -358,6 +367,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.validation_every = validation_every
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
+        self.validation_tol = validation_tol
 
     # ------------------------------------------------------------------ validation
     def _check_settings(self):

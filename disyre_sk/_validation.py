@@ -72,14 +72,19 @@ class Validator:
         Stop when ``n_iter_no_change`` validations in a row did not beat the best.
     n_iter_no_change : int
         Patience, in validations.
+    tol : float, default=0.0
+        Noise margin of the score: the kept step is the latest whose score is within
+        ``tol`` of the best so far, and only a gain of more than ``tol`` resets the
+        patience.
     """
 
-    def __init__(self, vset, restorer, *, every, early_stopping, n_iter_no_change):
+    def __init__(self, vset, restorer, *, every, early_stopping, n_iter_no_change, tol=0.0):
         self.vset = vset
         self.restorer = restorer
         self.every = int(every)
         self.early_stopping = bool(early_stopping)
         self.n_iter_no_change = int(n_iter_no_change)
+        self.tol = float(tol)
         self.records: list[dict] = []
         self.best_step: int | None = None
         self.best_score = -math.inf
@@ -104,12 +109,16 @@ class Validator:
         record = {"step": int(trainer.step), **self.evaluate()}
         self.records.append(record)
         score = record["mean_average_precision"]
-        if score > self.best_score:
-            self.best_score, self.best_step, self.since_best = score, record["step"], 0
+        # Patience: only a gain beyond the noise margin counts as progress.
+        improved = score > self.best_score + self.tol
+        self.since_best = 0 if improved else self.since_best + 1
+        self.best_score = max(self.best_score, score)
+        # Within the margin of the best, the later (more trained) step wins: a flat,
+        # noisy curve must not send the model back to early training.
+        if score >= self.best_score - self.tol:
+            self.best_step = record["step"]
             weights = self.restorer.network.state_dict()
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
-        else:
-            self.since_best += 1
         if self.early_stopping and self.since_best >= self.n_iter_no_change:
             self.stop = True
 
@@ -276,6 +285,7 @@ def _build_validator(detector, plan: Plan, restorer) -> Validator | None:
         every=detector.validation_every,
         early_stopping=bool(detector.early_stopping),  # True or 'auto': validation runs
         n_iter_no_change=detector.n_iter_no_change,
+        tol=detector.validation_tol,
     )
 
 
@@ -291,9 +301,11 @@ def history_entries(plan: Plan, validator: Validator | None, verbose: bool) -> d
         }
     validator.restore_best()
     if verbose and validator.best_step is not None:
+        kept = next(r for r in validator.records if r["step"] == validator.best_step)
         print(
             f"Kept the weights of step {validator.best_step} (mean synthetic validation AP "
-            f"{validator.best_score:.3f})" + (", stopped early" if validator.stop else "")
+            f"{kept['mean_average_precision']:.3f}, best {validator.best_score:.3f})"
+            + (", stopped early" if validator.stop else "")
         )
     return {
         "validation": [dict(r) for r in validator.records],

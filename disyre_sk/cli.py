@@ -82,6 +82,7 @@ def _cmd_fit(args) -> int:
         validation_every=args.validation_every,
         early_stopping=args.early_stopping,
         n_iter_no_change=args.n_iter_no_change,
+        validation_tol=args.validation_tol,
     )
     if args.widths:
         params["widths"] = tuple(args.widths)
@@ -313,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop when --n-iter-no-change validations in a row bring no improvement",
     )
     fit.add_argument("--n-iter-no-change", type=int, default=10)
+    fit.add_argument(
+        "--validation-tol",
+        type=float,
+        default=0.01,
+        help="noise margin of the validation AP: the latest step within it of the best is "
+        "kept (default: %(default)s)",
+    )
     fit.add_argument(
         "--report",
         metavar="DIR",

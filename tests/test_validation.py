@@ -192,7 +192,9 @@ def test_history_records_each_validation(data):
         )
         assert r["seconds"] > 0
     means = [r["mean_average_precision"] for r in h["validation"]]
-    assert h["best_step"] == h["validation"][int(np.argmax(means))]["step"]
+    # The kept step: the latest within validation_tol of the best score.
+    within = [r["step"] for r, m in zip(h["validation"], means) if m >= max(means) - 0.01]
+    assert h["best_step"] == within[-1]
     assert h["stopped_early"] is False
     assert len(h["validation_samples"]) == 3 and "3 of 12 samples" in h["validation_note"]
     # Held-out samples are never trained on: 9 training images of one slice each.
@@ -342,6 +344,7 @@ def test_bad_validation_data(data):
         (dict(validation_every=0), "validation_every"),
         (dict(early_stopping="yes"), "early_stopping"),
         (dict(n_iter_no_change=0), "n_iter_no_change"),
+        (dict(validation_tol=-0.01), "validation_tol"),
     ],
 )
 def test_bad_parameters(data, params, match):
@@ -382,3 +385,47 @@ def test_save_load_round_trips_the_history(data, tmp_path):
         "validation_samples",
     ):
         assert loaded.history_[key] == det.history_[key], key
+
+
+class _Step:
+    def __init__(self, step):
+        self.step = step
+
+
+class _Scripted(_validation.Validator):
+    """A validator whose scores are given in advance (no network, no maps)."""
+
+    def __init__(self, scores, **kw):
+        net = torch.nn.Linear(1, 1)
+        restorer = type("R", (), {"network": net})()
+        super().__init__(None, restorer, every=1, n_iter_no_change=2, **kw)
+        self.scores = iter(scores)
+
+    def evaluate(self):
+        return {"mean_average_precision": next(self.scores)}
+
+
+@pytest.mark.parametrize(
+    "scores, tol, kept, stops_at",
+    [
+        # A flat, noisy curve: the latest step within the margin of the best is kept.
+        ([0.051, 0.045, 0.035, 0.046, 0.042], 0.01, 5, None),
+        # Without a margin the noisy early maximum wins, and patience runs out.
+        ([0.051, 0.045, 0.035, 0.046, 0.042], 0.0, 1, 3),
+        # A real drop beyond the margin keeps the earlier step.
+        ([0.09, 0.08, 0.079], 0.005, 1, 3),
+        # Gains within the margin do not reset the patience.
+        ([0.05, 0.055, 0.058, 0.10], 0.01, 3, 3),
+    ],
+)
+def test_kept_step_and_patience_respect_the_noise_margin(scores, tol, kept, stops_at):
+    v = _Scripted(scores, early_stopping=stops_at is not None, tol=tol)
+    stopped = None
+    for step in range(1, len(scores) + 1):
+        v(_Step(step))
+        if v.stop:
+            stopped = step
+            break
+    assert v.best_step == kept
+    assert stopped == stops_at
+    assert v.best_score == max(scores[: stopped or len(scores)])
