@@ -55,9 +55,17 @@ from _baselines import (
     mean_image_maps,
     pyod_detectors,
 )
-from _common import REPO, command_line, git_commit, hardware, md_table, now, write_results
+from _common import (
+    REPO,
+    command_line,
+    detector_without_offset,
+    git_commit,
+    hardware,
+    md_table,
+    now,
+    write_results,
+)
 
-from disyre_sk import DISYREDetector
 from disyre_sk._detector import resolve_device
 from disyre_sk.datasets import cohort_slices, make_brain_cohort
 from disyre_sk.metrics import (
@@ -151,26 +159,8 @@ def say(*args) -> None:
     print(*args, flush=True)
 
 
-class _Detector(DISYREDetector):
-    """``DISYREDetector`` whose ``fit`` does not map the training scans.
-
-    ``fit`` maps every training scan once to set ``offset_`` (the 1 % training-FPR
-    threshold of ``predict``). This benchmark never calls ``predict``, and on a CPU that
-    mapping costs as much as training in the small setting, so it is skipped here:
-    ``offset_`` is meaningless on these objects. Training and maps are untouched.
-    """
-
-    def fit(self, X, y=None):
-        self._skip_training_scores = True
-        try:
-            return super().fit(X, y)
-        finally:
-            self._skip_training_scores = False
-
-    def _anomaly_scores(self, images, foreground):
-        if getattr(self, "_skip_training_scores", False):
-            return np.zeros(images.shape[0])
-        return super()._anomaly_scores(images, foreground)
+# fit skips its scoring pass over the training scans (see _common).
+_Detector = detector_without_offset()
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -43,11 +43,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, command_line, git_commit, hardware, md_table, now, write_results
+from _common import (
+    REPO,
+    command_line,
+    detector_without_offset,
+    git_commit,
+    hardware,
+    md_table,
+    now,
+    write_results,
+)
 from _reproduce_data import check_grid, check_slab, index_cohorts, load_training_slices
 from _reproduce_eval import StreamingEvaluation
 
-from disyre_sk import DISYREDetector
 from disyre_sk._detector import resolve_device
 
 FPR = 0.01  # the label-free threshold: 1 % false positives on held-out healthy voxels
@@ -140,25 +148,8 @@ def say(*args) -> None:
     print(*args, flush=True)
 
 
-class _Detector(DISYREDetector):
-    """``DISYREDetector`` whose ``fit`` does not map its own training slices.
-
-    ``fit`` maps every training scan once to set ``offset_``; on tens of thousands of
-    CamCAN slices that costs many minutes and the metrics never use it. The script sets
-    ``offset_`` from the held-out healthy scans instead (see :func:`main`).
-    """
-
-    def fit(self, X, y=None):
-        self._skip_training_scores = True
-        try:
-            return super().fit(X, y)
-        finally:
-            self._skip_training_scores = False
-
-    def _anomaly_scores(self, images, foreground):
-        if getattr(self, "_skip_training_scores", False):
-            return np.zeros(images.shape[0])
-        return super()._anomaly_scores(images, foreground)
+# fit skips its scoring pass over the training scans (see _common).
+_Detector = detector_without_offset()
 
 
 # ----------------------------------------------------------------------------- settings
