@@ -242,15 +242,19 @@ class Counting(nn.Module):
 _FLOPS: dict[tuple, float | None] = {}
 
 
-def flops_per_sample(widths, size: int, train: bool, dev) -> float | None:
-    """FLOPs of one sample's forward (and backward when ``train``), counted by torch."""
-    key = (tuple(widths), size, train, dev.type)
+def flops_per_sample(widths, size, train: bool, dev) -> float | None:
+    """FLOPs of one sample's forward (and backward when ``train``), counted by torch.
+
+    ``size``: the side of a square input, or its ``(height, width)``.
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    key = (tuple(widths), h, w, train, dev.type)
     if key not in _FLOPS:
         try:
             from torch.utils.flop_counter import FlopCounterMode
 
             net = build_net(widths, dev)
-            x = torch.rand(1, 1, size, size, device=dev)
+            x = torch.rand(1, 1, h, w, device=dev)
             with FlopCounterMode(display=False) as counter:
                 if train:
                     net(x, torch.rand(1, device=dev)).square().mean().backward()
@@ -609,10 +613,6 @@ INFER_VARIANTS = [
 PACKAGE_INFER = {"cuda": "bf16", "cpu": INFER_VARIANTS[0].name}
 
 
-def whole_slice_size(h: int, w: int, multiple: int) -> int:
-    return multiple * math.ceil(max(h, w) / multiple)
-
-
 class InferenceBench:
     """Runs Restorer variants on one volume with one set of weights."""
 
@@ -632,16 +632,15 @@ class InferenceBench:
 
     def restorer(self, v: InferVariant, net: nn.Module) -> Restorer:
         p = self.cfg.patch
-        if v.stride_div == 0:
-            shape = self.vol[self.box].shape if v.crop else self.vol.shape
-            p = whole_slice_size(*shape[1:], self.net.size_multiple)
-            stride = p
-        else:
-            stride = max(1, p // v.stride_div)
+        # Whole slice: what window_size='slice' runs, one input per slice covering the
+        # foreground box, padded to the network's size step.
+        stride = p if v.stride_div == 0 else max(1, p // v.stride_div)
         return Restorer(
             net,
             patch_size=p,
             stride=stride,
+            whole_slice=v.stride_div == 0,
+            size_multiple=self.net.size_multiple,
             severities=v.severities,
             mode="ensemble",
             batch_size=v.batch or self.cfg.infer_batch,
@@ -674,7 +673,7 @@ class InferenceBench:
                     budget=budget,
                 )
         windows = counting.windows // len(times)
-        size = max(s[0] for s in counting.sizes)
+        size = max(counting.sizes, key=lambda hw: hw[0] * hw[1])
         return {
             "s": statistics.median(times),
             "windows": windows,
@@ -698,19 +697,23 @@ class InferenceBench:
         One window per slice covers each pixel once, so the Gaussian fusion weights
         should cancel exactly; this checks it on the warm-up slices.
         """
-        x = torch.from_numpy(self.vol[self.warm]).to(self.dev)[:, None]
-        fg = torch.from_numpy(self.fg[self.warm]).to(self.dev)[:, None].float()
+        vol, fgs = self.vol[self.warm], self.fg[self.warm]
+        ys = np.flatnonzero(fgs.any(axis=(0, 2)))
+        xs = np.flatnonzero(fgs.any(axis=(0, 1)))
+        crop = (slice(None), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+        x = torch.from_numpy(np.ascontiguousarray(vol[crop])).to(self.dev)[:, None]
+        fg = torch.from_numpy(np.ascontiguousarray(fgs[crop])).to(self.dev)[:, None].float()
         h, w = x.shape[-2:]
-        p = restorer.patch_size
-        top, left = (p - h) // 2, (p - w) // 2
-        xp = F.pad(x, (left, p - w - left, top, p - h - top))
+        hp, wp = restorer.whole_slice_shape(h, w)
+        top, left = (hp - h) // 2, (wp - w) // 2
+        xp = F.pad(x, (left, wp - w - left, top, hp - h - top))
         total = torch.zeros_like(xp)
         for s in restorer.severities:
             with autocast_for(self.dev, restorer.precision):
                 out = self.net(xp, s).float().clamp(0, 1)
             total += (xp - out).abs()
         direct = (total / len(restorer.severities))[..., top : top + h, left : left + w] * fg
-        got = restorer.maps(self.vol[self.warm], self.fg[self.warm])
+        got = restorer.maps(vol, fgs)[crop]
         return float(np.abs(got - direct[:, 0].cpu().numpy()).max())
 
 
@@ -777,7 +780,7 @@ def bench_inference(cfg, dev, budget, report, cohort) -> InferenceBench | None:
             "infer",
             [
                 name,
-                f"{r['size']}/{r['stride']}",
+                "×".join(map(str, r["size"])) + ("" if v.stride_div == 0 else f"/{r['stride']}"),
                 fmt_s(r["s"]),
                 r["windows"],
                 fmt_rate(r["windows"] / r["s"]),
@@ -791,16 +794,15 @@ def bench_inference(cfg, dev, budget, report, cohort) -> InferenceBench | None:
         if v.stride_div == 0 and v.precision == "fp32":
             try:
                 gap = bench.whole_slice_direct(r["restorer"])
+                (hh, ww), cut = r["size"], 2 ** (len(cfg.widths) - 2)
                 report.note(
                     "infer",
-                    f"Whole slice: `Restorer(patch_size={r['size']}, stride={r['size']})` works "
-                    f"as is (one {r['size']}² window per slice); its map matches |x − "
-                    f"net(x)| computed directly to {gap:.1e}, so the Gaussian fusion weights "
-                    "cancel (one window per pixel). Speed aside, the network then sees a "
-                    f"{r['size']}² input and self-attention over "
-                    f"{(r['size'] // 2 ** (len(cfg.widths) - 2)) ** 2} positions instead of "
-                    "the trained patch's: its accuracy must be measured on a trained model "
-                    "before it is used (DESIGN §2).",
+                    f"Whole slice (`window_size='slice'`): one {hh}×{ww} input per slice "
+                    f"(the foreground box padded to the size step); its map matches |x − "
+                    f"net(x)| computed directly to {gap:.1e}. The network then sees "
+                    f"self-attention over {(hh // cut) * (ww // cut)} positions instead of "
+                    f"the trained patch's {(cfg.patch // cut) ** 2}: its accuracy is measured "
+                    "on a trained model by benchmarks/fast_inference.py.",
                 )
             except Exception as exc:
                 report.note("infer", f"whole-slice direct check {failure(exc)}")
