@@ -405,3 +405,28 @@ def test_stale_offset_warns(fitted, healthy):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fitted.predict(healthy[:2])
+
+
+def test_map_smoothing_at_predict_time(fitted, healthy):
+    x = healthy[:3]
+    raw = fitted.decision_map(x)
+    fitted.set_params(map_smoothing=1.5)
+    try:
+        with pytest.warns(UserWarning, match="stale threshold"):
+            fitted.predict(x)  # offset_ was set on raw maps
+        smooth = fitted.decision_map(x)
+    finally:
+        fitted.set_params(map_smoothing=0.0)
+    fg = x != 0
+    assert smooth.shape == raw.shape and np.all(smooth[~fg] == 0)
+    assert smooth[fg].std() < raw[fg].std()
+    assert np.isclose(smooth[fg].mean(), raw[fg].mean(), rtol=0.2)
+    for bad in (-1.0, float("nan"), "wide"):
+        fitted.set_params(map_smoothing=bad)
+        try:
+            with pytest.raises(ValueError, match="map_smoothing"):
+                fitted.decision_map(x)
+        finally:
+            fitted.set_params(map_smoothing=0.0)
+    with pytest.raises(ValueError, match="map_smoothing"):
+        DISYREDetector(**{**TINY, "map_smoothing": -2}).fit(healthy)

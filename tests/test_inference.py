@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from disyre_sk._inference import Restorer, gaussian_window, padded_size
+from disyre_sk._inference import Restorer, gaussian_window, padded_size, smooth_maps
 
 
 class Identity(nn.Module):
@@ -163,3 +163,50 @@ def test_whole_slice_multistep():
     x = np.full((1, 8, 8), 0.9, dtype=np.float32)
     r = _restorer(Flatten(0.5), mode="multistep", severities=(0.5, 0.25), whole_slice=True)
     np.testing.assert_allclose(r.maps(x, x > 0), 0.3, atol=1e-6)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.5])
+def test_smooth_maps_is_scipys_normalised_convolution(sigma):
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(0)
+    m = rng.uniform(0, 1, size=(2, 23, 17)).astype(np.float32)
+    fg = np.zeros_like(m, dtype=bool)
+    fg[:, 3:20, 2:15] = True
+    fg[1, 10:, :8] = False
+    m = m * fg
+    out = smooth_maps(torch.from_numpy(m)[:, None], torch.from_numpy(fg)[:, None].float(), sigma)
+    out = out[:, 0].numpy()
+
+    def blur(a):
+        return np.stack([ndi.gaussian_filter(v, sigma, mode="constant", truncate=4.0) for v in a])
+
+    expected = blur(m) / np.maximum(blur(fg.astype(np.float32)), 1e-6) * fg
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    assert np.all(out[~fg] == 0)
+    # Smoothing lowers the pixel noise of the map.
+    assert out[fg].std() < 0.6 * m[fg].std()
+
+
+def test_smooth_maps_keeps_a_constant_map_up_to_the_brain_edge():
+    fg = torch.zeros(1, 1, 16, 16)
+    fg[..., 4:12, 2:9] = 1
+    out = smooth_maps(0.3 * fg, fg, 2.0)
+    torch.testing.assert_close(out[fg > 0], torch.full_like(out[fg > 0], 0.3))
+    assert torch.all(out[fg == 0] == 0)
+    assert torch.equal(smooth_maps(0.3 * fg, fg, 0.0), 0.3 * fg)
+
+
+@pytest.mark.parametrize("whole_slice", [False, True])
+def test_restorer_smoothing_is_applied_to_the_fused_map(whole_slice):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.2, 1, size=(3, 16, 24)).astype(np.float32)
+    fg = x > 0.3
+    kw = dict(whole_slice=whole_slice, size_multiple=4)
+    raw = _restorer(Flatten(0.5), **kw).maps(x, fg)
+    smooth = _restorer(Flatten(0.5), smoothing=1.5, **kw).maps(x, fg)
+    expected = smooth_maps(
+        torch.from_numpy(raw)[:, None], torch.from_numpy(fg)[:, None].float(), 1.5
+    )[:, 0].numpy()
+    np.testing.assert_allclose(smooth, expected, atol=1e-5)
+    assert np.all(smooth[~fg] == 0) and not np.allclose(smooth, raw)
