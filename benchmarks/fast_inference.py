@@ -1,13 +1,16 @@
-"""Fast inference without losing accuracy: every inference setting on one trained model.
+"""Fast inference without losing accuracy: every inference setting on trained models.
 
 ``speed.py`` times inference variants with untrained weights, which says nothing about
-accuracy. This script trains the detector on the offline cohort
-(:func:`disyre_sk.datasets.make_brain_cohort`), then maps the same lesioned test volumes
-with the reference way (DESIGN §2: 4 severities, windows of the patch size at stride
-patch/4, fp32) and with each faster setting, all through the public
-``DISYREDetector.decision_map``, and reports for each: seconds per volume, the speed-up
-over the reference way measured in the same run, pixel AP, best Dice, and how far the
-map moved.
+accuracy. This script trains two detectors on the offline cohort
+(:func:`disyre_sk.datasets.make_brain_cohort`) with the same training compute: the
+*patch model* on patches of the reference size, and the *slice model* on patches that
+hold the brain's whole in-plane box (the batch scaled to the same pixels per step). It
+then maps the same lesioned test volumes with the reference way (DESIGN §2: the patch
+model, 4 severities, windows of the patch size at stride patch/4, fp32) and with each
+faster setting (whole slices, fewer severities, bf16, ``map_smoothing``, the slice
+model), all through the public ``DISYREDetector.decision_map``, and reports for each:
+seconds per volume, the speed-up over the reference way measured in the same run, pixel
+AP, best Dice, and how far the map moved.
 
 With ``--device cuda`` the cohort is resampled to a BraTS-like grid (155 axial slices,
 about 0.95 mm in-plane: the brain's box is about 200 x 160 px) and the reference
@@ -92,44 +95,69 @@ class Variant:
     compile: bool = False
     cuda_only: bool = False
     need_s: float = 30.0  # run only with this much of the budget left
+    model: str = "patch"  # which trained detector: 'patch' or 'slice' (see main)
 
 
 def variants(patch: int) -> list[Variant]:
+    """The settings, most telling first: a time budget skips from the end."""
     ref = {"window_size": None, "stride": patch // 4, "severities": REFERENCE_SEVERITIES}
     whole = {"window_size": "slice", "severities": REFERENCE_SEVERITIES}
+    two = {**whole, "severities": (0.25, 0.5)}
+    one = {**whole, "severities": (0.5,)}
+    smooth = {"map_smoothing": 1.0}
     return [
         Variant("reference: windows P, stride P/4, 4 severities, fp32", "fp32", ref),
-        Variant("bf16 (package default on CUDA)", "bf16", ref, cuda_only=True),
-        Variant("bf16, stride P/2", "bf16", {**ref, "stride": patch // 2}, cuda_only=True),
-        Variant("fp32, stride P/2", "fp32", {**ref, "stride": patch // 2}),
+        # The detector trained on whole slices (patch = the brain's box, same pixels per
+        # step): whole-slice inference is then what it was trained for.
+        Variant("slice-trained: whole slice, 4 severities, fp32", "fp32", whole, model="slice"),
         Variant("whole slice, fp32", "fp32", whole),
-        Variant("whole slice, bf16", "bf16", whole, cuda_only=True),
+        Variant("reference, map_smoothing 1", "fp32", {**ref, **smooth}),
         Variant(
-            "whole slice, bf16, 2 severities (0.25, 0.5)",
-            "bf16",
-            {**whole, "severities": (0.25, 0.5)},
-            cuda_only=True,
-        ),
-        Variant(
-            "whole slice, 2 severities (0.25, 0.5), fp32",
+            "slice-trained: whole slice, map_smoothing 1",
             "fp32",
-            {**whole, "severities": (0.25, 0.5)},
+            {**whole, **smooth},
+            model="slice",
         ),
         Variant(
-            "whole slice, bf16, batch 256",
+            "slice-trained: 2 severities (0.25, 0.5), bf16, map_smoothing 1",
             "bf16",
-            {**whole, "inference_batch_size": 256},
-            cuda_only=True,
+            {**two, **smooth},
+            model="slice",
         ),
         Variant(
-            "whole slice, bf16, torch.compile",
+            "slice-trained: 1 severity (0.5), bf16, map_smoothing 1",
             "bf16",
-            whole,
+            {**one, **smooth},
+            model="slice",
+        ),
+        Variant("whole slice, map_smoothing 1", "fp32", {**whole, **smooth}),
+        Variant("slice-trained: 2 severities (0.25, 0.5), fp32", "fp32", two, model="slice"),
+        Variant("reference, map_smoothing 2", "fp32", {**ref, "map_smoothing": 2.0}),
+        Variant(
+            "slice-trained: whole slice, map_smoothing 2",
+            "fp32",
+            {**whole, "map_smoothing": 2.0},
+            model="slice",
+        ),
+        Variant("bf16 (package default on CUDA)", "bf16", ref, cuda_only=True),
+        Variant("fp32, stride P/2", "fp32", {**ref, "stride": patch // 2}),
+        Variant(
+            "slice-trained: 2 severities, bf16, map_smoothing 1, torch.compile",
+            "bf16",
+            {**two, **smooth},
             compile=True,
             cuda_only=True,
             need_s=100.0,
+            model="slice",
         ),
     ]
+
+
+def slice_patch(x_train: np.ndarray, multiple: int) -> int:
+    """Smallest patch side, a multiple of ``multiple``, that holds the in-plane brain box."""
+    ys, xs = np.nonzero((x_train > 0).any(axis=(0, 1)))
+    side = max(np.ptp(ys) + 1, np.ptp(xs) + 1)
+    return int(multiple * np.ceil(side / multiple))
 
 
 def load_data(s: Setting, seed: int):
@@ -228,47 +256,76 @@ def main(argv=None) -> int:
     report = Report(out, f"disyre_sk fast inference on a trained model — {dev.type}", prov)
 
     x_train, x_test, masks, fg, what, t_data = load_data(s, args.seed)
-    det = DISYREDetector(
-        patch_size=s.patch,
-        widths=s.widths,
-        n_steps=s.n_steps,
-        batch_size=s.batch,
-        learning_rate=s.learning_rate,
-        severities=REFERENCE_SEVERITIES,
-        device=args.device,
-        random_state=args.seed,
-    )
+    multiple = 2 ** (len(s.widths) - 1)
+    slice_side = slice_patch(x_train, multiple)
+    # Same pixels per step as the patch model: the same training compute.
+    slice_batch = max(1, round(s.batch * s.patch**2 / slice_side**2))
+    models = {"patch": (s.patch, s.batch), "slice": (slice_side, slice_batch)}
     report.section(
         "train",
         "1. Training (DISYREDetector.fit, end to end)",
-        f"Data: {what} (made in {t_data:.0f} s). UNet widths {s.widths}, patches of "
-        f"{s.patch}, batch {s.batch}, {s.n_steps} steps, learning rate {s.learning_rate:g}, "
-        "DAG corruption, the package's defaults otherwise. fit = training steps + "
-        "scoring the training scans for offset_; the training rate takes out the second, "
-        "timed again after fit with the same settings.",
-        ["what", "value"],
+        f"Data: {what} (made in {t_data:.0f} s). Two detectors, UNet widths {s.widths}, "
+        f"{s.n_steps} steps, learning rate {s.learning_rate:g}, DAG corruption, the "
+        "package's defaults otherwise: the *patch model* on patches of the reference "
+        f"size P = {s.patch}, and the *slice model* on patches of {slice_side} px, the "
+        "brain's in-plane box, with the batch scaled so that both see the same pixels "
+        "per step. fit = training steps + scoring the training scans for offset_; the "
+        "training rate takes out the second, timed again after fit with the same settings.",
+        [
+            "model",
+            "patch",
+            "batch",
+            "fit s",
+            "training s",
+            "steps/s",
+            "patches/s",
+            "Mpixels/s",
+            "precision",
+            "final loss (last 50)",
+            "peak GPU GiB",
+        ],
     )
-    with peak_memory(dev) as mem:
+    detectors = {}
+    for key, (patch, batch) in models.items():
+        det = DISYREDetector(
+            patch_size=patch,
+            widths=s.widths,
+            n_steps=s.n_steps,
+            batch_size=batch,
+            learning_rate=s.learning_rate,
+            severities=REFERENCE_SEVERITIES,
+            device=args.device,
+            random_state=args.seed,
+        )
+        with peak_memory(dev) as mem:
+            t0 = time.perf_counter()
+            det.fit(x_train)
+            sync(dev)
+            t_fit = time.perf_counter() - t0
         t0 = time.perf_counter()
-        det.fit(x_train)
+        det.score_samples(x_train)
         sync(dev)
-        t_fit = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    det.score_samples(x_train)
-    sync(dev)
-    t_score = time.perf_counter() - t0
-    t_train = max(t_fit - t_score, 1e-9)
-    loss = det.history_["loss"]
-    for row in [
-        ["fit wall time", fmt_s(t_fit)],
-        ["of which training steps (fit − scoring)", fmt_s(t_train)],
-        ["training steps/s", f"{s.n_steps / t_train:.3g}"],
-        ["training patches/s, end to end", f"{s.n_steps * s.batch / t_train:,.0f}"],
-        ["precision", det.precision_],
-        ["final loss (mean of last 50 steps)", f"{np.mean(loss[-50:]):.4g}"],
-        ["peak GPU memory during fit", fmt_gib(mem["gpu"])],
-    ]:
-        report.row("train", row)
+        t_train = max(t_fit - (time.perf_counter() - t0), 1e-9)
+        loss = det.history_["loss"]
+        report.row(
+            "train",
+            [
+                key,
+                patch,
+                batch,
+                fmt_s(t_fit),
+                fmt_s(t_train),
+                f"{s.n_steps / t_train:.3g}",
+                f"{s.n_steps * batch / t_train:,.0f}",
+                f"{s.n_steps * batch * patch**2 / t_train / 1e6:.3g}",
+                det.precision_,
+                f"{np.mean(loss[-50:]):.4g}",
+                fmt_gib(mem["gpu"]),
+            ],
+        )
+        report.write()
+        detectors[key] = (det, det.network_)
+        free(dev)
 
     headers = [
         "variant",
@@ -288,12 +345,12 @@ def main(argv=None) -> int:
         "numpy map out, intensity scaling and transfers included), after one warm-up "
         "volume. Pixel AP and best Dice pooled over the foreground of all test volumes "
         "(exact, disyre_sk.metrics). Δ map = mean |map − reference map| / mean reference "
-        "map over the foreground. 'P' = the training patch; the network is channels_last "
-        "on CUDA as fit leaves it; fp32 convolutions use TF32 where torch allows it "
-        "(see the TF32 line above).",
+        "map over the foreground. 'P' = the patch model's training patch; rows that start "
+        "with 'slice-trained' use the slice model, the others the patch model; fp32 "
+        "convolutions use TF32 where torch allows it (see the TF32 line above); on a CPU "
+        "every variant runs in fp32.",
         headers,
     )
-    network = det.network_
     ref_s = ref_ap = ref_map = None
     for v in variants(s.patch):
         if v.cuda_only and dev.type != "cuda":
@@ -301,9 +358,11 @@ def main(argv=None) -> int:
         if budget.left() < v.need_s:
             report.row("infer", [v.name, "skipped (time budget)", *[None] * 6])
             continue
+        det, network = detectors[v.model]
         try:
-            det.set_params(**{"inference_batch_size": 64, **v.params})
-            det.precision_ = v.precision
+            det.set_params(**{"inference_batch_size": 64, "map_smoothing": 0.0, **v.params})
+            # bf16 autocast is a GPU lever; on a CPU every variant runs in fp32.
+            det.precision_ = v.precision if dev.type == "cuda" else "fp32"
             det.network_ = torch.compile(network) if v.compile else network
             with peak_memory(dev) as mem:
                 det.decision_map(x_test[:1])  # warm-up (and compilation)
@@ -342,7 +401,7 @@ def main(argv=None) -> int:
         finally:
             det.network_ = network
             free(dev)
-    profile_fastest(det, x_test, dev, report, budget)
+    profile_fastest(detectors["slice"][0], x_test, dev, report, budget)
     report.footer.append(f"Run finished in {budget.elapsed():.0f} s.")
     report.write()
     report.print_tables()
