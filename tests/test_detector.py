@@ -258,11 +258,17 @@ def test_gpu_trained_pickle_loads_on_cpu(healthy):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("window_size", [None, "slice"])
-def test_cpu_and_gpu_maps_agree(healthy, window_size):
+@pytest.mark.parametrize("window_size, map_smoothing", [(None, 0.0), ("slice", 0.0), (None, 1.5)])
+def test_cpu_and_gpu_maps_agree(healthy, window_size, map_smoothing):
     """Same weights on both devices: maps agree to 1e-4 in strict fp32, 5e-3 with
     TF32 convolutions (torch's default on CUDA) and 3e-2 in bf16."""
-    det = DISYREDetector(**TINY, device="cuda", precision="fp32", window_size=window_size)
+    det = DISYREDetector(
+        **TINY,
+        device="cuda",
+        precision="fp32",
+        window_size=window_size,
+        map_smoothing=map_smoothing,
+    )
     det.fit(healthy)
     cpu_det = pickle.loads(pickle.dumps(det))
     cpu_det.device_, cpu_det.network_ = torch.device("cpu"), cpu_det.network_.cpu()
@@ -280,7 +286,7 @@ def test_cpu_and_gpu_maps_agree(healthy, window_size):
         k: float(np.abs(m - cpu).max())
         for k, m in [("fp32", strict), ("tf32", default), ("bf16", bf16)]
     }
-    print(f"max |GPU - CPU| map difference ({window_size=}): {gaps}")
+    print(f"max |GPU - CPU| map difference ({window_size=}, {map_smoothing=}): {gaps}")
     assert gaps["fp32"] <= 1e-4
     assert gaps["tf32"] <= 5e-3
     assert gaps["bf16"] <= 3e-2
