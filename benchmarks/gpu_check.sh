@@ -97,7 +97,7 @@ fi
 FAST_S=${FAST_S:-300}
 if [ "$(left)" -gt $((FAST_S + 40)) ]; then
     timeout -k 10 "$FAST_S" "$PY" benchmarks/fast_inference.py --device cuda \
-        --n-steps "${FAST_STEPS:-300}" --budget-s $((FAST_S - 20)) \
+        --n-steps "${FAST_STEPS:-300}" --budget-s $((FAST_S - 150)) \
         --out "$OUT/fast_inference_cuda.md" >>"$OUT/steps.log" 2>&1
     rc=$?
     tail -40 "$OUT/steps.log"
