@@ -391,10 +391,10 @@ def compile_regions(net: nn.Module) -> nn.Module:
     return net
 
 
-def make_train_step(widths, patch, batch, dev, v: TrainVariant, *, compiled: bool = False):
+def make_train_step(widths, patch, batch, dev, v: TrainVariant, *, compiled: bool | str = False):
     """A closure doing one step like ``Trainer.train_step``, on a fixed random batch.
 
-    With ``compiled=True`` (or ``"full"``), the forward goes through ``torch.compile(net)``;
+    With ``compiled=True``, the forward goes through ``torch.compile(net)``;
     with ``"regional"``, each residual and attention block is compiled in place
     (:func:`compile_regions`). The optimiser and the clipping stay eager, as they would
     in the Trainer.

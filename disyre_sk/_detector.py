@@ -54,6 +54,16 @@ def resolve_device(device) -> torch.device:
     return resolved
 
 
+def _check_map_smoothing(value) -> float:
+    """``map_smoothing`` as a float; a clear error unless it is finite and >= 0."""
+    if not isinstance(value, Real) or not 0 <= float(value) < math.inf:
+        raise ValueError(
+            "map_smoothing must be a finite number >= 0 (a Gaussian sigma in pixels; 0 for "
+            f"none), got {value!r}."
+        )
+    return float(value)
+
+
 class DISYREDetector(OutlierMixin, BaseEstimator):
     """Unsupervised anomaly detection and localisation by synthetic restoration (DISYRE).
 
@@ -125,9 +135,9 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         inside the foreground (a normalised convolution: the brain's edge is not
         dimmed, and the map stays 0 outside). ``0`` keeps the raw map, as the
         published method does. Restorations are noisy pixel by pixel while lesions
-        span many pixels, so a sigma of about 1-2 pixels usually raises pixel AP and
-        Dice; choose it on annotated validation scans (``benchmarks/fast_inference.py``
-        measures it).
+        span many pixels: in ``benchmarks/results/fast_inference_cpu.md`` a sigma of 1
+        pixel raised pooled pixel AP by about 0.03. Choose it on annotated validation
+        scans.
     score_reduction : {'topk', 'mean', 'max'}, default='topk'
         How a map is reduced to a scan's score: mean of the ``top_k`` highest foreground
         values, their mean, or their maximum.
@@ -393,6 +403,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 f"(2 ** (len(widths) - 1) for widths={widths})."
             )
         severities = check_severities(self.severities)
+        _check_map_smoothing(self.map_smoothing)  # inf passes the Interval constraint
         if isinstance(self.window_size, Integral) and self.window_size % multiple:
             raise ValueError(
                 f"window_size={self.window_size} must be a multiple of {multiple} "
@@ -625,13 +636,6 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ inference
     def _restorer(self) -> Restorer:
-        smoothing = self.map_smoothing
-        # Read at predict time, so set_params after fit is checked here too.
-        if not isinstance(smoothing, Real) or not (0 <= float(smoothing) < math.inf):
-            raise ValueError(
-                f"map_smoothing must be a finite number >= 0 (a Gaussian sigma in pixels; "
-                f"0 for none), got {smoothing!r}."
-            )
         whole_slice = self.window_size == "slice"
         if whole_slice:
             # One network input per slice, its foreground box: the network is fully
@@ -647,8 +651,9 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             stride=stride,
             whole_slice=whole_slice,
             size_multiple=self.network_.size_multiple,
-            smoothing=float(smoothing),
-            # Inference settings are read at predict time: set_params needs no refit.
+            # Inference settings are read at predict time: set_params needs no refit,
+            # and their checks run here too.
+            smoothing=_check_map_smoothing(self.map_smoothing),
             severities=check_severities(self.severities),
             mode=self.inference,
             batch_size=self.inference_batch_size,

@@ -127,7 +127,7 @@ class Restorer:
         self.verbose = verbose
         self.whole_slice = whole_slice
         self.size_multiple = size_multiple
-        self.smoothing = float(smoothing)
+        self.smoothing = smoothing
 
     def whole_slice_shape(self, h: int, w: int) -> tuple[int, int]:
         """Network input size for a ``(h, w)`` foreground box in whole-slice mode."""

@@ -434,5 +434,6 @@ def test_map_smoothing_at_predict_time(fitted, healthy):
                 fitted.decision_map(x)
         finally:
             fitted.set_params(map_smoothing=0.0)
-    with pytest.raises(ValueError, match="map_smoothing"):
-        DISYREDetector(**{**TINY, "map_smoothing": -2}).fit(healthy)
+    for bad in (-2, float("inf")):
+        with pytest.raises(ValueError, match="map_smoothing"):
+            DISYREDetector(**{**TINY, "map_smoothing": bad}).fit(healthy)
