@@ -84,8 +84,8 @@ def settings(args) -> Setting:
         s = Setting((32, 64, 96, 128, 256, 256), 128, 96, 1500, 3e-4, 6, 8, True)
     else:
         # The demo's 3 mm cohort, 32-px patches, a small network, trained long enough
-        # (batch 64, 2000 steps) that the settings rank as on a trained model: at
-        # batch 16 and 500 steps every AP was below 0.06.
+        # (batch 64, 2000 steps) to rank settings: the earlier setting (4 mm, batch 16,
+        # 300 steps) gave pixel APs of 0.02-0.06 (fast_inference_cpu.md at 303b258).
         s = Setting((16, 32, 64), 32, 64, 2000, 1e-3, 16, 8, False, 3.0)
     if args.n_steps is not None:
         s = Setting(**{**s.__dict__, "n_steps": args.n_steps})
@@ -281,17 +281,20 @@ def main(argv=None) -> int:
     slice_batch = max(1, round(s.batch * s.patch**2 / slice_side**2))
     models = {"patch": (s.patch, s.batch), "slice": (slice_side, slice_batch)}
     models = {k: v for k, v in models.items() if k in args.models}
+    about = {
+        "patch": f"the *patch model* on patches of the reference size P = {s.patch}",
+        "slice": f"the *slice model* on patches of {slice_side} px, the brain's in-plane "
+        "box, with the batch scaled to the patch model's pixels per step and the DAG "
+        "shapes' box scaled to the same anomaly size in pixels",
+    }
+    trained = [about[k] for k in models]
     report.section(
         "train",
         "1. Training (DISYREDetector.fit, end to end)",
-        f"Data: {what} (made in {t_data:.0f} s). Two detectors, UNet widths {s.widths}, "
-        f"{s.n_steps} steps, learning rate {s.learning_rate:g}, DAG corruption, the "
-        "package's defaults otherwise: the *patch model* on patches of the reference "
-        f"size P = {s.patch}, and the *slice model* on patches of {slice_side} px, the "
-        "brain's in-plane box, with the batch scaled so that both see the same pixels "
-        "per step and the DAG shapes' box scaled so that both see anomalies of the same "
-        "size in pixels. fit skips scoring its training scans (offset_ is not used here), "
-        "so its time is the training's, end to end.",
+        f"Data: {what} (made in {t_data:.0f} s). UNet widths {s.widths}, {s.n_steps} "
+        f"steps, learning rate {s.learning_rate:g}, DAG corruption, the package's defaults "
+        f"otherwise. Trained: {' and '.join(trained)}. fit skips scoring its training scans "
+        "(offset_ is not used here), so its time is the training's, end to end.",
         [
             "model",
             "patch",
