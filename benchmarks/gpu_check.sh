@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# One-shot check on a lent GPU machine (no internet): environment, the gpu-marked tests,
-# then stream_detect.py, fast_inference.py and speed.py on CUDA. Every step is time-boxed so the whole script ends
-# within TOTAL_S seconds (default 560, about 9.5 min) whatever hangs; logs go to $OUT.
+# One-shot check on a GPU machine (no internet): environment, the gpu-marked tests, then
+# on CUDA, most telling first: the short speed.py rows (training step and inference
+# against the reference recipe), stream_detect.py, fast_inference.py, and speed.py's
+# torch.compile section with whatever time is left. Every step is time-boxed so the
+# whole script ends within TOTAL_S seconds (default 560, about 9.5 min) whatever hangs;
+# logs go to $OUT.
 #
 #   OUT=/some/folder bash benchmarks/gpu_check.sh
 #
-# Files written to $OUT (7 at most): env.log, pytest_gpu.log, steps.log (the logs of
-# steps 3-5), fast_inference_cuda.md, stream_detect_cuda.md, speed_cuda.md, summary.txt. FAST_S, FAST_STEPS, STREAM_S, PYTEST_S, TOTAL_S and
-# SPEED_ARGS (default '--only compile --compile-what train': the one speed figure not yet
-# measured) tune it; DISYRE_GIT_COMMIT names the commit.
+# Files written to $OUT (8 at most): env.log, pytest_gpu.log, steps.log (the logs of
+# steps 3-6), speed_cuda.md, stream_detect_cuda.md, fast_inference_cuda.md,
+# speed_cuda_compile.md, summary.txt. PYTEST_S, SPEED_S and SPEED_ARGS (default: training
+# rows 0-4 and inference rows 0-3 of speed.py), STREAM_S, FAST_S, FAST_STEPS, COMPILE_ARGS
+# (default '--only compile --compile-what train') and TOTAL_S tune it;
+# DISYRE_GIT_COMMIT names the commit.
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -79,8 +84,24 @@ else
     summary "pytest -m gpu: not run (no pytest)"
 fi
 
-# ---------------------------------------------------------------- 3. streaming detect (short: it goes first)
-STREAM_S=${STREAM_S:-100}
+# ---------------------------------------------------------------- 3. speed, the target rows
+# The package's training step and inference against the reference recipe (bf16 autocast
+# with GroupNorm in fp32), in one run: the ratios the targets are about.
+SPEED_S=${SPEED_S:-110}
+if [ "$(left)" -gt $((SPEED_S + 20)) ]; then
+    # shellcheck disable=SC2086
+    timeout -k 10 "$SPEED_S" "$PY" benchmarks/speed.py --device cuda --budget-s $((SPEED_S - 25)) \
+        ${SPEED_ARGS:---only train-net infer --train-variants 1 2 3 4 --infer-variants 1 2 3} \
+        --out "$OUT/speed_cuda.md" >>"$OUT/steps.log" 2>&1
+    rc=$?
+    tail -30 "$OUT/steps.log"
+    summary "speed.py (target rows): rc=$rc$([ $rc -eq 124 ] && echo ' (timed out)')"
+else
+    summary "speed.py (target rows): not run, only $(left)s left"
+fi
+
+# ---------------------------------------------------------------- 4. streaming detect
+STREAM_S=${STREAM_S:-90}
 if [ "$(left)" -gt $((STREAM_S + 20)) ]; then
     timeout -k 5 "$STREAM_S" "$PY" benchmarks/stream_detect.py --device cuda \
         --budget-s $((STREAM_S - 15)) --out "$OUT/stream_detect_cuda.md" >>"$OUT/steps.log" 2>&1
@@ -91,13 +112,13 @@ else
     summary "stream_detect.py: not run, only $(left)s left"
 fi
 
-# ---------------------------------------------------------------- 4. trained-model inference
+# ---------------------------------------------------------------- 5. trained-model inference
 # Accuracy and speed of every inference setting on two trained models, the patch model
 # and the slice model (fast GPU inference); the rows come most telling first.
-FAST_S=${FAST_S:-300}
+FAST_S=${FAST_S:-260}
 if [ "$(left)" -gt $((FAST_S + 40)) ]; then
     timeout -k 10 "$FAST_S" "$PY" benchmarks/fast_inference.py --device cuda \
-        --n-steps "${FAST_STEPS:-300}" --budget-s $((FAST_S - 150)) \
+        --n-steps "${FAST_STEPS:-300}" --budget-s $((FAST_S - 140)) \
         --out "$OUT/fast_inference_cuda.md" >>"$OUT/steps.log" 2>&1
     rc=$?
     tail -40 "$OUT/steps.log"
@@ -106,21 +127,22 @@ else
     summary "fast_inference.py: not run, only $(left)s left"
 fi
 
-# ---------------------------------------------------------------- 5. speed benchmark
+# ---------------------------------------------------------------- 6. torch.compile
 # What is left of TOTAL_S, less a margin; speed.py gets 45 s less than its hard limit
-# to finish the variant it is in and write its tables.
+# to finish the variant it is in and write its tables (its compile child needs 75 s).
 hard=$(($(left) - 10))
 budget=$((hard - 45))
 [ "$budget" -gt 360 ] && budget=360 && hard=405
-if [ "$budget" -lt 60 ]; then
-    summary "speed.py: not run, only $(left)s left"
+if [ "$budget" -lt 75 ]; then
+    summary "speed.py (compile): not run, only $(left)s left"
 else
     # shellcheck disable=SC2086
     timeout -k 10 "$hard" "$PY" benchmarks/speed.py --device cuda --budget-s "$budget" \
-        ${SPEED_ARGS:---only compile --compile-what train} --out "$OUT/speed_cuda.md" >>"$OUT/steps.log" 2>&1
+        ${COMPILE_ARGS:---only compile --compile-what train} --out "$OUT/speed_cuda_compile.md" \
+        >>"$OUT/steps.log" 2>&1
     rc=$?
     tail -60 "$OUT/steps.log"
-    summary "speed.py: rc=$rc, budget ${budget}s, hard limit ${hard}s$([ $rc -eq 124 ] && echo ' (timed out)')"
+    summary "speed.py (compile): rc=$rc, budget ${budget}s, hard limit ${hard}s$([ $rc -eq 124 ] && echo ' (timed out)')"
 fi
 
 summary "gpu_check: done in $(($(date +%s) - START))s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"

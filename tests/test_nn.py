@@ -9,7 +9,7 @@ import torch
 import disyre_sk.nn.blocks
 import disyre_sk.nn.unet
 from disyre_sk.nn import SinusoidalEmbedding, UNet
-from disyre_sk.nn.blocks import AttentionBlock, ResidualBlock, group_count
+from disyre_sk.nn.blocks import AttentionBlock, GroupNorm, ResidualBlock, group_count
 
 # One tiny configuration for fast tests: 2 levels (multiple of 2), attention at the
 # coarse level and in the middle.
@@ -231,6 +231,95 @@ def test_cpu_bfloat16_autocast():
     torch.testing.assert_close(out.float(), net(x, torch.tensor([0.1, 0.9])), atol=0.1, rtol=0)
 
 
+def trained_norm(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    norm = GroupNorm(4, 16, eps=1e-6, **kwargs)
+    with torch.no_grad():  # non-trivial affine parameters, as after training
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    return norm
+
+
+def test_group_norm_float32_is_the_stock_module():
+    norm = trained_norm()
+    stock = torch.nn.GroupNorm(4, 16, eps=1e-6)
+    stock.load_state_dict(norm.state_dict())
+    x = 3 + 2 * torch.randn(2, 16, 8, 8)
+    assert torch.equal(norm(x), stock(x))
+    # The state dict is the stock one, so model files of either kind load into the other.
+    assert list(norm.state_dict()) == list(stock.state_dict())
+
+
+def test_group_norm_keeps_bfloat16_and_matches_float32(monkeypatch):
+    norm = trained_norm()
+    x = (3 + 2 * torch.randn(2, 16, 8, 8)).bfloat16()
+    seen = []
+    real = torch.nn.functional.group_norm
+
+    def spy(inp, groups, weight, bias, eps):
+        seen.append((inp.dtype, weight.dtype, bias.dtype, torch.is_autocast_enabled("cpu")))
+        return real(inp, groups, weight, bias, eps)
+
+    monkeypatch.setattr(disyre_sk.nn.blocks.F, "group_norm", spy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = norm(x)
+    # One call, all in bfloat16, with autocast off so CUDA's float32 policy cannot apply.
+    assert seen == [(torch.bfloat16, torch.bfloat16, torch.bfloat16, False)]
+    assert out.dtype == torch.bfloat16
+    expected = real(x.float(), 4, norm.weight, norm.bias, 1e-6)
+    # Within bfloat16 rounding of outputs of size ~2: 2 ** -8 relative, a few ulps.
+    torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.02)
+
+
+def test_group_norm_bfloat16_gradients_reach_float32_parameters():
+    norm = trained_norm()
+    x = (3 + 2 * torch.randn(2, 16, 8, 8)).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        norm(x.bfloat16()).float().square().mean().backward()
+    grads = [x.grad, norm.weight.grad, norm.bias.grad]
+    assert [g.dtype for g in grads] == [torch.float32] * 3
+
+    reference = trained_norm()
+    xr = x.detach().bfloat16().float().requires_grad_()
+    reference(xr).square().mean().backward()
+    for got, want in zip(grads, [xr.grad, reference.weight.grad, reference.bias.grad]):
+        torch.testing.assert_close(got, want, atol=1e-3, rtol=0.03)
+
+
+def test_group_norm_keep_dtype_false_takes_the_stock_path(monkeypatch):
+    norm = trained_norm(keep_dtype=False)
+    assert "keep_dtype=False" in repr(norm)
+    x = torch.randn(2, 16, 8, 8).bfloat16()
+    stock = torch.nn.GroupNorm(4, 16, eps=1e-6)
+    stock.load_state_dict(norm.state_dict())
+    weights = []
+    real = torch.nn.functional.group_norm
+
+    def spy(inp, groups, weight, bias, eps):
+        weights.append(weight.dtype)
+        return real(inp, groups, weight, bias, eps)
+
+    # nn.GroupNorm calls F.group_norm too: the stock path passes its float32 parameters.
+    monkeypatch.setattr(disyre_sk.nn.blocks.F, "group_norm", spy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(norm(x), stock(x))
+    assert weights == [torch.float32, torch.float32]
+
+
+def test_every_unet_norm_keeps_bfloat16_under_autocast():
+    net = tiny_net()
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(isinstance(m, GroupNorm) and m.keep_dtype for m in norms)
+    dtypes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype)) for m in norms]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        net(torch.rand(2, 1, 16, 16), 0.5)
+    for hook in hooks:
+        hook.remove()
+    assert len(dtypes) == len(norms)
+    assert set(dtypes) == {torch.bfloat16}
+
+
 def test_traces_without_graph_breaks():
     net = tiny_net()
     explanation = torch._dynamo.explain(net)(torch.rand(2, 1, 16, 16), torch.rand(2))
@@ -242,6 +331,19 @@ def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+@pytest.mark.gpu
+def test_cuda_group_norm_stays_bfloat16_where_autocast_would_upcast():
+    norm = trained_norm().cuda()
+    stock = torch.nn.GroupNorm(4, 16, eps=1e-6).cuda()
+    stock.load_state_dict(norm.state_dict())
+    x = (3 + 2 * torch.randn(2, 16, 32, 32, device="cuda")).bfloat16()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out, upcast = norm(x), stock(x)
+    assert out.dtype == torch.bfloat16
+    assert upcast.dtype == torch.float32  # CUDA autocast's float32 policy for group_norm
+    torch.testing.assert_close(out.float(), upcast, atol=0.05, rtol=0.02)
 
 
 @pytest.mark.gpu

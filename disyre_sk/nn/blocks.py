@@ -16,6 +16,7 @@ from torch import nn
 __all__ = [
     "AttentionBlock",
     "Downsample",
+    "GroupNorm",
     "ResidualBlock",
     "SinusoidalEmbedding",
     "Upsample",
@@ -57,7 +58,86 @@ def group_count(channels: int, requested: int) -> int:
     return 1
 
 
-def make_group_norm(channels: int, n_groups: int) -> nn.GroupNorm:
+class GroupNorm(nn.GroupNorm):
+    """:class:`torch.nn.GroupNorm` that keeps a bfloat16 input in bfloat16 under autocast.
+
+    CUDA autocast runs ``group_norm`` in float32 whatever its input. In this network
+    every normalisation then reads a bfloat16 tensor, writes a float32 copy, normalises
+    and activates it in float32, and hands the next convolution a float32 tensor that it
+    casts back to bfloat16: three extra passes over the largest activations, and saved
+    float32 activations for the backward pass. Here a bfloat16 input is normalised in
+    bfloat16 with autocast off for this one call; the kernels still accumulate the
+    mean and variance in float32, and the convolution that follows would round the
+    output to bfloat16 anyway. Float32 and float16 inputs (float16's narrow range is
+    the reason autocast lists the op) take the stock path. The parameters, their names
+    and the state dict are those of :class:`torch.nn.GroupNorm`.
+
+    Parameters
+    ----------
+    num_groups : int
+        Number of groups; must divide ``num_channels``.
+    num_channels : int
+        Number of channels of the input.
+    eps : float, default=1e-5
+        Added to the variance.
+    affine : bool, default=True
+        Learn a per-channel scale and shift.
+    keep_dtype : bool, default=True
+        Normalise bfloat16 inputs in bfloat16; ``False`` gives exactly
+        :class:`torch.nn.GroupNorm` (autocast's float32), as the reference network runs.
+
+    Examples
+    --------
+    >>> import torch
+    >>> norm = GroupNorm(2, 4)
+    >>> x = torch.randn(2, 4, 8, 8)
+    >>> torch.allclose(norm(x), torch.nn.functional.group_norm(x, 2, eps=1e-5))
+    True
+    >>> with torch.autocast("cpu", dtype=torch.bfloat16):
+    ...     norm(x.bfloat16()).dtype
+    torch.bfloat16
+    """
+
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        *,
+        keep_dtype: bool = True,
+    ) -> None:
+        super().__init__(num_groups, num_channels, eps=eps, affine=affine)
+        self.keep_dtype = bool(keep_dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Shape ``(B, num_channels, ...)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Same shape as ``x``; bfloat16 when ``x`` is and ``keep_dtype`` is set,
+            otherwise what :class:`torch.nn.GroupNorm` returns.
+        """
+        if not (self.keep_dtype and x.dtype == torch.bfloat16):
+            return super().forward(x)
+        # The CUDA kernel wants the parameters in the input's dtype; the casts are tiny.
+        weight = None if self.weight is None else self.weight.to(x.dtype)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return F.group_norm(x, self.num_groups, weight, bias, self.eps)
+
+    def extra_repr(self) -> str:
+        """The stock description, plus ``keep_dtype=False`` when it is off."""
+        return super().extra_repr() + ("" if self.keep_dtype else ", keep_dtype=False")
+
+
+def make_group_norm(channels: int, n_groups: int) -> GroupNorm:
     """GroupNorm over ``channels`` with as many groups as fit, at most ``n_groups``.
 
     Parameters
@@ -70,15 +150,15 @@ def make_group_norm(channels: int, n_groups: int) -> nn.GroupNorm:
 
     Returns
     -------
-    torch.nn.GroupNorm
-        The normalisation layer (``eps=1e-6``, affine).
+    GroupNorm
+        The normalisation layer (``eps=1e-6``, affine, bfloat16 kept under autocast).
 
     Examples
     --------
     >>> make_group_norm(8, 32).num_groups
     8
     """
-    return nn.GroupNorm(group_count(channels, n_groups), channels, eps=1e-6)
+    return GroupNorm(group_count(channels, n_groups), channels, eps=1e-6)
 
 
 class SinusoidalEmbedding(nn.Module):
