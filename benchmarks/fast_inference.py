@@ -59,6 +59,7 @@ from _common import (
 )
 
 from disyre_sk import _data
+from disyre_sk._inference import _MAX_WINDOWS_PER_CHUNK, Restorer
 from disyre_sk.corruption import DAGCorruption
 from disyre_sk.datasets import make_brain_cohort
 from disyre_sk.metrics import pixel_metrics
@@ -101,6 +102,7 @@ class Variant:
     cuda_only: bool = False
     need_s: float = 30.0  # run only with this much of the budget left
     model: str = "patch"  # which trained detector: 'patch' or 'slice' (see main)
+    union_box: bool = False  # whole slice with one box for every slice (UnionBoxRestorer)
 
 
 def variants(patch: int) -> list[Variant]:
@@ -119,6 +121,12 @@ def variants(patch: int) -> list[Variant]:
         # what it was trained for.
         Variant("slice-trained: whole slice, 4 severities, fp32", "fp32", whole, model="slice"),
         Variant("whole slice, 4 severities, fp32", "fp32", whole),
+        Variant(
+            "whole slice, one box for all slices (the earlier way), 4 severities, fp32",
+            "fp32",
+            whole,
+            union_box=True,
+        ),
         Variant("reference, map_smoothing 1", "fp32", {**ref, **smooth}),
         Variant(
             "windows P/4, 2 severities (0.25, 0.5), fp32",
@@ -158,6 +166,36 @@ def variants(patch: int) -> list[Variant]:
             need_s=100.0,
         ),
     ]
+
+
+class UnionBoxRestorer(Restorer):
+    """Whole-slice inference with one box, the union of every slice's foreground.
+
+    What the package did before each slice got its own box: a slice's input then holds
+    the background that other slices' brains need, and its map depends on them.
+    """
+
+    def _slice_chunks(self, slices, foreground, todo):
+        rows = np.flatnonzero(foreground.any(axis=(0, 2)))
+        cols = np.flatnonzero(foreground.any(axis=(0, 1)))
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        hp, wp = self.whole_slice_shape(rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0])
+        chunk = max(1, _MAX_WINDOWS_PER_CHUNK * self.patch_size**2 // (hp * wp))
+        for start in range(0, todo.size, chunk):
+            idx = todo[start : start + chunk]
+
+            def paste(target, values, idx=idx):
+                target[idx, box[0], box[1]] = values
+
+            yield slices[idx, box[0], box[1]], foreground[idx, box[0], box[1]], paste
+
+
+def union_box_restorer(det) -> Restorer:
+    """``det``'s own restorer, as a :class:`UnionBoxRestorer`."""
+    restorer = type(det)._restorer(det)
+    union = UnionBoxRestorer.__new__(UnionBoxRestorer)
+    union.__dict__.update(restorer.__dict__)
+    return union
 
 
 def slice_patch(x_train: np.ndarray, multiple: int) -> int:
@@ -388,6 +426,8 @@ def main(argv=None) -> int:
             # bf16 autocast is a GPU lever; on a CPU every variant runs in fp32.
             det.precision_ = v.precision if dev.type == "cuda" else "fp32"
             det.network_ = torch.compile(network) if v.compile else network
+            if v.union_box:
+                det._restorer = lambda det=det: union_box_restorer(det)
             with peak_memory(dev) as mem:
                 det.decision_map(x_test[:1])  # warm-up (and compilation)
                 sync(dev)
@@ -424,6 +464,7 @@ def main(argv=None) -> int:
             report.row("infer", [v.name, failure(exc), *[None] * 6])
         finally:
             det.network_ = network
+            det.__dict__.pop("_restorer", None)
             free(dev)
     profile_fastest(next(iter(detectors.values()))[0], x_test, dev, report, budget)
     report.footer.append(f"Run finished in {clock.elapsed():.0f} s.")

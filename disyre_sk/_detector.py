@@ -125,9 +125,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
     window_size : int or 'slice', default=None
         Side of the inference windows; ``None`` uses ``patch_size``. The network is
         fully convolutional, so larger windows work too; ``'slice'`` maps each slice in
-        one network input covering the scans' foreground box (rectangular, at least
-        ``patch_size`` on each side): the fastest way, with no window overlap to
-        average over (measure its accuracy on your data before relying on it).
+        one network input covering that slice's foreground box (rectangular, at least
+        ``patch_size`` on each side, so a slice's map does not depend on the other
+        slices): the fastest way, with no window overlap to average over (measure its
+        accuracy on your data before relying on it).
     inference_batch_size : int, default=64
         Windows per network call at inference.
     map_smoothing : float, default=0.0
@@ -638,7 +639,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
     def _restorer(self) -> Restorer:
         whole_slice = self.window_size == "slice"
         if whole_slice:
-            # One network input per slice, its foreground box: the network is fully
+            # One network input per slice, its own foreground box: the network is fully
             # convolutional, so this is the cheapest way to map a slice.
             window = self.patch_size
             stride = window

@@ -5,9 +5,10 @@ windows that hold no foreground are skipped, the rest go through the network in 
 batches, and the restorations are fused back with Gaussian weights (``F.fold``), so the
 centre of a window, where the network sees the most context, counts the most.
 
-In whole-slice mode the network, which is fully convolutional, sees each slice's
+In whole-slice mode the network, which is fully convolutional, sees each slice's own
 foreground box at once, padded to a multiple of its size step: one network input per
-slice and severity, no overlap, no fusion.
+slice and severity, no overlap, no fusion. Slices whose padded boxes have the same size
+share batches; a slice's map is what it would be if it were mapped alone.
 """
 
 from __future__ import annotations
@@ -90,9 +91,10 @@ class Restorer:
     verbose : bool, default=False
         Show a progress bar over chunks of slices.
     whole_slice : bool, default=False
-        Map each slice in one network input instead of windows: the volume's in-plane
+        Map each slice in one network input instead of windows: the slice's own
         foreground box, at least ``patch_size`` on each side, padded up to a multiple
-        of ``size_multiple`` (rectangular; ``stride`` is then unused).
+        of ``size_multiple`` (rectangular; ``stride`` is then unused). The slice's map
+        then does not depend on the other slices given with it.
     size_multiple : int, default=1
         The network's input-size step, ``2 ** (levels - 1)`` for a UNet.
     smoothing : float, default=0.0
@@ -161,37 +163,86 @@ class Restorer:
         has_fg = foreground.reshape(n, -1).any(axis=1)
         if not has_fg.any():
             return out
-        # Only the box around the foreground is tiled: outside it the input is background,
-        # like the padding, and the map is 0. On a 240 x 240 grid this halves the windows.
+        todo = np.flatnonzero(has_fg)
+        if self.whole_slice:
+            chunks = list(self._slice_chunks(slices, foreground, todo))
+        else:
+            chunks = list(self._window_chunks(slices, foreground, todo))
+        self.network.eval()
+        bar = tqdm(chunks, desc="DISYRE mapping", unit="chunk", disable=not self.verbose)
+        for x_np, fg_np, paste in bar:
+            x = torch.from_numpy(np.ascontiguousarray(x_np)).to(self.device)
+            fg = torch.from_numpy(np.ascontiguousarray(fg_np)).to(self.device)
+            kept: list | None = None if restored is None else []
+            paste(out, self._chunk(x, fg, kept).cpu().numpy())
+            for k, image in enumerate(kept or ()):
+                paste(restored[k], image.cpu().numpy())
+        return out
+
+    def _window_chunks(self, slices, foreground, todo):
+        """``(slices, foreground, paste)`` chunks of windowed mode.
+
+        Only the box around the foreground of all slices is tiled: outside it the input
+        is background, like the padding, and the map is 0. On a 240 x 240 grid this
+        halves the windows; windows without foreground are skipped later on.
+        """
         rows = np.flatnonzero(foreground.any(axis=(0, 2)))
         cols = np.flatnonzero(foreground.any(axis=(0, 1)))
         box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        slices, foreground = slices[:, box[0], box[1]], foreground[:, box[0], box[1]]
-        h, w = slices.shape[1:]
-        if self.whole_slice:
-            hp, wp = self.whole_slice_shape(h, w)
+        h, w = rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]
+        hp = padded_size(h, self.patch_size, self.stride)
+        wp = padded_size(w, self.patch_size, self.stride)
+        per_slice = ((hp - self.patch_size) // self.stride + 1) * (
+            (wp - self.patch_size) // self.stride + 1
+        )
+        chunk = max(1, _MAX_WINDOWS_PER_CHUNK // per_slice)
+        for start in range(0, todo.size, chunk):
+            idx = todo[start : start + chunk]
+
+            def paste(target, values, idx=idx):
+                target[idx, box[0], box[1]] = values
+
+            yield slices[idx, box[0], box[1]], foreground[idx, box[0], box[1]], paste
+
+    def _slice_chunks(self, slices, foreground, todo):
+        """``(slices, foreground, paste)`` chunks of whole-slice mode.
+
+        Each slice is cut to its own foreground box, so that it is mapped as it would be
+        alone: a slice's map does not depend on the other slices, and a small slice
+        near the top of the head costs a small input. Boxes of the same padded size are
+        batched together, each centred as a lone slice would be.
+        """
+        groups: dict[tuple[int, int], list] = {}
+        for z in todo:
+            rows = np.flatnonzero(foreground[z].any(axis=1))
+            cols = np.flatnonzero(foreground[z].any(axis=0))
+            box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            h, w = rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]
+            groups.setdefault(self.whole_slice_shape(h, w), []).append((z, box, h, w))
+        for (hp, wp), members in groups.items():
             # As many pixels per chunk as the windowed mode would hold.
             chunk = max(1, _MAX_WINDOWS_PER_CHUNK * self.patch_size**2 // (hp * wp))
-        else:
-            hp = padded_size(h, self.patch_size, self.stride)
-            wp = padded_size(w, self.patch_size, self.stride)
-            per_slice = ((hp - self.patch_size) // self.stride + 1) * (
-                (wp - self.patch_size) // self.stride + 1
-            )
-            chunk = max(1, _MAX_WINDOWS_PER_CHUNK // per_slice)
-        todo = np.flatnonzero(has_fg)
-        self.network.eval()
-        starts = range(0, todo.size, chunk)
-        bar = tqdm(starts, desc="DISYRE mapping", unit="chunk", disable=not self.verbose)
-        for start in bar:
-            idx = todo[start : start + chunk]
-            x = torch.from_numpy(np.ascontiguousarray(slices[idx])).to(self.device)
-            fg = torch.from_numpy(np.ascontiguousarray(foreground[idx])).to(self.device)
-            kept: list | None = None if restored is None else []
-            out[idx, box[0], box[1]] = self._chunk(x, fg, kept).cpu().numpy()
-            for k, image in enumerate(kept or ()):
-                restored[k, idx, box[0], box[1]] = image.cpu().numpy()
-        return out
+            for start in range(0, len(members), chunk):
+                part = members[start : start + chunk]
+                x = np.zeros((len(part), hp, wp), dtype=np.float32)
+                fg = np.zeros((len(part), hp, wp), dtype=bool)
+                places = []
+                for i, (z, box, h, w) in enumerate(part):
+                    # The centring _chunk's padding gives a lone slice.
+                    inner = (
+                        i,
+                        slice((hp - h) // 2, (hp - h) // 2 + h),
+                        slice((wp - w) // 2, (wp - w) // 2 + w),
+                    )
+                    x[inner] = slices[z][box]
+                    fg[inner] = foreground[z][box]
+                    places.append(((z, *box), inner))
+
+                def paste(target, values, places=places):
+                    for where, inner in places:
+                        target[where] = values[inner]
+
+                yield x, fg, paste
 
     @torch.inference_mode()
     def _chunk(self, x: torch.Tensor, fg: torch.Tensor, kept=None) -> torch.Tensor:

@@ -148,6 +148,63 @@ def test_whole_slice_uses_one_rectangular_input_per_slice():
     assert np.all(maps[~fg] == 0)
 
 
+class ExtentDependent(nn.Module):
+    """Output depends on the whole input (its mean), as GroupNorm makes a UNet's do."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def forward(self, x, severity):
+        self.shapes.append(tuple(x.shape))
+        return (x - 0.5 * x.mean(dim=(2, 3), keepdim=True)).clamp(0, 1)
+
+
+def _slices_of_different_boxes():
+    rng = np.random.default_rng(3)
+    x = np.zeros((4, 40, 50), dtype=np.float32)
+    x[0, 5:30, 3:20] = rng.uniform(0.2, 1, size=(25, 17))  # box 25 x 17 -> 28 x 20
+    x[1, 20:26, 30:47] = rng.uniform(0.2, 1, size=(6, 17))  # 6 x 17 -> 8 x 20
+    x[3, 2:38, 1:49] = rng.uniform(0.2, 1, size=(36, 48))  # 36 x 48, a multiple already
+    x[3, 10:20, 10:20] = 0  # a hole: background inside the box
+    return x, x > 0  # slice 2 holds no foreground
+
+
+@pytest.mark.parametrize("mode", ["ensemble", "multistep"])
+def test_whole_slice_maps_each_slice_as_if_alone(mode):
+    x, fg = _slices_of_different_boxes()
+    kw = dict(whole_slice=True, size_multiple=4, batch_size=64, mode=mode)
+    net = ExtentDependent()
+    maps, restored, _ = _restorer(net, **kw).restorations(x, fg)
+    # Each slice gets its own box, padded to the size step; the empty slice is skipped.
+    assert {shape[2:] for shape in net.shapes} == {(28, 20), (8, 20), (36, 48)}
+    assert all(shape[0] == 1 for shape in net.shapes)
+    for z in range(len(x)):
+        alone, alone_restored, _ = _restorer(ExtentDependent(), **kw).restorations(
+            x[z : z + 1], fg[z : z + 1]
+        )
+        np.testing.assert_allclose(maps[z], alone[0], atol=1e-6)
+        np.testing.assert_allclose(restored[:, z], alone_restored[:, 0], atol=1e-6)
+    assert np.all(maps[~fg] == 0) and np.all(restored[:, ~fg] == 0)
+    assert np.all(maps[2] == 0)
+    # The extent matters to this network: mapped within another slice's box, a slice's
+    # map would differ.
+    padded = np.zeros((1, 40, 50), dtype=np.float32)
+    padded[0, :36, :48] = 1e-3  # a faint frame widens slice 1's box to 36 x 48
+    padded[0, 20:26, 30:47] = x[1, 20:26, 30:47]
+    wide = _restorer(ExtentDependent(), **kw).maps(padded, padded > 0)
+    assert not np.allclose(wide[0][fg[1]], maps[1][fg[1]], atol=1e-3)
+
+
+def test_whole_slice_batches_slices_of_the_same_padded_size():
+    x, fg = _slices_of_different_boxes()
+    x = np.concatenate([x, x[:1], x[:1]])  # three slices with the 28 x 20 box
+    fg = x > 0
+    net = ShapeRecorder()
+    _restorer(net, whole_slice=True, size_multiple=4, batch_size=64, severities=(0.5,)).maps(x, fg)
+    assert sorted(net.shapes) == [(1, 1, 8, 20), (1, 1, 36, 48), (3, 1, 28, 20)]
+
+
 def test_whole_slice_is_at_least_the_patch_and_matches_windows_for_pointwise_nets():
     x = np.zeros((2, 6, 6), dtype=np.float32)
     x[:, 1:5, 2:5] = 0.8
