@@ -4,7 +4,7 @@ Plain :mod:`torch.nn` modules; they know nothing of scikit-learn, corruptions or
 severity schedules.
 """
 
-from .blocks import SinusoidalEmbedding
+from .blocks import GroupNorm, SinusoidalEmbedding
 from .unet import UNet
 
-__all__ = ["SinusoidalEmbedding", "UNet"]
+__all__ = ["GroupNorm", "SinusoidalEmbedding", "UNet"]

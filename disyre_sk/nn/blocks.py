@@ -123,6 +123,14 @@ class GroupNorm(nn.GroupNorm):
         torch.Tensor
             Same shape as ``x``; bfloat16 when ``x`` is and ``keep_dtype`` is set,
             otherwise what :class:`torch.nn.GroupNorm` returns.
+
+        Examples
+        --------
+        >>> import torch
+        >>> norm = GroupNorm(1, 2)
+        >>> out = norm(torch.tensor([[[[1.0, 3.0]], [[5.0, 7.0]]]]))
+        >>> [round(v, 3) for v in out.flatten().tolist()]
+        [-1.342, -0.447, 0.447, 1.342]
         """
         if not (self.keep_dtype and x.dtype == torch.bfloat16):
             return super().forward(x)
@@ -133,7 +141,20 @@ class GroupNorm(nn.GroupNorm):
             return F.group_norm(x, self.num_groups, weight, bias, self.eps)
 
     def extra_repr(self) -> str:
-        """The stock description, plus ``keep_dtype=False`` when it is off."""
+        """Describe the layer as :class:`torch.nn.GroupNorm` does, plus ``keep_dtype``.
+
+        Returns
+        -------
+        str
+            The stock description, with ``keep_dtype=False`` appended when it is off.
+
+        Examples
+        --------
+        >>> GroupNorm(2, 4, keep_dtype=False).extra_repr().endswith(", keep_dtype=False")
+        True
+        >>> "keep_dtype" in GroupNorm(2, 4).extra_repr()
+        False
+        """
         return super().extra_repr() + ("" if self.keep_dtype else ", keep_dtype=False")
 
 
