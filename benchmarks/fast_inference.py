@@ -176,19 +176,24 @@ class UnionBoxRestorer(Restorer):
     the background that other slices' brains need, and its map depends on them.
     """
 
-    def _slice_chunks(self, slices, foreground, todo):
+    def _slice_chunks(self, slices, foreground, todo) -> list:
         rows = np.flatnonzero(foreground.any(axis=(0, 2)))
         cols = np.flatnonzero(foreground.any(axis=(0, 1)))
         box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
         hp, wp = self.whole_slice_shape(rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0])
         chunk = max(1, _MAX_WINDOWS_PER_CHUNK * self.patch_size**2 // (hp * wp))
-        for start in range(0, todo.size, chunk):
-            idx = todo[start : start + chunk]
 
-            def paste(target, values, idx=idx):
+        def make(idx):
+            def paste(target, values):
                 target[idx, box[0], box[1]] = values
 
-            yield slices[idx, box[0], box[1]], foreground[idx, box[0], box[1]], paste
+            # _chunk pads the box to (hp, wp), centred.
+            return slices[idx, box[0], box[1]], foreground[idx, box[0], box[1]], paste
+
+        return [
+            lambda idx=todo[start : start + chunk]: make(idx)
+            for start in range(0, todo.size, chunk)
+        ]
 
 
 def union_box_restorer(det) -> Restorer:

@@ -165,12 +165,14 @@ class Restorer:
             return out
         todo = np.flatnonzero(has_fg)
         if self.whole_slice:
-            chunks = list(self._slice_chunks(slices, foreground, todo))
+            chunks = self._slice_chunks(slices, foreground, todo)
         else:
-            chunks = list(self._window_chunks(slices, foreground, todo))
+            chunks = self._window_chunks(slices, foreground, todo)
         self.network.eval()
         bar = tqdm(chunks, desc="DISYRE mapping", unit="chunk", disable=not self.verbose)
-        for x_np, fg_np, paste in bar:
+        for make in bar:
+            # Each chunk's copy is made only when its turn comes: host memory holds one.
+            x_np, fg_np, paste = make()
             x = torch.from_numpy(np.ascontiguousarray(x_np)).to(self.device)
             fg = torch.from_numpy(np.ascontiguousarray(fg_np)).to(self.device)
             kept: list | None = None if restored is None else []
@@ -179,8 +181,8 @@ class Restorer:
                 paste(restored[k], image.cpu().numpy())
         return out
 
-    def _window_chunks(self, slices, foreground, todo):
-        """``(slices, foreground, paste)`` chunks of windowed mode.
+    def _window_chunks(self, slices, foreground, todo) -> list:
+        """Chunks of windowed mode: callables returning ``(slices, foreground, paste)``.
 
         Only the box around the foreground of all slices is tiled: outside it the input
         is background, like the padding, and the map is 0. On a 240 x 240 grid this
@@ -196,16 +198,20 @@ class Restorer:
             (wp - self.patch_size) // self.stride + 1
         )
         chunk = max(1, _MAX_WINDOWS_PER_CHUNK // per_slice)
-        for start in range(0, todo.size, chunk):
-            idx = todo[start : start + chunk]
 
-            def paste(target, values, idx=idx):
+        def make(idx):
+            def paste(target, values):
                 target[idx, box[0], box[1]] = values
 
-            yield slices[idx, box[0], box[1]], foreground[idx, box[0], box[1]], paste
+            return slices[idx, box[0], box[1]], foreground[idx, box[0], box[1]], paste
 
-    def _slice_chunks(self, slices, foreground, todo):
-        """``(slices, foreground, paste)`` chunks of whole-slice mode.
+        return [
+            lambda idx=todo[start : start + chunk]: make(idx)
+            for start in range(0, todo.size, chunk)
+        ]
+
+    def _slice_chunks(self, slices, foreground, todo) -> list:
+        """Chunks of whole-slice mode: callables returning ``(slices, foreground, paste)``.
 
         Each slice is cut to its own foreground box, so that it is mapped as it would be
         alone: a slice's map does not depend on the other slices, and a small slice
@@ -219,30 +225,33 @@ class Restorer:
             box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
             h, w = rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]
             groups.setdefault(self.whole_slice_shape(h, w), []).append((z, box, h, w))
+
+        def make(part, hp, wp):
+            x = np.zeros((len(part), hp, wp), dtype=np.float32)
+            fg = np.zeros((len(part), hp, wp), dtype=bool)
+            places = []
+            for i, (z, box, h, w) in enumerate(part):
+                # Centred as _chunk's padding centres a lone slice.
+                top, left = (hp - h) // 2, (wp - w) // 2
+                inner = (i, slice(top, top + h), slice(left, left + w))
+                x[inner] = slices[z][box]
+                fg[inner] = foreground[z][box]
+                places.append(((z, *box), inner))
+
+            def paste(target, values):
+                for where, inner in places:
+                    target[where] = values[inner]
+
+            return x, fg, paste
+
+        jobs = []
         for (hp, wp), members in groups.items():
             # As many pixels per chunk as the windowed mode would hold.
             chunk = max(1, _MAX_WINDOWS_PER_CHUNK * self.patch_size**2 // (hp * wp))
             for start in range(0, len(members), chunk):
                 part = members[start : start + chunk]
-                x = np.zeros((len(part), hp, wp), dtype=np.float32)
-                fg = np.zeros((len(part), hp, wp), dtype=bool)
-                places = []
-                for i, (z, box, h, w) in enumerate(part):
-                    # The centring _chunk's padding gives a lone slice.
-                    inner = (
-                        i,
-                        slice((hp - h) // 2, (hp - h) // 2 + h),
-                        slice((wp - w) // 2, (wp - w) // 2 + w),
-                    )
-                    x[inner] = slices[z][box]
-                    fg[inner] = foreground[z][box]
-                    places.append(((z, *box), inner))
-
-                def paste(target, values, places=places):
-                    for where, inner in places:
-                        target[where] = values[inner]
-
-                yield x, fg, paste
+                jobs.append(lambda part=part, hp=hp, wp=wp: make(part, hp, wp))
+        return jobs
 
     @torch.inference_mode()
     def _chunk(self, x: torch.Tensor, fg: torch.Tensor, kept=None) -> torch.Tensor:
