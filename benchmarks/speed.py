@@ -252,10 +252,12 @@ class Counting(nn.Module):
         super().__init__()
         self.net = net
         self.windows = 0
+        self.pixels = 0
         self.sizes: set[tuple[int, int]] = set()
 
     def forward(self, x, severity):
         self.windows += x.shape[0]
+        self.pixels += x.shape[0] * x.shape[-2] * x.shape[-1]
         self.sizes.add(tuple(x.shape[-2:]))
         return self.net(x, severity)
 
@@ -712,7 +714,7 @@ class InferenceBench:
         box = self.box if v.crop else (slice(None),)
         with backend_flags(cudnn_benchmark=v.cudnn_benchmark):
             restorer.maps(self.vol[self.warm][box], self.fg[self.warm][box])  # warm-up
-            counting.windows = 0
+            counting.windows = counting.pixels = 0
             maps = None
 
             def once():
@@ -735,6 +737,7 @@ class InferenceBench:
         return {
             "s": statistics.median(times),
             "windows": windows,
+            "pixels": counting.pixels // len(times),
             "size": size,
             "stride": restorer.stride,
             "maps": maps,
@@ -859,6 +862,12 @@ def bench_inference(cfg, dev, budget, report, cohort) -> InferenceBench | None:
             try:
                 gap = bench.whole_slice_direct(r["restorer"])
                 (hh, ww), cut = r["size"], 2 ** (len(cfg.widths) - 2)
+                # What one box for all slices (the earlier way) would have fed the network.
+                union = r["restorer"].whole_slice_shape(
+                    bench.box[1].stop - bench.box[1].start, bench.box[2].stop - bench.box[2].start
+                )
+                n_fg = int(bench.fg.reshape(bench.fg.shape[0], -1).any(axis=1).sum())
+                union_px = n_fg * len(v.severities) * union[0] * union[1]
                 report.note(
                     "infer",
                     f"Whole slice (`window_size='slice'`): one input per slice, its own "
@@ -867,7 +876,10 @@ def bench_inference(cfg, dev, budget, report, cohort) -> InferenceBench | None:
                     f"net(x)| computed directly to {gap:.1e}. The network then sees "
                     f"self-attention over up to {(hh // cut) * (ww // cut)} positions instead of "
                     f"the trained patch's {(cfg.patch // cut) ** 2}: its accuracy is measured "
-                    "on a trained model by benchmarks/fast_inference.py.",
+                    "on a trained model by benchmarks/fast_inference.py. Network input per "
+                    f"volume: {r['pixels'] / 1e6:.3g} Mpixels, against {union_px / 1e6:.3g} "
+                    f"({union_px / max(r['pixels'], 1):.2f}×) had every slice been given one "
+                    f"box, the union of all slices' brains ({union[0]}×{union[1]}).",
                 )
             except Exception as exc:
                 report.note("infer", f"whole-slice direct check {failure(exc)}")
