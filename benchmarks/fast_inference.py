@@ -182,18 +182,8 @@ class UnionBoxRestorer(Restorer):
         box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
         hp, wp = self.whole_slice_shape(rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0])
         chunk = max(1, _MAX_WINDOWS_PER_CHUNK * self.patch_size**2 // (hp * wp))
-
-        def make(idx):
-            def paste(target, values):
-                target[idx, box[0], box[1]] = values
-
-            # _chunk pads the box to (hp, wp), centred.
-            return slices[idx, box[0], box[1]], foreground[idx, box[0], box[1]], paste
-
-        return [
-            lambda idx=todo[start : start + chunk]: make(idx)
-            for start in range(0, todo.size, chunk)
-        ]
+        # _chunk then pads the box to (hp, wp), centred.
+        return self._one_box_chunks(slices, foreground, todo, box, chunk)
 
 
 def union_box_restorer(det) -> Restorer:

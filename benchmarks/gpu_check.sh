@@ -84,65 +84,55 @@ else
     summary "pytest -m gpu: not run (no pytest)"
 fi
 
+# step LABEL LIMIT_S NEED_S TAIL CMD...: run CMD under a hard `timeout LIMIT_S` when more
+# than NEED_S seconds of TOTAL_S are left, its output appended to steps.log (the last
+# TAIL lines echoed), and one line in summary.txt.
+step() {
+    local label=$1 limit=$2 need=$3 lines=$4
+    shift 4
+    if [ "$(left)" -le "$need" ]; then
+        summary "$label: not run, only $(left)s left"
+        return
+    fi
+    timeout -k 10 "$limit" "$@" >>"$OUT/steps.log" 2>&1
+    local rc=$?
+    tail -"$lines" "$OUT/steps.log"
+    summary "$label: rc=$rc, limit ${limit}s$([ $rc -eq 124 ] && echo ' (timed out)')"
+}
+
 # ---------------------------------------------------------------- 3. speed, the target rows
 # The package's training step and inference against the reference recipe (bf16 autocast
 # with GroupNorm in fp32), in one run: the ratios the targets are about.
 SPEED_S=${SPEED_S:-110}
-if [ "$(left)" -gt $((SPEED_S + 20)) ]; then
-    # shellcheck disable=SC2086
-    timeout -k 10 "$SPEED_S" "$PY" benchmarks/speed.py --device cuda --budget-s $((SPEED_S - 25)) \
-        ${SPEED_ARGS:---only train-net infer --train-variants 1 2 3 4 --infer-variants 1 2 3} \
-        --out "$OUT/speed_cuda.md" >>"$OUT/steps.log" 2>&1
-    rc=$?
-    tail -30 "$OUT/steps.log"
-    summary "speed.py (target rows): rc=$rc$([ $rc -eq 124 ] && echo ' (timed out)')"
-else
-    summary "speed.py (target rows): not run, only $(left)s left"
-fi
+# shellcheck disable=SC2086
+step "speed.py (target rows)" "$SPEED_S" $((SPEED_S + 20)) 30 \
+    "$PY" benchmarks/speed.py --device cuda --budget-s $((SPEED_S - 25)) \
+    ${SPEED_ARGS:---only train-net infer --train-variants 1 2 3 4 --infer-variants 1 2 3} \
+    --out "$OUT/speed_cuda.md"
 
 # ---------------------------------------------------------------- 4. streaming detect
 STREAM_S=${STREAM_S:-90}
-if [ "$(left)" -gt $((STREAM_S + 20)) ]; then
-    timeout -k 5 "$STREAM_S" "$PY" benchmarks/stream_detect.py --device cuda \
-        --budget-s $((STREAM_S - 15)) --out "$OUT/stream_detect_cuda.md" >>"$OUT/steps.log" 2>&1
-    rc=$?
-    tail -12 "$OUT/steps.log"
-    summary "stream_detect.py: rc=$rc$([ $rc -eq 124 ] && echo ' (timed out)')"
-else
-    summary "stream_detect.py: not run, only $(left)s left"
-fi
+step "stream_detect.py" "$STREAM_S" $((STREAM_S + 20)) 12 \
+    "$PY" benchmarks/stream_detect.py --device cuda --budget-s $((STREAM_S - 15)) \
+    --out "$OUT/stream_detect_cuda.md"
 
 # ---------------------------------------------------------------- 5. trained-model inference
 # Accuracy and speed of every inference setting on two trained models, the patch model
 # and the slice model (fast GPU inference); the rows come most telling first.
 FAST_S=${FAST_S:-260}
-if [ "$(left)" -gt $((FAST_S + 40)) ]; then
-    timeout -k 10 "$FAST_S" "$PY" benchmarks/fast_inference.py --device cuda \
-        --n-steps "${FAST_STEPS:-300}" --budget-s $((FAST_S - 140)) \
-        --out "$OUT/fast_inference_cuda.md" >>"$OUT/steps.log" 2>&1
-    rc=$?
-    tail -40 "$OUT/steps.log"
-    summary "fast_inference.py: rc=$rc$([ $rc -eq 124 ] && echo ' (timed out)')"
-else
-    summary "fast_inference.py: not run, only $(left)s left"
-fi
+step "fast_inference.py" "$FAST_S" $((FAST_S + 40)) 40 \
+    "$PY" benchmarks/fast_inference.py --device cuda --n-steps "${FAST_STEPS:-300}" \
+    --budget-s $((FAST_S - 140)) --out "$OUT/fast_inference_cuda.md"
 
 # ---------------------------------------------------------------- 6. torch.compile
 # What is left of TOTAL_S, less a margin; speed.py gets 45 s less than its hard limit
-# to finish the variant it is in and write its tables (its compile child needs 75 s).
+# to finish the variant it is in and write its tables (its compile child needs 75 s,
+# so the step needs 130 s left).
 hard=$(($(left) - 10))
-budget=$((hard - 45))
-[ "$budget" -gt 360 ] && budget=360 && hard=405
-if [ "$budget" -lt 75 ]; then
-    summary "speed.py (compile): not run, only $(left)s left"
-else
-    # shellcheck disable=SC2086
-    timeout -k 10 "$hard" "$PY" benchmarks/speed.py --device cuda --budget-s "$budget" \
-        ${COMPILE_ARGS:---only compile --compile-what train} --out "$OUT/speed_cuda_compile.md" \
-        >>"$OUT/steps.log" 2>&1
-    rc=$?
-    tail -60 "$OUT/steps.log"
-    summary "speed.py (compile): rc=$rc, budget ${budget}s, hard limit ${hard}s$([ $rc -eq 124 ] && echo ' (timed out)')"
-fi
+[ "$hard" -gt 405 ] && hard=405
+# shellcheck disable=SC2086
+step "speed.py (compile)" "$hard" 129 60 \
+    "$PY" benchmarks/speed.py --device cuda --budget-s $((hard - 45)) \
+    ${COMPILE_ARGS:---only compile --compile-what train} --out "$OUT/speed_cuda_compile.md"
 
 summary "gpu_check: done in $(($(date +%s) - START))s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"

@@ -197,7 +197,13 @@ class Restorer:
         per_slice = ((hp - self.patch_size) // self.stride + 1) * (
             (wp - self.patch_size) // self.stride + 1
         )
-        chunk = max(1, _MAX_WINDOWS_PER_CHUNK // per_slice)
+        return self._one_box_chunks(
+            slices, foreground, todo, box, max(1, _MAX_WINDOWS_PER_CHUNK // per_slice)
+        )
+
+    @staticmethod
+    def _one_box_chunks(slices, foreground, todo, box, chunk: int) -> list:
+        """Chunks of ``chunk`` slices of ``todo``, every slice cut to the same ``box``."""
 
         def make(idx):
             def paste(target, values):
