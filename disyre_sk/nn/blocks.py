@@ -64,8 +64,9 @@ class GroupNorm(nn.GroupNorm):
     CUDA autocast runs ``group_norm`` in float32 whatever its input. In this network
     every normalisation then reads a bfloat16 tensor, writes a float32 copy, normalises
     and activates it in float32, and hands the next convolution a float32 tensor that it
-    casts back to bfloat16: three extra passes over the largest activations, and saved
-    float32 activations for the backward pass. Here a bfloat16 input is normalised in
+    casts back to bfloat16: two extra casting passes over the largest activations, twice
+    the bytes for the normalisation and activation between them, and float32
+    activations saved for the backward pass. Here a bfloat16 input is normalised in
     bfloat16 with autocast off for this one call; the kernels still accumulate the
     mean and variance in float32, and the convolution that follows would round the
     output to bfloat16 anyway. Float32 and float16 inputs (float16's narrow range is
