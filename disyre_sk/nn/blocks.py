@@ -69,8 +69,8 @@ class GroupNorm(nn.GroupNorm):
     activations saved for the backward pass. Here a bfloat16 input is normalised in
     bfloat16 with autocast off for this one call; the kernels still accumulate the
     mean and variance in float32, and the convolution that follows would round the
-    output to bfloat16 anyway. Float32 and float16 inputs (float16's narrow range is
-    the reason autocast lists the op) take the stock path. The parameters, their names
+    output to bfloat16 anyway. Float32 and float16 inputs take the stock path: float16's
+    narrow range is what float32 statistics guard against. The parameters, their names
     and the state dict are those of :class:`torch.nn.GroupNorm`.
 
     Parameters
