@@ -59,7 +59,7 @@ from _common import (
 )
 
 from disyre_sk import _data
-from disyre_sk._inference import _MAX_WINDOWS_PER_CHUNK, Restorer
+from disyre_sk._inference import Restorer
 from disyre_sk.corruption import DAGCorruption
 from disyre_sk.datasets import make_brain_cohort
 from disyre_sk.metrics import pixel_metrics
@@ -176,14 +176,9 @@ class UnionBoxRestorer(Restorer):
     the background that other slices' brains need, and its map depends on them.
     """
 
-    def _slice_chunks(self, slices, foreground, todo) -> list:
-        rows = np.flatnonzero(foreground.any(axis=(0, 2)))
-        cols = np.flatnonzero(foreground.any(axis=(0, 1)))
-        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        hp, wp = self.whole_slice_shape(rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0])
-        chunk = max(1, _MAX_WINDOWS_PER_CHUNK * self.patch_size**2 // (hp * wp))
-        # _chunk then pads the box to (hp, wp), centred.
-        return self._one_box_chunks(slices, foreground, todo, box, chunk)
+    def _plan(self, todo, boxes) -> list:
+        # Whole slice, but the windowed mode's one box for every slice.
+        return self._group(todo, np.broadcast_to(_data.union_box(boxes), boxes.shape))
 
 
 def union_box_restorer(det) -> Restorer:

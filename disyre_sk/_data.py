@@ -94,6 +94,29 @@ def check_foreground(foreground: np.ndarray, what: str) -> None:
         )
 
 
+def foreground_boxes(foreground: np.ndarray) -> np.ndarray:
+    """Bounding box ``[row0, row1, col0, col1)`` of each ``(H, W)`` slice's foreground.
+
+    ``foreground`` is ``(n, H, W)`` bool; the result is ``(n, 4)`` int. Every slice must
+    hold some foreground (an empty one would get a meaningless box).
+    """
+    rows, cols = foreground.any(axis=2), foreground.any(axis=1)
+    return np.stack(
+        [
+            rows.argmax(1),
+            rows.shape[1] - rows[:, ::-1].argmax(1),
+            cols.argmax(1),
+            cols.shape[1] - cols[:, ::-1].argmax(1),
+        ],
+        axis=1,
+    )
+
+
+def union_box(boxes: np.ndarray) -> np.ndarray:
+    """The smallest box ``[row0, row1, col0, col1)`` holding all ``(n, 4)`` ``boxes``."""
+    return np.array([boxes[:, 0].min(), boxes[:, 1].max(), boxes[:, 2].min(), boxes[:, 3].max()])
+
+
 def learn_intensity_range(
     images: np.ndarray, foreground: np.ndarray, percentiles, rng: np.random.RandomState
 ) -> tuple[float, float]:

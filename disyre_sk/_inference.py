@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._data import foreground_boxes, union_box
 from ._training import autocast_for
 from .schedule import cold_diffusion_step, multistep_severities
 
@@ -63,6 +64,19 @@ def padded_size(size: int, patch: int, stride: int) -> int:
     """Smallest size >= ``size`` and ``patch`` that windows of ``stride`` tile exactly."""
     size = max(size, patch)
     return patch + math.ceil((size - patch) / stride) * stride
+
+
+def _places(shape: tuple[int, int], members) -> list:
+    """``(slice index, source box, destination)`` of each member cut into a ``shape`` input.
+
+    Each box is centred, as ``Restorer._chunk``'s padding centres a lone slice.
+    """
+    places = []
+    for i, (z, (r0, r1, c0, c1)) in enumerate(members):
+        top, left = (shape[0] - (r1 - r0)) // 2, (shape[1] - (c1 - c0)) // 2
+        dst = (i, slice(top, top + r1 - r0), slice(left, left + c1 - c0))
+        places.append((z, (slice(r0, r1), slice(c0, c1)), dst))
+    return places
 
 
 class Restorer:
@@ -164,100 +178,62 @@ class Restorer:
         if not has_fg.any():
             return out
         todo = np.flatnonzero(has_fg)
-        if self.whole_slice:
-            chunks = self._slice_chunks(slices, foreground, todo)
-        else:
-            chunks = self._window_chunks(slices, foreground, todo)
+        chunks = self._plan(todo, foreground_boxes(foreground)[todo])
         self.network.eval()
         bar = tqdm(chunks, desc="DISYRE mapping", unit="chunk", disable=not self.verbose)
-        for make in bar:
+        for shape, members in bar:
             # Each chunk's copy is made only when its turn comes: host memory holds one.
-            x_np, fg_np, paste = make()
-            x = torch.from_numpy(np.ascontiguousarray(x_np)).to(self.device)
-            fg = torch.from_numpy(np.ascontiguousarray(fg_np)).to(self.device)
+            places = _places(shape, members)
+            x = np.zeros((len(members), *shape), dtype=np.float32)
+            fg = np.zeros((len(members), *shape), dtype=bool)
+            for z, src, dst in places:
+                x[dst], fg[dst] = slices[z][src], foreground[z][src]
             kept: list | None = None if restored is None else []
-            paste(out, self._chunk(x, fg, kept).cpu().numpy())
-            for k, image in enumerate(kept or ()):
-                paste(restored[k], image.cpu().numpy())
+            values = self._chunk(
+                torch.from_numpy(x).to(self.device), torch.from_numpy(fg).to(self.device), kept
+            )
+            pairs = [(out, values)] if restored is None else [(out, values), *zip(restored, kept)]
+            for target, image in pairs:
+                image = image.cpu().numpy()
+                for z, src, dst in places:
+                    target[z][src] = image[dst]
         return out
 
-    def _window_chunks(self, slices, foreground, todo) -> list:
-        """Chunks of windowed mode: callables returning ``(slices, foreground, paste)``.
+    def _plan(self, todo: np.ndarray, boxes: np.ndarray) -> list:
+        """Chunks ``(input shape, [(slice index, box), ...])`` of the slices ``todo``.
 
-        Only the box around the foreground of all slices is tiled: outside it the input
-        is background, like the padding, and the map is 0. On a 240 x 240 grid this
-        halves the windows; windows without foreground are skipped later on.
+        ``boxes`` are their foreground boxes. Windowed mode tiles one box, the union of
+        all: outside it the input is background, like the padding, and the map is 0 (on
+        a 240 x 240 grid this halves the windows; windows without foreground are skipped
+        later). Whole-slice mode gives each slice its own box, so that it is mapped as it
+        would be alone: its map does not depend on the other slices, and a small slice
+        near the top of the head costs a small input.
         """
-        rows = np.flatnonzero(foreground.any(axis=(0, 2)))
-        cols = np.flatnonzero(foreground.any(axis=(0, 1)))
-        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        h, w = rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]
-        hp = padded_size(h, self.patch_size, self.stride)
-        wp = padded_size(w, self.patch_size, self.stride)
-        per_slice = ((hp - self.patch_size) // self.stride + 1) * (
-            (wp - self.patch_size) // self.stride + 1
-        )
-        return self._one_box_chunks(
-            slices, foreground, todo, box, max(1, _MAX_WINDOWS_PER_CHUNK // per_slice)
-        )
+        if not self.whole_slice:
+            boxes = np.broadcast_to(union_box(boxes), boxes.shape)
+        return self._group(todo, boxes)
 
-    @staticmethod
-    def _one_box_chunks(slices, foreground, todo, box, chunk: int) -> list:
-        """Chunks of ``chunk`` slices of ``todo``, every slice cut to the same ``box``."""
-
-        def make(idx):
-            def paste(target, values):
-                target[idx, box[0], box[1]] = values
-
-            return slices[idx, box[0], box[1]], foreground[idx, box[0], box[1]], paste
-
-        return [
-            lambda idx=todo[start : start + chunk]: make(idx)
-            for start in range(0, todo.size, chunk)
-        ]
-
-    def _slice_chunks(self, slices, foreground, todo) -> list:
-        """Chunks of whole-slice mode: callables returning ``(slices, foreground, paste)``.
-
-        Each slice is cut to its own foreground box, so that it is mapped as it would be
-        alone: a slice's map does not depend on the other slices, and a small slice
-        near the top of the head costs a small input. Boxes of the same padded size are
-        batched together, each centred as a lone slice would be.
-        """
+    def _group(self, todo: np.ndarray, boxes: np.ndarray) -> list:
+        """Batch the slices whose network inputs have the same shape, a chunk at a time."""
+        p, s = self.patch_size, self.stride
         groups: dict[tuple[int, int], list] = {}
-        for z in todo:
-            rows = np.flatnonzero(foreground[z].any(axis=1))
-            cols = np.flatnonzero(foreground[z].any(axis=0))
-            box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-            h, w = rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]
-            groups.setdefault(self.whole_slice_shape(h, w), []).append((z, box, h, w))
-
-        def make(part, hp, wp):
-            x = np.zeros((len(part), hp, wp), dtype=np.float32)
-            fg = np.zeros((len(part), hp, wp), dtype=bool)
-            places = []
-            for i, (z, box, h, w) in enumerate(part):
-                # Centred as _chunk's padding centres a lone slice.
-                top, left = (hp - h) // 2, (wp - w) // 2
-                inner = (i, slice(top, top + h), slice(left, left + w))
-                x[inner] = slices[z][box]
-                fg[inner] = foreground[z][box]
-                places.append(((z, *box), inner))
-
-            def paste(target, values):
-                for where, inner in places:
-                    target[where] = values[inner]
-
-            return x, fg, paste
-
-        jobs = []
-        for (hp, wp), members in groups.items():
-            # As many pixels per chunk as the windowed mode would hold.
-            chunk = max(1, _MAX_WINDOWS_PER_CHUNK * self.patch_size**2 // (hp * wp))
-            for start in range(0, len(members), chunk):
-                part = members[start : start + chunk]
-                jobs.append(lambda part=part, hp=hp, wp=wp: make(part, hp, wp))
-        return jobs
+        for z, box in zip(todo, boxes):
+            h, w = int(box[1] - box[0]), int(box[3] - box[2])
+            shape = self.whole_slice_shape(h, w) if self.whole_slice else (h, w)
+            groups.setdefault(shape, []).append((z, box))
+        chunks = []
+        for (h, w), members in groups.items():
+            if self.whole_slice:
+                # As many pixels per chunk as the windowed mode would hold.
+                chunk = _MAX_WINDOWS_PER_CHUNK * p**2 // (h * w)
+            else:
+                per_slice = ((padded_size(h, p, s) - p) // s + 1) * (
+                    (padded_size(w, p, s) - p) // s + 1
+                )
+                chunk = _MAX_WINDOWS_PER_CHUNK // per_slice
+            chunk = max(1, chunk)
+            chunks += [((h, w), members[i : i + chunk]) for i in range(0, len(members), chunk)]
+        return chunks
 
     @torch.inference_mode()
     def _chunk(self, x: torch.Tensor, fg: torch.Tensor, kept=None) -> torch.Tensor:

@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._checkpoint import StopRequested, stop_on_signals
+from ._data import foreground_boxes, union_box
 from ._distributed import World, resume_generators
 from .schedule import warmup_cosine_factor
 
@@ -46,10 +47,8 @@ class SliceBank:
     def __init__(self, slices, foreground, patch_size: int, device: torch.device):
         keep = foreground.reshape(len(foreground), -1).any(axis=1)
         slices, foreground = slices[keep], foreground[keep]
-        rows = np.flatnonzero(foreground.any(axis=(0, 2)))
-        cols = np.flatnonzero(foreground.any(axis=(0, 1)))
-        slices = slices[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        foreground = foreground[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        r0, r1, c0, c1 = union_box(foreground_boxes(foreground))
+        slices, foreground = slices[:, r0:r1, c0:c1], foreground[:, r0:r1, c0:c1]
         pad_h = max(0, patch_size - slices.shape[1])
         pad_w = max(0, patch_size - slices.shape[2])
         pads = ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2))
@@ -62,18 +61,9 @@ class SliceBank:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
         self.images = torch.as_tensor(slices).to(device=device, dtype=dtype)
         self.foreground = torch.as_tensor(foreground).to(device)
-        ys = foreground.any(axis=2)
-        xs = foreground.any(axis=1)
-        bbox = np.stack(
-            [
-                ys.argmax(1),
-                ys.shape[1] - ys[:, ::-1].argmax(1),
-                xs.argmax(1),
-                xs.shape[1] - xs[:, ::-1].argmax(1),
-            ],
-            axis=1,
+        self.bbox = torch.as_tensor(
+            foreground_boxes(foreground), dtype=torch.float32, device=device
         )
-        self.bbox = torch.as_tensor(bbox, dtype=torch.float32, device=device)
         self.weights = torch.as_tensor(
             foreground.reshape(len(foreground), -1).sum(1), dtype=torch.float32, device=device
         )

@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from disyre_sk._data import foreground_boxes, union_box
 from disyre_sk._inference import Restorer, gaussian_window, padded_size, smooth_maps
 
 
@@ -42,6 +43,17 @@ def test_padded_size():
     assert padded_size(5, 8, 4) == 8
     assert padded_size(9, 8, 4) == 12
     assert padded_size(17, 8, 3) == 17
+
+
+def test_foreground_boxes_and_their_union():
+    fg = np.zeros((3, 10, 12), dtype=bool)
+    fg[0, 2:5, 3:4] = True
+    fg[1, 0, 11] = True
+    fg[2, 4:10, 0:6] = True
+    fg[2, 6, 6] = False  # holes do not change the box
+    boxes = foreground_boxes(fg)
+    np.testing.assert_array_equal(boxes, [[2, 5, 3, 4], [0, 1, 11, 12], [4, 10, 0, 6]])
+    np.testing.assert_array_equal(union_box(boxes), [0, 10, 0, 12])
 
 
 def test_gaussian_window_positive_and_peaked():
