@@ -17,7 +17,7 @@ about 0.95 mm in-plane: the brain's box is about 200 x 160 px) and the reference
 network is trained (widths (32, 64, 96, 128, 256, 256), patches of 128, batch 96). With
 ``--device cpu`` a small network on the demo's 3 mm cohort, batch 64 for 2000 steps.
 On two cores the slice model alone trains for about an hour: the recorded CPU run
-trains the patch model only (17 to 21 minutes in all).
+trains the patch model only (17 to 23 minutes in all).
 
     python benchmarks/fast_inference.py --device cuda
     python benchmarks/fast_inference.py --device cpu --threads 2 --n-steps 1500 --models patch
