@@ -1,7 +1,7 @@
 """An offline brain-MRI cohort built from real anatomy: healthy subjects and lesioned tests.
 
-The package ships two real, healthy, skull-stripped brains at 2 mm (MNI152 2009a and
-Colin27, see ``disyre_sk/data/README.md``). :func:`make_brain_cohort` turns them into many
+The package ships three real, healthy, skull-stripped brains at 2 mm (MNI152 2009a,
+Colin27 and an ITK example scan, see ``disyre_sk/data/README.md``). :func:`make_brain_cohort` turns them into many
 different-looking subjects (random smooth deformation, tissue contrast, gamma, texture,
 bias field, Rician noise) and inserts lesions with exact masks into some test subjects
 (see :mod:`._lesions`, which shares nothing with the training corruptions).
@@ -30,7 +30,8 @@ from .io import normalize_intensity
 __all__ = ["cohort_slices", "load_brain_anatomy", "make_brain_cohort"]
 
 _ANATOMY_FILE = "brain_anatomy_2mm.npz"
-BASES = ("mni", "colin")
+BASES = ("mni", "colin", "itk")
+_DEFAULT_BASES = ("mni", "colin")
 CONTRASTS = ("t2", "flair", "t1")
 FAMILIES = _lesions.FAMILIES
 _SHIPPED_MM = 2.0
@@ -58,7 +59,7 @@ def _resample_grid(vol: np.ndarray, factor: float) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _anatomy(voxel_size: float) -> dict:
-    """Both bases on a ``voxel_size`` grid, (Z, Y, X), float32 fractions; cached, read-only."""
+    """Every base on a ``voxel_size`` grid, (Z, Y, X), float32 fractions; cached, read-only."""
     raw = _read_bundle()
     factor = _SHIPPED_MM / voxel_size
     out: dict = {}
@@ -113,10 +114,11 @@ def _check_voxel_size(voxel_size) -> float:
 
 
 def load_brain_anatomy(voxel_size: float = 2.0) -> Bunch:
-    """The two real healthy brains shipped with the package, as arrays.
+    """The three real healthy brains shipped with the package, as arrays.
 
-    MNI152 2009a (population average) and Colin27 (one individual), skull-stripped, on
-    one common RAS grid in MNI space, in the package's ``(Z, Y, X)`` axis convention
+    MNI152 2009a (population average), Colin27 (one individual, 27 averaged scans) and
+    the ITK example T1 (another individual and scanner, a single 2x2x3 mm scan aligned
+    to MNI by an affine fit), skull-stripped, on one common RAS grid in MNI space, in the package's ``(Z, Y, X)`` axis convention
     (axial axis first, see :mod:`disyre_sk.io`).
 
     Parameters
@@ -128,9 +130,9 @@ def load_brain_anatomy(voxel_size: float = 2.0) -> Bunch:
     Returns
     -------
     anatomy : sklearn.utils.Bunch
-        ``names`` ("mni", "colin"); ``t1`` (2, Z, Y, X) float32 (T1 scaled to about
-        [0, 1]); ``gm``, ``wm``, ``csf`` (2, Z, Y, X) float32 tissue fractions;
-        ``brain_mask`` (2, Z, Y, X) bool; ``affine`` (4, 4), the voxel-to-world affine
+        ``names`` ("mni", "colin", "itk"); ``t1`` (3, Z, Y, X) float32 (T1 scaled to
+        about [0, 1]); ``gm``, ``wm``, ``csf`` (3, Z, Y, X) float32 tissue fractions;
+        ``brain_mask`` (3, Z, Y, X) bool; ``affine`` (4, 4), the voxel-to-world affine
         of the RAS ``(X, Y, Z)`` array, i.e. of ``volume.transpose(2, 1, 0)``;
         ``voxel_size``; ``DESCR``.
 
@@ -139,7 +141,7 @@ def load_brain_anatomy(voxel_size: float = 2.0) -> Bunch:
     >>> from disyre_sk.datasets import load_brain_anatomy
     >>> anat = load_brain_anatomy(voxel_size=4.0)
     >>> anat.t1.shape[0], anat.names
-    (2, ('mni', 'colin'))
+    (3, ('mni', 'colin', 'itk'))
     """
     voxel_size = _check_voxel_size(voxel_size)
     anat = _anatomy(voxel_size)
@@ -150,7 +152,8 @@ def load_brain_anatomy(voxel_size: float = 2.0) -> Bunch:
         affine=anat["affine"].copy(),
         voxel_size=voxel_size,
         DESCR=(
-            "Two real healthy skull-stripped brains (MNI152 2009a template, Colin27) at "
+            "Three real healthy skull-stripped brains (MNI152 2009a template, Colin27, "
+            "ITK example T1) at "
             f"{voxel_size:g} mm, (Z, Y, X) arrays; sources and licenses in "
             "disyre_sk/data/README.md."
         ),
@@ -220,8 +223,9 @@ def _draw_subject(rng: np.random.Generator, base: str, contrast: str, anat: dict
     return {
         "base": base,
         "contrast": contrast,
-        # Colin27 is one individual: mirroring it gives a second, different-looking brain.
-        "flip": bool(base == "colin" and rng.random() < 0.5),
+        # Colin27 and the ITK brain are individuals: mirroring one gives a second,
+        # different-looking brain (the MNI template is symmetric).
+        "flip": bool(base in ("colin", "itk") and rng.random() < 0.5),
         "levels": levels,
         "blend": blend,
         "scale": rng.uniform(0.93, 1.03) * rng.uniform(0.97, 1.03, size=3),
@@ -355,6 +359,20 @@ def _check_int(name: str, value, low: int) -> int:
     return int(value)
 
 
+_NAMES = {"mni": "MNI152 2009a", "colin": "Colin27", "itk": "ITK example T1"}
+
+
+def _check_bases(name: str, bases) -> tuple[str, ...]:
+    if isinstance(bases, str):
+        bases = (bases,)
+    bases = tuple(bases)
+    if not bases or any(b not in BASES for b in bases) or len(set(bases)) != len(bases):
+        raise ValueError(
+            f"{name} must be a non-empty sequence of distinct names from {BASES}, got {bases!r}"
+        )
+    return bases
+
+
 def make_brain_cohort(
     n_healthy: int = 16,
     n_test: int = 12,
@@ -363,12 +381,15 @@ def make_brain_cohort(
     voxel_size: float = 2.0,
     families: Sequence[str] = FAMILIES,
     healthy_test_fraction: float = 1 / 3,
+    train_bases: Sequence[str] = _DEFAULT_BASES,
+    test_bases: Sequence[str] | None = None,
     random_state: int | np.random.RandomState | None = None,
 ) -> Bunch:
     """A synthetic brain-MRI cohort from real anatomy, with exact lesion masks.
 
-    Subjects alternate between the two real healthy brains shipped with the package
-    (MNI152 2009a, Colin27, the latter sometimes mirrored), each made unique by a small
+    Subjects alternate between real healthy brains shipped with the package (MNI152
+    2009a, Colin27 and the ITK example T1; the two individuals sometimes mirrored), each
+    made unique by a small
     random affine, a smooth random displacement field, random tissue contrast, texture,
     gamma, a smooth multiplicative bias field and Rician noise. Test subjects are either
     healthy or carry one lesion from one of four families, inserted into the clean
@@ -407,6 +428,14 @@ def make_brain_cohort(
         Lesion families, used in turn over the lesioned test subjects.
     healthy_test_fraction : float, default=1/3
         Fraction of the test subjects left healthy (rounded).
+    train_bases : sequence of {"mni", "colin", "itk"}, default=("mni", "colin")
+        Real brains the training subjects are built from, used in turn.
+    test_bases : sequence of {"mni", "colin", "itk"}, optional
+        Real brains the test subjects are built from; ``None`` uses ``train_bases``
+        (test subjects are then new renderings of the training anatomies). Bases absent
+        from ``train_bases`` give the *held-out anatomy* protocol: every test brain is an
+        individual the model never saw, as when a detector trained on some people maps
+        others.
     random_state : int, RandomState instance or None, default=None
         Seed; the same seed gives the same cohort.
 
@@ -418,6 +447,7 @@ def make_brain_cohort(
         ``masks_test`` bool, same shape (all False for healthy test subjects);
         ``families_test`` list of str ("healthy" or a family); ``brain_masks_test``;
         ``bases_train``, ``bases_test`` (which real brain each subject comes from);
+        ``held_out_anatomy`` (True when no test base is a training base);
         ``voxel_size``; ``contrast``; ``affine`` (RAS voxel-to-world affine of
         ``volume.transpose(2, 1, 0)``); ``description`` and ``DESCR`` (same text).
 
@@ -441,18 +471,23 @@ def make_brain_cohort(
         raise ValueError(f"families must be a non-empty subset of {FAMILIES}, got {families}")
     if not isinstance(healthy_test_fraction, Real) or not 0 <= healthy_test_fraction <= 1:
         raise ValueError(f"healthy_test_fraction must be in [0, 1], got {healthy_test_fraction}")
+    train_bases = _check_bases("train_bases", train_bases)
+    test_bases = train_bases if test_bases is None else _check_bases("test_bases", test_bases)
     rng = np.random.default_rng(check_random_state(random_state).randint(2**31))
     anat = _anatomy(voxel_size)
 
     n_healthy_test = round(float(n_test * healthy_test_fraction))
     lesioned = [families[k % len(families)] for k in range(n_test - n_healthy_test)]
-    # Each family gets both bases in turn (k + k // n_fam alternates every round).
-    test_plan = [(f, BASES[(k + k // len(families)) % 2]) for k, f in enumerate(lesioned)]
-    test_plan += [(None, BASES[k % 2]) for k in range(n_healthy_test)]
+    # Each family gets the test bases in turn (k + k // n_fam moves on every round).
+    n_tb = len(test_bases)
+    test_plan = [(f, test_bases[(k + k // len(families)) % n_tb]) for k, f in enumerate(lesioned)]
+    test_plan += [(None, test_bases[k % n_tb]) for k in range(n_healthy_test)]
     test_plan = [test_plan[i] for i in rng.permutation(len(test_plan))]
 
     train = [
-        _render_subject(_draw_subject(rng, BASES[i % 2], contrast, anat), voxel_size)
+        _render_subject(
+            _draw_subject(rng, train_bases[i % len(train_bases)], contrast, anat), voxel_size
+        )
         for i in range(n_healthy)
     ]
     test = [
@@ -463,9 +498,13 @@ def make_brain_cohort(
     def stack(items, key, dtype):
         return np.stack([s[key] for s in items]) if items else np.zeros((0, *shape), dtype)
 
+    held_out = not set(test_bases) & set(train_bases)
     description = (
         f"Synthetic brain-MRI cohort ({contrast.upper()}-like, {voxel_size:g} mm, "
-        f"(Z, Y, X) = {shape}) from two real healthy brains (MNI152 2009a, Colin27): "
+        f"(Z, Y, X) = {shape}) from real healthy brains: training on "
+        f"{', '.join(_NAMES[b] for b in train_bases)}, testing on "
+        f"{', '.join(_NAMES[b] for b in test_bases)}"
+        f"{' (held-out anatomy)' if held_out else ''}: "
         f"{n_healthy} healthy training subjects, {n_test} test subjects "
         f"({n_healthy_test} healthy, {len(lesioned)} lesioned: {', '.join(families)}). "
         "Subject variation: affine, smooth deformation, tissue contrast, texture, gamma, "
@@ -480,8 +519,9 @@ def make_brain_cohort(
         masks_test=stack(test, "mask", bool),
         brain_masks_test=stack(test, "brain", bool),
         families_test=[f or "healthy" for f, _ in test_plan],
-        bases_train=[BASES[i % 2] for i in range(n_healthy)],
+        bases_train=[train_bases[i % len(train_bases)] for i in range(n_healthy)],
         bases_test=[b for _, b in test_plan],
+        held_out_anatomy=held_out,
         voxel_size=voxel_size,
         contrast=contrast,
         affine=anat["affine"].copy(),

@@ -26,6 +26,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
+from scipy import optimize
 from sklearn.mixture import GaussianMixture
 
 VOXEL_MM = 2.0
@@ -38,6 +39,9 @@ MNI_FILES = {
     "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
 }
 COLIN_FILE = "ch2bet.nii.gz"
+ITK_DIR = "itk_kmeans_T1"
+ITK_T1 = "KmeansTest_T1UCharRaw.nii.gz"
+ITK_BRAIN = "KmeansTest_T1RawSkullStrip.nii.gz"
 OUT_NAME = "brain_anatomy_2mm.npz"
 
 
@@ -55,10 +59,12 @@ def _brain_mask(t1: np.ndarray) -> np.ndarray:
     return ndi.binary_fill_holes(lab > 0)
 
 
-def _colin_tissues(t1: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-    """Soft CSF/GM/WM fractions of Colin27 from a 3-class Gaussian mixture on intensity."""
-    # A slight blur (0.5 mm) tames voxel noise before the intensity-only classification.
-    vals = ndi.gaussian_filter(t1, 0.5)[mask].reshape(-1, 1)
+def _gmm_tissues(
+    t1: np.ndarray, mask: np.ndarray, blur: float = 0.5
+) -> dict[str, np.ndarray]:
+    """Soft CSF/GM/WM fractions from a 3-class Gaussian mixture on T1 intensity."""
+    # A slight blur (in voxels) tames voxel noise before the intensity-only classification.
+    vals = ndi.gaussian_filter(t1, blur)[mask].reshape(-1, 1)
     rng = np.random.default_rng(0)
     sample = vals[rng.choice(len(vals), size=min(len(vals), 200_000), replace=False)]
     gmm = GaussianMixture(3, random_state=0, n_init=2).fit(sample)
@@ -82,6 +88,65 @@ def _mni_tissues(gm: np.ndarray, wm: np.ndarray, mask: np.ndarray) -> dict[str, 
     return {"csf": csf, "gm": gm, "wm": wm}
 
 
+def _rotation(angles: np.ndarray) -> np.ndarray:
+    out = np.eye(3)
+    for axis, a in enumerate(angles):
+        c, s = np.cos(a), np.sin(a)
+        i, j = [k for k in range(3) if k != axis]
+        rot = np.eye(3)
+        rot[i, i], rot[i, j], rot[j, i], rot[j, j] = c, -s, s, c
+        out = rot @ out
+    return out
+
+
+def _register_affine(
+    fixed_mask: np.ndarray, fixed_affine: np.ndarray, moving_mask: np.ndarray, moving_affine
+) -> np.ndarray:
+    """World-to-world affine (fixed -> moving) aligning two brain masks.
+
+    Centres of mass and per-axis spreads give the start; Powell's method then refines a
+    rotation, per-axis scale and shift by the mean squared difference of the two masks
+    blurred at 4 mm, sampled on a 4 mm grid over the fixed brain. Masks, not intensities,
+    because the two scans come from different scanners and contrasts.
+    """
+    step = 4.0
+    lo, hi = _world_bbox(fixed_mask, fixed_affine)
+    lo, hi = lo - 3 * step, hi + 3 * step
+    shape = tuple(np.ceil((hi - lo) / step).astype(int) + 1)
+    world = step * np.indices(shape, dtype=float).reshape(3, -1) + lo[:, None]
+
+    def blurred(mask, affine):
+        return ndi.gaussian_filter(mask.astype(float), step / np.abs(np.diag(affine)[:3]))
+
+    def sample(vol, affine, pts):
+        vox = np.linalg.solve(affine, np.vstack([pts, np.ones(pts.shape[1])]))[:3]
+        return ndi.map_coordinates(vol, vox, order=1, mode="constant")
+
+    def moments(mask, affine):
+        pts = affine[:3, :3] @ np.argwhere(mask).T.astype(float) + affine[:3, 3:4]
+        return pts.mean(1), pts.std(1)
+
+    fixed = sample(blurred(fixed_mask, fixed_affine), fixed_affine, world)
+    moving = blurred(moving_mask, moving_affine)
+    (c_f, s_f), (c_m, s_m) = moments(fixed_mask, fixed_affine), moments(moving_mask, moving_affine)
+
+    def transform(p):
+        mat = _rotation(p[3:6]) @ np.diag(s_m / s_f * np.exp(p[6:9]))
+        return mat, c_m + p[:3] - mat @ c_f
+
+    def cost(p):
+        mat, t = transform(p)
+        return float(np.mean((sample(moving, moving_affine, mat @ world + t[:, None]) - fixed) ** 2))
+
+    res = optimize.minimize(
+        cost, np.zeros(9), method="Powell", options={"maxiter": 4000, "xtol": 1e-3, "ftol": 1e-6}
+    )
+    mat, t = transform(res.x)
+    out = np.eye(4)
+    out[:3, :3], out[:3, 3] = mat, t
+    return out
+
+
 def _world_bbox(mask: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     idx = np.argwhere(mask)
     corners = np.array([idx.min(0), idx.max(0)], dtype=float)
@@ -102,7 +167,9 @@ def _target_grid(boxes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
 def _resample(vol: np.ndarray, src_affine: np.ndarray, dst_affine, dst_shape) -> np.ndarray:
     """Anti-aliased linear resampling of a 1 mm volume onto the 2 mm target grid."""
     # Gaussian prefilter with FWHM = target voxel (sigma = 2 / 2.355 mm) against aliasing.
-    smooth = ndi.gaussian_filter(vol, VOXEL_MM / 2.355 / np.abs(np.diag(src_affine)[:3]))
+    # Voxel sizes are the column norms: the ITK brain's affine includes its rotation.
+    zooms = np.linalg.norm(src_affine[:3, :3], axis=0)
+    smooth = ndi.gaussian_filter(vol, VOXEL_MM / 2.355 / zooms)
     grid = np.indices(dst_shape, dtype=float).reshape(3, -1)
     vox = np.linalg.solve(src_affine, dst_affine) @ np.vstack([grid, np.ones(grid.shape[1])])
     out = ndi.map_coordinates(smooth, vox[:3], order=1, mode="constant", cval=0.0)
@@ -147,7 +214,7 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 README = """\
 # disyre_sk package data: real brain anatomy at 2 mm
 
-`{out}` holds two real, healthy, skull-stripped brains on one common grid, used by
+`{out}` holds three real, healthy, skull-stripped brains on one common grid, used by
 `disyre_sk.datasets.load_brain_anatomy` and `disyre_sk.datasets.make_brain_cohort`
 (the offline demo/test cohort). sha256 `{sha}`, {size} bytes.
 
@@ -165,16 +232,25 @@ README = """\
   `COPYRIGHT_debian_mricron.txt`. Colin27 is the MNI single-subject average (27 scans of
   one healthy man), distributed by the MNI under a permissive notice (use, copy, modify,
   distribute for any purpose, keep the notice).
+* **ITK example T1** (`KmeansTest_T1UCharRaw.nii.gz`, a whole-head T1 at 2x2x3 mm, and
+  `KmeansTest_T1RawSkullStrip.nii.gz`, its brain labels) from the Debian package
+  `insighttoolkit5-examples` 5.2.1-5+deb12u1, Apache-2.0: see
+  `COPYRIGHT_debian_insighttoolkit5.txt`. A third individual from another scanner, kept
+  apart for tests on anatomy a model never trained on.
 
 ## What was done (`scripts/build_package_data.py`)
 
-1. Brain masks: non-zero voxels, largest connected component, holes filled.
+1. Brain masks: non-zero voxels (for ITK, of its brain-label image), largest connected
+   component, holes filled.
 2. Tissue fractions: MNI GM and WM maps /255 inside the mask, CSF = 1 - GM - WM.
-   Colin27 has no tissue maps: CSF/GM/WM fractions are the posteriors of a 3-class
-   Gaussian mixture fitted to its T1 intensities inside the brain (a derived product,
-   not an expert segmentation).
+   Colin27 and the ITK brain have no tissue maps: CSF/GM/WM fractions are the
+   posteriors of a 3-class Gaussian mixture fitted to their T1 intensities inside the
+   brain (a derived product, not an expert segmentation).
+2b. Alignment: the ITK brain is not in MNI space; a 9-parameter affine (rotation,
+   per-axis scale, shift) fitted to the MNI brain mask (blurred masks, Powell's method)
+   puts it there. Colin27 is already in MNI space.
 3. Resampling: Gaussian anti-alias blur (FWHM 2 mm), trilinear sampling onto a 2 mm RAS
-   grid covering the union of both brains' bounding boxes plus {margin:g} mm, tissue
+   grid covering the union of the MNI and Colin27 bounding boxes plus {margin:g} mm, tissue
    fractions and T1 renormalised by the resampled brain fraction; voxels with brain
    fraction < 0.5 are background.
 4. Storage: uint8 (value / 255), arrays in RAS voxel order (x, y, z), shape {shape},
@@ -182,8 +258,8 @@ README = """\
    brain percentile is 1. `*_brain` is the 0/1 brain mask; CSF is not stored (it is
    brain - GM - WM), to keep the file small.
 
-Keys: `mni_t1 mni_gm mni_wm mni_brain colin_t1 colin_gm colin_wm colin_brain affine`.
-Both brains are real healthy anatomy; neither has a lesion.
+Keys: `{{mni,colin,itk}}_{{t1,gm,wm,brain}}` and `affine`.
+All three brains are real healthy anatomy; none has a lesion.
 """
 
 
@@ -202,7 +278,17 @@ def main(argv: list[str] | None = None) -> None:
     mni_tis = _mni_tissues(mni["gm"][0], mni["wm"][0], mni_mask)
     colin_t1, colin_affine = _load(shared / COLIN_DIR / COLIN_FILE)
     colin_mask = _brain_mask(colin_t1)
-    colin_tis = _colin_tissues(colin_t1, colin_mask)
+    colin_tis = _gmm_tissues(colin_t1, colin_mask)
+    # The ITK example brain: one more individual, another scanner, a whole-head scan with
+    # its own brain mask, not in MNI space. It is aligned to MNI by an affine fit of the
+    # brain masks; its tissue fractions come from the same mixture model as Colin27's.
+    itk_raw, itk_affine = _load(shared / ITK_DIR / ITK_T1)
+    itk_mask = _brain_mask(_load(shared / ITK_DIR / ITK_BRAIN)[0])
+    itk_t1 = itk_raw * itk_mask
+    itk_tis = _gmm_tissues(itk_t1, itk_mask, blur=0.25)
+    # Composing the fitted MNI-to-ITK world map with ITK's own affine puts its voxels in
+    # MNI world coordinates; everything below then treats it like the other two.
+    itk_affine = np.linalg.solve(_register_affine(mni_mask, mni_affine, itk_mask, itk_affine), itk_affine)
 
     dst_affine, dst_shape = _target_grid(
         [_world_bbox(mni_mask, mni_affine), _world_bbox(colin_mask, colin_affine)]
@@ -211,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, t1, mask, tis, aff in (
         ("mni", mni["t1"][0], mni_mask, mni_tis, mni_affine),
         ("colin", colin_t1, colin_mask, colin_tis, colin_affine),
+        ("itk", itk_t1, itk_mask, itk_tis, itk_affine),
     ):
         for key, vol in _base_maps(t1, mask, tis, aff, dst_affine, dst_shape).items():
             arrays[f"{name}_{key}"] = _to_uint8(vol)
@@ -220,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     for lic in (
         shared / MNI_DIR / "LICENSE_nilearn.txt",
         shared / COLIN_DIR / "COPYRIGHT_debian_mricron.txt",
+        shared / ITK_DIR / "COPYRIGHT_debian_insighttoolkit5.txt",
     ):
         shutil.copyfile(lic, out / lic.name)
     sha = hashlib.sha256(target.read_bytes()).hexdigest()
