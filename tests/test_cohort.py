@@ -25,17 +25,18 @@ def test_package_data_small_and_licensed():
     data = resources.files("disyre_sk").joinpath("data")
     names = {p.name for p in data.iterdir()}
     assert {"brain_anatomy_2mm.npz", "README.md", "LICENSE_nilearn.txt"} <= names
-    assert "COPYRIGHT_debian_mricron.txt" in names
+    assert {"COPYRIGHT_debian_mricron.txt", "COPYRIGHT_debian_insighttoolkit5.txt"} <= names
     total = sum(p.stat().st_size for p in data.iterdir() if p.is_file())
-    assert total < 2_000_000
+    assert total < 2_500_000
     readme = data.joinpath("README.md").read_text()
     assert "Colin27" in readme and "MNI" in readme and "BSD" in readme
+    assert "ITK" in readme and "Apache-2.0" in readme
 
 
 def test_load_brain_anatomy():
     anat = load_brain_anatomy()
     n, z, y, x = anat.t1.shape
-    assert n == 2 and all(80 <= s <= 100 for s in (z, y)) and 70 <= x <= 100
+    assert n == 3 and anat.names == ("mni", "colin", "itk") and all(80 <= s <= 100 for s in (z, y)) and 70 <= x <= 100
     brain = anat.brain_mask
     total = anat.gm + anat.wm + anat.csf
     np.testing.assert_allclose(total[brain], 1.0, atol=1e-5)
@@ -95,6 +96,40 @@ def test_every_family_on_both_bases_and_contrasts():
         pairs = set(zip(c.families_test, c.bases_test))
         assert pairs == {(f, b) for f in _lesions.FAMILIES for b in ("mni", "colin")}
         assert all(m.any() for m in c.masks_test)
+
+
+def test_held_out_anatomy_protocol():
+    c = make_brain_cohort(
+        4, 6, voxel_size=6.0, train_bases=("mni", "colin"), test_bases=("itk",), random_state=0
+    )
+    assert set(c.bases_train) == {"mni", "colin"} and set(c.bases_test) == {"itk"}
+    assert c.held_out_anatomy and "held-out anatomy" in c.DESCR
+    assert any(m.any() for m in c.masks_test)
+    # Each real brain is held out in turn: the test brain never trains.
+    for held in _cohort.BASES:
+        rest = tuple(b for b in _cohort.BASES if b != held)
+        fold = make_brain_cohort(3, 3, voxel_size=6.0, train_bases=rest, test_bases=held)
+        assert held not in fold.bases_train and set(fold.bases_test) == {held}
+    same = make_brain_cohort(2, 2, voxel_size=6.0, random_state=0)
+    assert not same.held_out_anatomy
+
+
+def test_held_out_anatomy_differs_from_training_brains():
+    """The third brain is a different individual: its aligned brain mask overlaps the
+    MNI template's well (the affine fit worked) but is not the same shape."""
+    anat = load_brain_anatomy(voxel_size=4.0)
+    mni, colin, itk = anat.brain_mask
+    dice = 2 * (mni & itk).sum() / (mni.sum() + itk.sum())
+    assert 0.85 < dice < 0.99
+    assert not np.allclose(anat.t1[2], anat.t1[1], atol=0.1)
+
+
+@pytest.mark.parametrize(
+    "bad", [(), ("mni", "mni"), ("brainweb",), ["mni", 3]]
+)
+def test_bases_checked(bad):
+    with pytest.raises(ValueError, match="train_bases"):
+        make_brain_cohort(2, 2, voxel_size=6.0, train_bases=bad)
 
 
 def test_cohort_seeded():
