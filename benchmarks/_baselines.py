@@ -5,8 +5,9 @@
   ``Augmentation``, ``Trainer`` and ``Restorer``; same patches, augmentation, optimiser,
   schedule and inference windows), but with an identity "corruption": it learns to
   reproduce healthy patches through a bottleneck, and its map is ``|x - reconstruction|``.
-- :func:`intensity_maps` and :func:`mean_image_maps`: intensity thresholding (lesions of
-  three of the four families are bright on T2) and the distance to the mean healthy image.
+- :func:`intensity_maps`, :func:`two_sided_intensity_maps` and :func:`mean_image_maps`:
+  intensity thresholding (one-sided: bright lesions; two-sided: the distance to the
+  brain's median intensity, bright or dark) and the distance to the mean healthy image.
 - :func:`pyod_detectors`: PyOD detectors for slice-level scores on flattened slices.
 
 ``Trainer``, ``Restorer``, ``SliceBank`` and ``disyre_sk._data`` are private to the
@@ -213,6 +214,15 @@ class AutoencoderBaseline:
 def intensity_maps(volumes: np.ndarray, brain: np.ndarray) -> np.ndarray:
     """The scan itself inside the brain: thresholding it finds bright (T2) lesions."""
     return np.where(brain, volumes, 0.0).astype(np.float32)
+
+
+def two_sided_intensity_maps(volumes: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """``|x - median of the brain|`` per volume: thresholding it finds bright and dark lesions."""
+    out = np.zeros(volumes.shape, dtype=np.float32)
+    for i, (v, b) in enumerate(zip(volumes, brain)):
+        if b.any():
+            out[i] = np.where(b, np.abs(v - np.median(v[b])), 0.0)
+    return out
 
 
 def mean_image_maps(volumes: np.ndarray, brain: np.ndarray, healthy: np.ndarray) -> np.ndarray:

@@ -2,7 +2,15 @@
 
 For each seed, a cohort is built with ``make_brain_cohort(..., contrast="t2",
 random_state=seed)``: healthy training subjects, and test subjects that are either healthy
-or carry one lesion (tumour, stroke, foci, cavity). Then, on the same data:
+or carry one lesion (tumour, stroke, foci, cavity). Two protocols:
+
+- the *usual split* (default): training and test subjects are renderings of the same two
+  real brains (MNI152, Colin27);
+- *held-out anatomy* (``--held-out itk``, ``colin`` or ``mni``): the test subjects are
+  built from a real brain no training subject comes from, as when a detector trained on
+  some people maps others. This is the protocol that counts.
+
+Then, on the same data:
 
 - DISYRE trained with the ``dag`` corruption (maps by ``ensemble`` and, from the same
   fitted network, ``multistep`` inference), with ``fpi``, and with ``gaussian`` noise
@@ -10,8 +18,9 @@ or carry one lesion (tumour, stroke, foci, cavity). Then, on the same data:
 - a plain convolutional reconstruction autoencoder (bottleneck, no skip connections)
   trained *the same way*: the package's ``SliceBank``, augmentation, ``Trainer`` and
   ``Restorer`` with an identity corruption (``benchmarks/_baselines.py``);
-- intensity thresholding (the scan itself inside the brain) and ``|x - mean healthy
-  image|``;
+- intensity thresholding, one-sided (the scan itself inside the brain: bright lesions)
+  and two-sided (``|x - median of the brain|``: bright and dark lesions), and
+  ``|x - mean healthy image|``;
 - PyOD detectors (IForest, PCA, ECOD, KNN, AutoEncoder) on the same axial slices,
   flattened (block-averaged when the setting says so): slice and volume level only.
 
@@ -54,6 +63,7 @@ from _baselines import (
     intensity_maps,
     mean_image_maps,
     pyod_detectors,
+    two_sided_intensity_maps,
 )
 from _common import (
     REPO,
@@ -67,7 +77,7 @@ from _common import (
 )
 
 from disyre_sk._detector import resolve_device
-from disyre_sk.datasets import cohort_slices, make_brain_cohort
+from disyre_sk.datasets import cohort_slices, load_brain_anatomy, make_brain_cohort
 from disyre_sk.metrics import (
     best_dice,
     dice_at_fpr,
@@ -142,9 +152,19 @@ DISYRE_FPI = "DISYRE (fpi, ensemble)"
 GAUSSIAN = "Gaussian ablation (ensemble)"
 AUTOENCODER = "reconstruction autoencoder"
 INTENSITY = "intensity threshold"
+INTENSITY2 = "two-sided intensity |x − median|"
 MEAN_IMAGE = "|x − mean healthy image|"
 PYOD_NAMES = ("IForest", "PCA", "ECOD", "KNN", "AutoEncoder")
-MAP_METHODS = (DISYRE_ENS, DISYRE_MS, DISYRE_FPI, GAUSSIAN, AUTOENCODER, INTENSITY, MEAN_IMAGE)
+MAP_METHODS = (
+    DISYRE_ENS,
+    DISYRE_MS,
+    DISYRE_FPI,
+    GAUSSIAN,
+    AUTOENCODER,
+    INTENSITY,
+    INTENSITY2,
+    MEAN_IMAGE,
+)
 METRICS = ("pixel_ap", "best_dice", "dice_at_fpr", "slice_auroc", "volume_auroc")
 METRIC_TITLES = (
     "pixel AP",
@@ -236,11 +256,23 @@ def n_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def run_seed(seed: int, setting: dict, device: str, methods: set[str] | None) -> dict:
+def cohort_bases(held_out: str | None) -> dict:
+    """``make_brain_cohort`` keywords of a protocol: the usual split, or one brain held out."""
+    if held_out is None:
+        return {}
+    names = load_brain_anatomy(voxel_size=8.0).names
+    return {"train_bases": tuple(b for b in names if b != held_out), "test_bases": (held_out,)}
+
+
+def run_seed(
+    seed: int, setting: dict, device: str, methods: set[str] | None, held_out: str | None = None
+) -> dict:
     """Every method on the cohort of one seed: ``{method: metrics}`` plus timings."""
     want = (lambda name: True) if methods is None else (lambda name: name in methods)
     t0 = time.perf_counter()
-    cohort = make_brain_cohort(**setting["cohort"], contrast="t2", random_state=seed)
+    cohort = make_brain_cohort(
+        **setting["cohort"], contrast="t2", random_state=seed, **cohort_bases(held_out)
+    )
     ev = Evaluation(cohort)
     n_les = int(ev.lesioned.sum())
     say(
@@ -312,6 +344,8 @@ def run_seed(seed: int, setting: dict, device: str, methods: set[str] | None) ->
 
     if want(INTENSITY):
         record(INTENSITY, ev.map_metrics(intensity_maps(cohort.X_test, ev.brain)))
+    if want(INTENSITY2):
+        record(INTENSITY2, ev.map_metrics(two_sided_intensity_maps(cohort.X_test, ev.brain)))
     if want(MEAN_IMAGE):
         maps = mean_image_maps(cohort.X_test, ev.brain, cohort.X_train)
         record(MEAN_IMAGE, ev.map_metrics(maps))
@@ -547,7 +581,15 @@ def write_report(path, args, setting, seeds, seed_ids, provenance, status) -> Pa
     settings_json = json.dumps(
         {k: setting[k] for k in ("cohort", "detector", "autoencoder", "pyod")}, default=list
     )
+    protocol = (
+        f"held-out anatomy: test subjects built from `{args.held_out}`, a real brain no "
+        "training subject comes from"
+        if args.held_out
+        else "usual split: training and test subjects rendered from the same real brains"
+    )
     body = [
+        f"Protocol: {protocol}.",
+        "",
         f"Status: {status}",
         "",
         "## Overall (lesioned and healthy test subjects)",
@@ -619,7 +661,18 @@ def parse_args(argv=None):
         help="torch CPU threads (default: torch's). On a shared, loaded machine, 1 can be "
         "many times faster than 2: the threads of one op wait for each other",
     )
-    p.add_argument("--out", default=None, help="default: benchmarks/results/quality_<setting>.md")
+    p.add_argument(
+        "--held-out",
+        choices=("mni", "colin", "itk"),
+        default=None,
+        help="held-out anatomy protocol: test subjects from this real brain only, training "
+        "subjects from the others (default: the usual split)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="default: benchmarks/results/quality_<setting>[_heldout_<brain>].md",
+    )
     return p.parse_args(argv)
 
 
@@ -646,7 +699,10 @@ def _run(args) -> dict:
     out = (
         Path(args.out)
         if args.out
-        else REPO / "benchmarks" / "results" / f"quality_{args.setting}.md"
+        else REPO
+        / "benchmarks"
+        / "results"
+        / f"quality_{args.setting}{f'_heldout_{args.held_out}' if args.held_out else ''}.md"
     )
     device = str(resolve_device(args.device))
     provenance = {
@@ -672,7 +728,7 @@ def _run(args) -> dict:
             )
             say(status)
             break
-        seeds.append(run_seed(seed, setting, device, methods))
+        seeds.append(run_seed(seed, setting, device, methods, args.held_out))
         done.append(seed)
         status = f"{len(seeds)} of {len(args.seeds)} seeds done"
         write_report(out, args, setting, seeds, done, provenance, status + " (in progress)")

@@ -1,9 +1,9 @@
 """An offline brain-MRI cohort built from real anatomy: healthy subjects and lesioned tests.
 
 The package ships three real, healthy, skull-stripped brains at 2 mm (MNI152 2009a,
-Colin27 and an ITK example scan, see ``disyre_sk/data/README.md``). :func:`make_brain_cohort` turns them into many
-different-looking subjects (random smooth deformation, tissue contrast, gamma, texture,
-bias field, Rician noise) and inserts lesions with exact masks into some test subjects
+Colin27 and an ITK example scan, see ``disyre_sk/data/README.md``).
+:func:`make_brain_cohort` turns them into many different-looking subjects (random smooth
+deformation, tissue contrast, gamma, texture, bias field, Rician noise) and inserts lesions with exact masks into some test subjects
 (see :mod:`._lesions`, which shares nothing with the training corruptions).
 
 Rendering follows "draw, then apply": :func:`_draw_subject` draws every random choice of a
@@ -118,8 +118,8 @@ def load_brain_anatomy(voxel_size: float = 2.0) -> Bunch:
 
     MNI152 2009a (population average), Colin27 (one individual, 27 averaged scans) and
     the ITK example T1 (another individual and scanner, a single 2x2x3 mm scan aligned
-    to MNI by an affine fit), skull-stripped, on one common RAS grid in MNI space, in the package's ``(Z, Y, X)`` axis convention
-    (axial axis first, see :mod:`disyre_sk.io`).
+    to MNI by an affine fit), skull-stripped, on one common RAS grid in MNI space, in
+    the package's ``(Z, Y, X)`` axis convention (axial axis first, see :mod:`disyre_sk.io`).
 
     Parameters
     ----------

@@ -59,9 +59,7 @@ def _brain_mask(t1: np.ndarray) -> np.ndarray:
     return ndi.binary_fill_holes(lab > 0)
 
 
-def _gmm_tissues(
-    t1: np.ndarray, mask: np.ndarray, blur: float = 0.5
-) -> dict[str, np.ndarray]:
+def _gmm_tissues(t1: np.ndarray, mask: np.ndarray, blur: float = 0.5) -> dict[str, np.ndarray]:
     """Soft CSF/GM/WM fractions from a 3-class Gaussian mixture on T1 intensity."""
     # A slight blur (in voxels) tames voxel noise before the intensity-only classification.
     vals = ndi.gaussian_filter(t1, blur)[mask].reshape(-1, 1)
@@ -136,7 +134,9 @@ def _register_affine(
 
     def cost(p):
         mat, t = transform(p)
-        return float(np.mean((sample(moving, moving_affine, mat @ world + t[:, None]) - fixed) ** 2))
+        return float(
+            np.mean((sample(moving, moving_affine, mat @ world + t[:, None]) - fixed) ** 2)
+        )
 
     res = optimize.minimize(
         cost, np.zeros(9), method="Powell", options={"maxiter": 4000, "xtol": 1e-3, "ftol": 1e-6}
@@ -288,7 +288,9 @@ def main(argv: list[str] | None = None) -> None:
     itk_tis = _gmm_tissues(itk_t1, itk_mask, blur=0.25)
     # Composing the fitted MNI-to-ITK world map with ITK's own affine puts its voxels in
     # MNI world coordinates; everything below then treats it like the other two.
-    itk_affine = np.linalg.solve(_register_affine(mni_mask, mni_affine, itk_mask, itk_affine), itk_affine)
+    itk_affine = np.linalg.solve(
+        _register_affine(mni_mask, mni_affine, itk_mask, itk_affine), itk_affine
+    )
 
     dst_affine, dst_shape = _target_grid(
         [_world_bbox(mni_mask, mni_affine), _world_bbox(colin_mask, colin_affine)]

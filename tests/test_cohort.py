@@ -36,7 +36,12 @@ def test_package_data_small_and_licensed():
 def test_load_brain_anatomy():
     anat = load_brain_anatomy()
     n, z, y, x = anat.t1.shape
-    assert n == 3 and anat.names == ("mni", "colin", "itk") and all(80 <= s <= 100 for s in (z, y)) and 70 <= x <= 100
+    assert (
+        n == 3
+        and anat.names == ("mni", "colin", "itk")
+        and all(80 <= s <= 100 for s in (z, y))
+        and 70 <= x <= 100
+    )
     brain = anat.brain_mask
     total = anat.gm + anat.wm + anat.csf
     np.testing.assert_allclose(total[brain], 1.0, atol=1e-5)
@@ -118,15 +123,13 @@ def test_held_out_anatomy_differs_from_training_brains():
     """The third brain is a different individual: its aligned brain mask overlaps the
     MNI template's well (the affine fit worked) but is not the same shape."""
     anat = load_brain_anatomy(voxel_size=4.0)
-    mni, colin, itk = anat.brain_mask
+    mni, _, itk = anat.brain_mask
     dice = 2 * (mni & itk).sum() / (mni.sum() + itk.sum())
     assert 0.85 < dice < 0.99
     assert not np.allclose(anat.t1[2], anat.t1[1], atol=0.1)
 
 
-@pytest.mark.parametrize(
-    "bad", [(), ("mni", "mni"), ("brainweb",), ["mni", 3]]
-)
+@pytest.mark.parametrize("bad", [(), ("mni", "mni"), ("brainweb",), ["mni", 3]])
 def test_bases_checked(bad):
     with pytest.raises(ValueError, match="train_bases"):
         make_brain_cohort(2, 2, voxel_size=6.0, train_bases=bad)
