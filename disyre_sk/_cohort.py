@@ -4,7 +4,8 @@ The package ships three real, healthy, skull-stripped brains at 2 mm (MNI152 200
 Colin27 and an ITK example scan, see ``disyre_sk/data/README.md``).
 :func:`make_brain_cohort` turns them into many different-looking subjects (random smooth
 deformation, tissue contrast, gamma, texture, bias field, Rician noise) and inserts
-lesions with exact masks into some test subjects (see :mod:`._lesions`, which shares nothing with the training corruptions).
+lesions with exact masks into some test subjects (see :mod:`._lesions`, which shares
+nothing with the training corruptions).
 
 Rendering follows "draw, then apply": :func:`_draw_subject` draws every random choice of a
 subject into a small dict, and :func:`_render_subject` turns it into a volume
