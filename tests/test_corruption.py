@@ -433,3 +433,46 @@ def test_cuda_matches_cpu_contract(name):
     assert torch.equal(c(x, gen(3, "cuda")).image, c(x, gen(3, "cuda")).image)
     with pytest.raises(ValueError, match="generator is on"):
         c(x, gen(0))
+
+
+# ---------------------------------------------------------------- mixture
+
+
+def test_mixture_keeps_the_chosen_members_output():
+    from disyre_sk.corruption import DAGCorruption, FPICorruption, Mixture
+
+    x = torch.zeros(16, 1, 32, 32)
+    x[:, :, 4:28, 4:28] = torch.rand(16, 1, 24, 24, generator=torch.Generator().manual_seed(1))
+    members = [DAGCorruption(), FPICorruption()]
+    mix = Mixture(members, weights=(1, 1))
+    p = mix.sample_params(x, torch.Generator().manual_seed(0))
+    out = mix.apply(x, p)
+    choice = p["choice"]
+    assert set(choice.tolist()) == {0, 1}
+    for i, c in enumerate(members):
+        sub = {k[2:]: v for k, v in p.items() if k.startswith(f"{i}.")}
+        ref = c.apply(x, sub)
+        pick = choice == i
+        assert torch.equal(out.image[pick], ref.image[pick])
+        assert torch.equal(out.mask[pick], ref.mask[pick])
+        assert torch.equal(out.severity[pick], ref.severity[pick])
+    # Same generator state, same result (draw, then apply).
+    again = mix(x, torch.Generator().manual_seed(0))
+    assert torch.equal(again.image, out.image)
+
+
+def test_mixture_weights():
+    from disyre_sk.corruption import GaussianCorruption, Mixture
+
+    x = torch.rand(4000, 1, 2, 2)
+    p = Mixture([GaussianCorruption(), GaussianCorruption()], weights=(3, 1)).sample_params(
+        x, torch.Generator().manual_seed(0)
+    )
+    share = (p["choice"] == 0).float().mean().item()
+    assert abs(share - 0.75) < 0.03  # 4000 draws: standard error 0.007
+    only = Mixture([GaussianCorruption(), GaussianCorruption()], weights=(0, 1))
+    assert (only.sample_params(x, torch.Generator())["choice"] == 1).all()
+    with pytest.raises(ValueError, match="weights"):
+        Mixture([GaussianCorruption()], weights=(1, 1))
+    with pytest.raises(TypeError, match="Corruption"):
+        Mixture(["dag"])

@@ -10,6 +10,7 @@ Every corruption draws its random parameters from an explicit :class:`torch.Gene
 * :class:`GaussianCorruption` — Gaussian noise on the foreground (ablation);
 * :class:`IntensityBiasCorruption` — shape + intensity bias alone;
 * :class:`Compose` — several corruptions in sequence;
+* :class:`Mixture` — one corruption per sample, chosen at random;
 * :class:`RandomShape` — the soft lesion masks the shaped corruptions use.
 
 Examples
@@ -30,6 +31,7 @@ from .compose import Compose, DAGCorruption
 from .fpi import FPICorruption
 from .gaussian import GaussianCorruption
 from .intensity import IntensityBiasCorruption
+from .mixture import Mixture
 from .shapes import RandomShape
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "FPICorruption",
     "GaussianCorruption",
     "IntensityBiasCorruption",
+    "Mixture",
     "RandomShape",
     "get_corruption",
 ]
