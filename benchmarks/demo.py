@@ -160,7 +160,12 @@ def main() -> int:
             ),
         ]
     )
-    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware(args.device)}
+    info = {
+        "command": command_line(),
+        "commit": git_commit(),
+        "date": now(),
+        **hardware(args.device),
+    }
     path = write_results(args.out, "disyre demo: figures and cost", info, body)
     Path(path).with_suffix(".json").write_text(json.dumps(runs, indent=1, default=str))
     print(path.read_text())

@@ -272,7 +272,8 @@ def run_demo(
         )
     _figure(out / "demo_overlay.png", cohort, maps, baselines["intensity threshold |x - median|"])
     stronger = {
-        f: max(r["pixel_ap_per_family"][f] for r in rows[1:]) for f in rows[0]["pixel_ap_per_family"]
+        f: max(r["pixel_ap_per_family"][f] for r in rows[1:])
+        for f in rows[0]["pixel_ap_per_family"]
     }
     best_base = max(r["pixel_ap"] for r in rows[1:])
     result = {

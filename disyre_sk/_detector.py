@@ -139,6 +139,16 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         span many pixels: in ``benchmarks/results/fast_inference_cpu.md`` a sigma of 1
         pixel raised pooled pixel AP by about 0.03. Choose it on annotated validation
         scans.
+    map_normalization : {None, 'intensity'}, default=None
+        ``'intensity'``: after training, ``fit`` measures how much the network changes
+        healthy tissue of each intensity (the mean residual of training slices in 20
+        equal intensity bins, ``residual_profile_``), and every map divides each pixel's
+        residual by the value of its intensity's bin, before smoothing. Bright CSF, the
+        brain's rim and noisy tissue are restored less certainly than white matter;
+        normalised, a pixel scores by how much more it changed than healthy tissue of
+        its intensity does. It does not depend on where a pixel is, so it carries to
+        brains unlike the training ones. ``None`` keeps the raw residual (the
+        published method). Setting it after ``fit`` needs a refit.
     score_reduction : {'topk', 'mean', 'max'}, default='topk'
         How a map is reduced to a scan's score: mean of the ``top_k`` highest foreground
         values, their mean, or their maximum.
@@ -219,6 +229,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         the samples of ``X`` held out, or ``None``).
     intensity_range_ : tuple of float
         Raw intensities mapped to 0 and 1.
+    residual_profile_ : tuple of float or None
+        With ``map_normalization='intensity'``: the mean healthy residual per intensity
+        bin (plus a tenth of the overall mean, so no bin divides by almost nothing);
+        ``None`` otherwise.
     image_shape_ : tuple of int
         Spatial shape of the training images.
     n_features_in_ : int
@@ -297,6 +311,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "window_size": [None, StrOptions({"slice"}), Interval(Integral, 1, None, closed="left")],
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
         "map_smoothing": [Interval(Real, 0, None, closed="left")],
+        "map_normalization": [None, StrOptions({"intensity"})],
         "score_reduction": [StrOptions({"topk", "mean", "max"})],
         "top_k": [Interval(Real, 0, None, closed="neither")],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
@@ -338,6 +353,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         window_size=None,
         inference_batch_size=64,
         map_smoothing=0.0,
+        map_normalization=None,
         score_reduction="topk",
         top_k=0.01,
         contamination="auto",
@@ -375,6 +391,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.window_size = window_size
         self.inference_batch_size = inference_batch_size
         self.map_smoothing = map_smoothing
+        self.map_normalization = map_normalization
         self.score_reduction = score_reduction
         self.top_k = top_k
         self.contamination = contamination
@@ -548,7 +565,9 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.device_ = device
         self.precision_ = precision
         self.network_ = network
-        validator = _validation.make_validator(self, plan, self._restorer())
+        self.residual_profile_ = None
+        # The profile is learned after training: validation maps the raw residual.
+        validator = _validation.make_validator(self, plan, self._restorer(normalize=False))
         trainer = Trainer(
             network,
             bank,
@@ -583,6 +602,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         del bank, trainer, validator
         self.network_ = network.eval()
         self.history_ = history
+        if self.map_normalization == "intensity":
+            self.residual_profile_ = self._residual_profile(slices, slice_fg, rng)
         train_scores = -world.gather_shards(
             lambda part: self._anomaly_scores(images[part], foreground[part]), len(images)
         )
@@ -598,6 +619,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "stride",
             "window_size",
             "map_smoothing",
+            "map_normalization",
             "score_reduction",
             "top_k",
             "background",
@@ -613,6 +635,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "window_size",
             "inference_batch_size",
             "map_smoothing",
+            "map_normalization",
             "score_reduction",
             "top_k",
             "contamination",
@@ -636,7 +659,41 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         return float(np.percentile(scores, 100.0 * fraction))
 
     # ------------------------------------------------------------------ inference
-    def _restorer(self) -> Restorer:
+    def _residual_profile(self, slices, slice_fg, rng, n_bins: int = 20) -> tuple:
+        """Mean healthy residual per intensity bin, from up to 256 training slices."""
+        has_fg = np.flatnonzero(slice_fg.reshape(len(slice_fg), -1).any(axis=1))
+        pick = np.sort(rng.permutation(has_fg)[:256])
+        restorer = self._restorer(normalize=False)
+        restorer.smoothing = 0.0
+        residual = restorer.maps(slices[pick], slice_fg[pick])
+        fg = slice_fg[pick]
+        values, x = residual[fg].astype(np.float64), slices[pick][fg]
+        bins = np.clip((x * n_bins).astype(np.int64), 0, n_bins - 1)
+        count = np.bincount(bins, minlength=n_bins)
+        total = np.bincount(bins, weights=values, minlength=n_bins)
+        overall = float(values.mean()) if values.size else 1.0
+        # Bins too sparse to estimate take the overall mean; the floor (a tenth of the
+        # overall mean) keeps a near-empty, near-perfectly restored bin from exploding.
+        mean = np.where(count >= 50, total / np.maximum(count, 1), overall)
+        return tuple(float(v) for v in mean + 0.1 * max(overall, 1e-8))
+
+    def _checked_profile(self):
+        if self.map_normalization is None:
+            return None
+        if not (isinstance(self.map_normalization, str) and self.map_normalization == "intensity"):
+            raise ValueError(
+                f"map_normalization must be None or 'intensity', got {self.map_normalization!r}."
+            )
+        profile = getattr(self, "residual_profile_", None)
+        if profile is None:
+            raise ValueError(
+                "map_normalization='intensity' needs the residual profile that fit learns "
+                "when the parameter is set; this detector was fitted without it. Fit again "
+                "with map_normalization='intensity', or set it back to None."
+            )
+        return profile
+
+    def _restorer(self, normalize: bool = True) -> Restorer:
         whole_slice = self.window_size == "slice"
         if whole_slice:
             # One network input per slice, its own foreground box: the network is fully
@@ -656,6 +713,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             # and their checks run here too.
             smoothing=_check_map_smoothing(self.map_smoothing),
             severities=check_severities(self.severities),
+            residual_profile=self._checked_profile() if normalize else None,
             mode=self.inference,
             batch_size=self.inference_batch_size,
             device=self.device_,

@@ -60,6 +60,25 @@ def smooth_maps(maps: torch.Tensor, foreground: torch.Tensor, sigma: float) -> t
     return value / weight.clamp(min=1e-6) * foreground
 
 
+def intensity_bins(x: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Index of each ``[0, 1]`` intensity's bin among ``n_bins`` equal bins."""
+    return (x * n_bins).long().clamp_(0, n_bins - 1)
+
+
+def normalize_residuals(residual: torch.Tensor, x: torch.Tensor, profile) -> torch.Tensor:
+    """Divide each pixel's residual by the healthy residual expected at its intensity.
+
+    ``profile[k]`` is the mean residual of healthy tissue whose intensity falls in bin
+    ``k`` of ``len(profile)`` equal bins of [0, 1] (learned in ``fit``). Restorations
+    are less certain in some tissues than others (bright CSF, the brain's edge, noisy
+    texture); dividing by what is usual there turns "changed a lot" into "changed more
+    than healthy tissue of this intensity does", which carries to anatomy the network
+    never saw because it does not depend on where the pixel is.
+    """
+    table = torch.as_tensor(profile, dtype=residual.dtype, device=residual.device)
+    return residual / table[intensity_bins(x, table.numel())]
+
+
 def padded_size(size: int, patch: int, stride: int) -> int:
     """Smallest size >= ``size`` and ``patch`` that windows of ``stride`` tile exactly."""
     size = max(size, patch)
@@ -114,6 +133,10 @@ class Restorer:
     smoothing : float, default=0.0
         Standard deviation, in pixels, of the in-plane Gaussian applied to each map
         inside the foreground (:func:`smooth_maps`); 0 leaves the map as it is.
+    residual_profile : sequence of float, optional
+        Expected residual of healthy tissue per intensity bin (``len(profile)`` equal
+        bins of [0, 1]); each pixel's residual is divided by the value of its
+        intensity's bin before smoothing (:func:`normalize_residuals`).
     """
 
     def __init__(
@@ -131,6 +154,7 @@ class Restorer:
         whole_slice: bool = False,
         size_multiple: int = 1,
         smoothing: float = 0.0,
+        residual_profile=None,
     ):
         self.network = network
         self.patch_size = patch_size
@@ -144,6 +168,7 @@ class Restorer:
         self.whole_slice = whole_slice
         self.size_multiple = size_multiple
         self.smoothing = smoothing
+        self.residual_profile = residual_profile
 
     def whole_slice_shape(self, h: int, w: int) -> tuple[int, int]:
         """Network input size for a ``(h, w)`` foreground box in whole-slice mode."""
@@ -290,6 +315,8 @@ class Restorer:
                 following = steps[k + 1] if k + 1 < len(steps) else 0.0
                 x_s = cold_diffusion_step(x_s, x0_hat, severity, following) * fg
             total /= len(steps)
+        if self.residual_profile is not None:
+            total = normalize_residuals(total, x, self.residual_profile)
         return crop(smooth_maps(total, fg, self.smoothing))
 
     def _run(self, windows: torch.Tensor, severity: float) -> torch.Tensor:

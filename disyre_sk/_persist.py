@@ -29,7 +29,10 @@ _STATE_ATTRIBUTES = (
     "offset_",
     "precision_",
     "history_",
+    "residual_profile_",
 )
+# Learned attributes added after the first files were written, with their value then.
+_STATE_DEFAULTS = {"residual_profile_": None}
 
 
 def _jsonable(value):
@@ -61,7 +64,10 @@ def save_detector(detector, path) -> Path:
     params = {k: _jsonable(v) for k, v in params.items()}
     if not isinstance(params["random_state"], (int, type(None))):
         params["random_state"] = None
-    state = {name: _jsonable(getattr(detector, name)) for name in _STATE_ATTRIBUTES}
+    state = {
+        name: _jsonable(getattr(detector, name, _STATE_DEFAULTS.get(name)))
+        for name in _STATE_ATTRIBUTES
+    }
     state["layout_kind"] = detector._layout.kind
     state["device_"] = str(detector.device_)
     payload = {
@@ -152,7 +158,8 @@ def load_detector(cls, path, device="auto"):
     detector.network_ = network.to(dev).eval()
     detector._layout = _data.Layout(state["layout_kind"], tuple(state["image_shape_"]))
     for name in _STATE_ATTRIBUTES:
-        setattr(detector, name, _tuple_if_list(state[name]))
+        value = state[name] if name in state or name not in _STATE_DEFAULTS else None
+        setattr(detector, name, _tuple_if_list(value))
     if dev.type != "cuda" and detector.precision_ == "bf16":
         detector.precision_ = "fp32"
     return detector

@@ -437,3 +437,59 @@ def test_map_smoothing_at_predict_time(fitted, healthy):
     for bad in (-2, float("inf")):
         with pytest.raises(ValueError, match="map_smoothing"):
             DISYREDetector(**{**TINY, "map_smoothing": bad}).fit(healthy)
+
+
+# ---------------------------------------------------------------- map normalisation
+def test_map_normalization_learns_a_profile_and_divides_by_it(healthy, tmp_path):
+    det = DISYREDetector(**TINY, map_normalization="intensity").fit(healthy)
+    profile = np.asarray(det.residual_profile_)
+    assert profile.shape == (20,) and (profile > 0).all()
+    normalised = det.decision_map(healthy[:3])
+    raw = clone(det).set_params(map_normalization=None)
+    raw.__dict__.update({k: v for k, v in vars(det).items() if k.endswith("_")})
+    raw._layout = det._layout
+    raw_maps = raw.decision_map(healthy[:3])
+    # Windowed maps without smoothing: normalised = raw / profile[bin of the scaled pixel].
+    scaled = np.clip(
+        (healthy[:3] - det.intensity_range_[0])
+        / (det.intensity_range_[1] - det.intensity_range_[0]),
+        0,
+        1,
+    )
+    bins = np.clip((scaled * 20).astype(int), 0, 19)
+    fg = healthy[:3] != 0
+    np.testing.assert_allclose(normalised[fg], raw_maps[fg] / profile[bins][fg], rtol=1e-5)
+    # The profile travels with the model file.
+    path = det.save(tmp_path / "m.disyre")
+    loaded = DISYREDetector.load(path)
+    assert loaded.residual_profile_ == det.residual_profile_
+    np.testing.assert_allclose(loaded.decision_map(healthy[:3]), normalised, rtol=1e-6)
+
+
+def test_map_normalization_without_profile_is_a_clear_error(fitted, healthy):
+    assert fitted.residual_profile_ is None
+    det = clone(fitted).set_params(map_normalization="intensity")
+    det.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+    det._layout = fitted._layout
+    with pytest.raises(ValueError, match="Fit again with map_normalization='intensity'"):
+        det.decision_map(healthy[:1])
+    det.set_params(map_normalization="Intensity")
+    with pytest.raises(ValueError, match="map_normalization must be None or 'intensity'"):
+        det.decision_map(healthy[:1])
+
+
+def test_model_file_without_residual_profile_still_loads(fitted, healthy, tmp_path):
+    """Files written before map normalisation existed carry no profile: None on load."""
+    import json
+
+    path = fitted.save(tmp_path / "old.disyre")
+    payload = torch.load(path, weights_only=True)
+    state = json.loads(payload["state"])
+    del state["residual_profile_"]
+    payload["state"] = json.dumps(state)
+    torch.save(payload, path)
+    loaded = DISYREDetector.load(path)
+    assert loaded.residual_profile_ is None
+    np.testing.assert_array_equal(
+        loaded.decision_map(healthy[:2]), fitted.decision_map(healthy[:2])
+    )

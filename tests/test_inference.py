@@ -277,3 +277,14 @@ def test_restorer_smoothing_is_applied_to_the_fused_map(whole_slice):
     )[:, 0].numpy()
     np.testing.assert_allclose(smooth, expected, atol=1e-5)
     assert np.all(smooth[~fg] == 0) and not np.allclose(smooth, raw)
+
+
+def test_normalize_residuals_divides_by_the_bin_of_each_intensity():
+    from disyre_sk._inference import intensity_bins, normalize_residuals
+
+    x = torch.tensor([[[[0.0, 0.24, 0.25, 0.5], [0.74, 0.75, 0.99, 1.0]]]])
+    np.testing.assert_array_equal(intensity_bins(x, 4).flatten().tolist(), [0, 0, 1, 2, 2, 3, 3, 3])
+    residual = torch.full_like(x, 6.0)
+    out = normalize_residuals(residual, x, (1.0, 2.0, 3.0, 6.0))
+    expected = [6.0, 6.0, 3.0, 2.0, 2.0, 1.0, 1.0, 1.0]
+    assert out.flatten().tolist() == expected
