@@ -36,8 +36,8 @@ TEST_BASES = ("colin",)
 
 # Small enough for about five minutes on two CPU cores; '--full' is the GPU setting.
 # Many small patches (one synthetic anomaly each) learn faster per second of CPU than
-# few large ones, and whole-slice mapping with light smoothing keeps the accuracy
-# (benchmarks/held_out.py records the comparison).
+# few large ones; whole slices are mapped, each residual is divided by the healthy
+# residual of its intensity, then lightly smoothed (benchmarks/held_out.py compares them).
 QUICK = dict(
     cohort=dict(n_healthy=16, n_test=12, voxel_size=3.0),
     detector=dict(
@@ -52,6 +52,7 @@ QUICK = dict(
         window_size="slice",
         severities=(0.25, 0.5),
         map_smoothing=1.0,
+        map_normalization="intensity",
         inference_batch_size=64,
     ),
 )
@@ -63,6 +64,7 @@ FULL = dict(
         batch_size=96,
         window_size="slice",
         map_smoothing=1.0,
+        map_normalization="intensity",
     ),
 )
 SLICE_TOP_K = 0.05  # a slice's score: mean of its top 5 % foreground map values
