@@ -76,6 +76,7 @@ from _common import (
     write_results,
 )
 
+from disyre_sk._demo import QUICK as DEMO
 from disyre_sk._detector import resolve_device
 from disyre_sk.datasets import cohort_slices, load_brain_anatomy, make_brain_cohort
 from disyre_sk.metrics import (
@@ -129,6 +130,15 @@ SETTINGS: dict[str, dict] = {
         autoencoder=dict(widths=(32, 64, 128), latent_channels=16),
         pyod=dict(downsample=2, ae_epochs=5),
         budget_s=3600,
+    ),
+    # Two CPU cores, about 45 minutes for three seeds: the demo's recipe (many small
+    # patches, whole-slice maps, residuals normalised per intensity, light smoothing).
+    "medium": dict(
+        cohort=dict(n_healthy=16, n_test=12, voxel_size=3.0),
+        detector=dict(DEMO["detector"], n_steps=250, warmup_steps=25),
+        autoencoder=dict(widths=(32, 64, 128), latent_channels=16),
+        pyod=dict(downsample=2, ae_epochs=5),
+        budget_s=3 * 3600,
     ),
     # One GPU: the reference network on 64-pixel patches, 2 mm voxels, 20k steps.
     "full": dict(

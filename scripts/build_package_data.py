@@ -29,6 +29,8 @@ from scipy import ndimage as ndi
 from scipy import optimize
 from sklearn.mixture import GaussianMixture
 
+from disyre_sk._cohort import _rotation
+
 VOXEL_MM = 2.0
 MARGIN_MM = 4.0
 MNI_DIR = "nilearn_icbm152_2009a"
@@ -84,17 +86,6 @@ def _mni_tissues(gm: np.ndarray, wm: np.ndarray, mask: np.ndarray) -> dict[str, 
     gm, wm = gm * scale, wm * scale
     csf = np.where(mask, 1.0 - gm - wm, 0.0)
     return {"csf": csf, "gm": gm, "wm": wm}
-
-
-def _rotation(angles: np.ndarray) -> np.ndarray:
-    out = np.eye(3)
-    for axis, a in enumerate(angles):
-        c, s = np.cos(a), np.sin(a)
-        i, j = [k for k in range(3) if k != axis]
-        rot = np.eye(3)
-        rot[i, i], rot[i, j], rot[j, i], rot[j, j] = c, -s, s, c
-        out = rot @ out
-    return out
 
 
 def _register_affine(

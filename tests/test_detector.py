@@ -12,6 +12,7 @@ from sklearn.preprocessing import FunctionTransformer
 from toy import smooth_brains
 
 from disyre_sk import DISYREDetector
+from disyre_sk._demo import QUICK
 
 TINY = dict(
     patch_size=16,
@@ -26,20 +27,7 @@ TINY = dict(
 
 # The demo's CPU recipe, shorter: many small patches, whole-slice maps, light smoothing,
 # residuals normalised per intensity.
-E2E = dict(
-    patch_size=32,
-    widths=(16, 32, 64),
-    attention_levels=(),
-    n_steps=150,
-    batch_size=32,
-    learning_rate=1e-3,
-    warmup_steps=15,
-    window_size="slice",
-    severities=(0.25, 0.5),
-    map_smoothing=1.0,
-    map_normalization="intensity",
-    random_state=0,
-)
+E2E = dict(QUICK["detector"], n_steps=150, batch_size=32, warmup_steps=15, random_state=0)
 
 
 @pytest.fixture(scope="module")

@@ -166,6 +166,20 @@ class DAGCorruption(_ShapedCorruption):
         return _finish(x, out, mask, severity)
 
 
+def check_members(corruptions) -> tuple:
+    """The members of a composite corruption as a tuple; a TypeError unless all are."""
+    corruptions = tuple(corruptions)
+    if not corruptions or not all(isinstance(c, Corruption) for c in corruptions):
+        raise TypeError("corruptions must be a non-empty sequence of Corruption objects")
+    return corruptions
+
+
+def member_params(params: dict, i: int) -> dict:
+    """Member ``i``'s parameters out of a composite's ``"{i}.{key}"`` dictionary."""
+    prefix = f"{i}."
+    return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+
+
 class Compose(Corruption):
     """Apply several corruptions in sequence; severity and mask are the element-wise maxima.
 
@@ -190,10 +204,7 @@ class Compose(Corruption):
     """
 
     def __init__(self, corruptions: Sequence[Corruption]) -> None:
-        corruptions = tuple(corruptions)
-        if not corruptions or not all(isinstance(c, Corruption) for c in corruptions):
-            raise TypeError("corruptions must be a non-empty sequence of Corruption objects")
-        self.corruptions = corruptions
+        self.corruptions = check_members(corruptions)
 
     def sample_params(
         self,
@@ -266,9 +277,7 @@ class Compose(Corruption):
         fg = _check_input(x, foreground)
         image, mask, severity = x, None, None
         for i, c in enumerate(self.corruptions):
-            prefix = f"{i}."
-            sub = {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
-            out = c.apply(image, sub, fg)
+            out = c.apply(image, member_params(params, i), fg)
             image = out.image
             mask = out.mask if mask is None else torch.maximum(mask, out.mask)
             severity = out.severity if severity is None else torch.maximum(severity, out.severity)

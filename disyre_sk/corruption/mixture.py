@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .base import Corrupted, Corruption, _check_input, _rand
+from .compose import check_members, member_params
 
 __all__ = ["Mixture"]
 
@@ -45,9 +46,7 @@ class Mixture(Corruption):
     def __init__(
         self, corruptions: Sequence[Corruption], weights: Sequence[float] | None = None
     ) -> None:
-        corruptions = tuple(corruptions)
-        if not corruptions or not all(isinstance(c, Corruption) for c in corruptions):
-            raise TypeError("corruptions must be a non-empty sequence of Corruption objects")
+        corruptions = check_members(corruptions)
         if weights is not None:
             weights = tuple(float(w) for w in weights)
             if len(weights) != len(corruptions) or min(weights) < 0 or sum(weights) <= 0:
@@ -135,9 +134,7 @@ class Mixture(Corruption):
         choice = params["choice"]
         image, mask, severity = x.clone(), None, None
         for i, c in enumerate(self.corruptions):
-            prefix = f"{i}."
-            sub = {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
-            out = c.apply(x, sub, fg)
+            out = c.apply(x, member_params(params, i), fg)
             if mask is None:
                 mask, severity = torch.zeros_like(out.mask), torch.zeros_like(out.severity)
             pick = choice == i
