@@ -111,7 +111,7 @@ def md_table(headers: list[str], rows: list[list]) -> str:
         return "—" if v is None else str(v).replace("|", "\\|")
 
     lines = [
-        "| " + " | ".join(headers) + " |",
+        "| " + " | ".join(cell(h) for h in headers) + " |",
         "|" + "|".join("---" for _ in headers) + "|",
     ]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
