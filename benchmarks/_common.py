@@ -24,6 +24,17 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
+# The real brains shipped with the package (``load_brain_anatomy().names``).
+BRAINS = ("mni", "colin", "itk")
+
+
+def cohort_bases(held_out: str | None) -> dict:
+    """``make_brain_cohort`` keywords of a protocol: the usual split, or one brain held out."""
+    if held_out is None:
+        return {}
+    return {"train_bases": tuple(b for b in BRAINS if b != held_out), "test_bases": (held_out,)}
+
+
 def command_line() -> str:
     """The command that is running, as one could paste it into a shell."""
     return "python " + shlex.join(sys.argv)

@@ -66,7 +66,9 @@ from _baselines import (
     two_sided_intensity_maps,
 )
 from _common import (
+    BRAINS,
     REPO,
+    cohort_bases,
     command_line,
     detector_without_offset,
     git_commit,
@@ -78,7 +80,7 @@ from _common import (
 
 from disyre_sk._demo import QUICK as DEMO
 from disyre_sk._detector import resolve_device
-from disyre_sk.datasets import cohort_slices, load_brain_anatomy, make_brain_cohort
+from disyre_sk.datasets import cohort_slices, make_brain_cohort
 from disyre_sk.metrics import (
     best_dice,
     dice_at_fpr,
@@ -264,14 +266,6 @@ class Evaluation:
 
 def n_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def cohort_bases(held_out: str | None) -> dict:
-    """``make_brain_cohort`` keywords of a protocol: the usual split, or one brain held out."""
-    if held_out is None:
-        return {}
-    names = load_brain_anatomy(voxel_size=8.0).names
-    return {"train_bases": tuple(b for b in names if b != held_out), "test_bases": (held_out,)}
 
 
 def run_seed(
@@ -673,7 +667,7 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--held-out",
-        choices=("mni", "colin", "itk"),
+        choices=BRAINS,
         default=None,
         help="held-out anatomy protocol: test subjects from this real brain only, training "
         "subjects from the others (default: the usual split)",

@@ -168,7 +168,12 @@ class Restorer:
         self.whole_slice = whole_slice
         self.size_multiple = size_multiple
         self.smoothing = smoothing
-        self.residual_profile = residual_profile
+        # A device tensor once here, not a host-to-device copy per chunk.
+        self.residual_profile = (
+            None
+            if residual_profile is None
+            else torch.as_tensor(residual_profile, dtype=torch.float32, device=device)
+        )
 
     def whole_slice_shape(self, h: int, w: int) -> tuple[int, int]:
         """Network input size for a ``(h, w)`` foreground box in whole-slice mode."""

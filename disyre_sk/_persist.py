@@ -158,7 +158,7 @@ def load_detector(cls, path, device="auto"):
     detector.network_ = network.to(dev).eval()
     detector._layout = _data.Layout(state["layout_kind"], tuple(state["image_shape_"]))
     for name in _STATE_ATTRIBUTES:
-        value = state[name] if name in state or name not in _STATE_DEFAULTS else None
+        value = state.get(name, _STATE_DEFAULTS[name]) if name in _STATE_DEFAULTS else state[name]
         setattr(detector, name, _tuple_if_list(value))
     if dev.type != "cuda" and detector.precision_ == "bf16":
         detector.precision_ = "fp32"
