@@ -1,17 +1,18 @@
 """What carries to a brain the model never saw: training recipes and map options, compared.
 
     python benchmarks/held_out.py [--recipes dag32 fpi32 mix32 dag64] [--held-out colin itk]
-                                  [--seeds 0] [--n-steps 400] [--threads 2]
+                                  [--seeds 0] [--n-steps 400] [--contrast t2] [--threads 2]
                                   [--out benchmarks/results/held_out_cpu.md]
 
 The held-out anatomy protocol (``make_brain_cohort(train_bases=..., test_bases=...)``):
 training subjects rendered from two of the three real brains shipped with the package,
 healthy and lesioned test subjects from the third. For each recipe, fold and seed one
 ``DISYREDetector`` is fitted with ``map_normalization='intensity'`` (so that it learns the
-residual profile) and maps the test subjects with four map options read at predict time
+residual profile) and maps the test subjects with six map options read at predict time
 (``set_params``, no refit): the raw residual, ``map_smoothing=1``, the intensity
-normalisation, and both. Baselines on the same subjects: intensity thresholding
-one-sided (the scan) and two-sided (``|x - brain median|``). Only public API is used.
+normalisation, both, and both with ``map_erosion`` of 1 and 2 pixels. Baselines on the
+same subjects: intensity thresholding one-sided (the scan) and two-sided
+(``|x - brain median|``). Only public API is used.
 
 Metrics (exact, ``disyre_sk.metrics``): pixel AP pooled over the brain voxels of the
 lesioned test volumes, per family; slice AUROC (axial slices with >= 2 % brain, score =
@@ -78,6 +79,12 @@ MAP_OPTIONS = {
     "smooth 1": dict(map_smoothing=1.0, map_normalization=None),
     "normalised": dict(map_smoothing=0.0, map_normalization="intensity"),
     "normalised + smooth 1": dict(map_smoothing=1.0, map_normalization="intensity"),
+    "normalised + smooth 1 + erode 1": dict(
+        map_smoothing=1.0, map_normalization="intensity", map_erosion=1
+    ),
+    "normalised + smooth 1 + erode 2": dict(
+        map_smoothing=1.0, map_normalization="intensity", map_erosion=2
+    ),
 }
 FAMILIES = ("tumour", "stroke", "foci", "cavity")
 
@@ -107,7 +114,7 @@ def baselines(cohort) -> dict[str, np.ndarray]:
 
 
 def run(recipe: str, held: str, seed: int, n_steps: int, cohort_kw: dict) -> list[dict]:
-    cohort = make_brain_cohort(**cohort_kw, contrast="t2", random_state=seed, **cohort_bases(held))
+    cohort = make_brain_cohort(**cohort_kw, random_state=seed, **cohort_bases(held))
     make, patch, batch = RECIPES[recipe]
     det = DISYREDetector(
         **BASE,
@@ -155,12 +162,13 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--n-steps", type=int, default=400)
     ap.add_argument("--voxel-size", type=float, default=3.0)
+    ap.add_argument("--contrast", default="t2", choices=("t2", "flair", "t1"))
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="benchmarks/results/held_out_cpu.md")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cohort_kw = dict(n_healthy=16, n_test=12, voxel_size=args.voxel_size)
+    cohort_kw = dict(n_healthy=16, n_test=12, voxel_size=args.voxel_size, contrast=args.contrast)
     info = {
         "command": command_line(),
         "commit": git_commit(),
@@ -205,7 +213,7 @@ def write(args, info, rows, cohort_kw, elapsed) -> None:
     ]
     body = "\n\n".join(
         [
-            f"Cohort per fold: {cohort_kw}, T2-like; training subjects from the two other "
+            f"Cohort per fold: {cohort_kw}; training subjects from the two other "
             f"brains. Detector: {dict(BASE)}, {args.n_steps} steps, warm-up a tenth; "
             "recipes (corruption, patch, batch): "
             + "; ".join(

@@ -149,6 +149,14 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         its intensity does. It does not depend on where a pixel is, so it carries to
         brains unlike the training ones. ``None`` keeps the raw residual (the
         published method). Setting it after ``fit`` needs a refit.
+    map_erosion : int, default=0
+        Set the map to 0 on the outermost ``map_erosion`` pixels of each slice's
+        foreground (in-plane erosion by the 3 x 3 cross, as
+        ``scipy.ndimage.binary_erosion(..., iterations=map_erosion)``), after
+        smoothing. The brain's rim is where a restoration is least certain and
+        where skull-stripping leaves its errors; eroding the evaluation mask there is
+        the field's standard post-processing. ``0`` keeps every foreground pixel (the
+        published method). A lesion that touches the rim loses those pixels too.
     score_reduction : {'topk', 'mean', 'max'}, default='topk'
         How a map is reduced to a scan's score: mean of the ``top_k`` highest foreground
         values, their mean, or their maximum.
@@ -312,6 +320,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
         "map_smoothing": [Interval(Real, 0, None, closed="left")],
         "map_normalization": [None, StrOptions({"intensity"})],
+        "map_erosion": [Interval(Integral, 0, None, closed="left")],
         "score_reduction": [StrOptions({"topk", "mean", "max"})],
         "top_k": [Interval(Real, 0, None, closed="neither")],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
@@ -354,6 +363,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         inference_batch_size=64,
         map_smoothing=0.0,
         map_normalization=None,
+        map_erosion=0,
         score_reduction="topk",
         top_k=0.01,
         contamination="auto",
@@ -392,6 +402,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.inference_batch_size = inference_batch_size
         self.map_smoothing = map_smoothing
         self.map_normalization = map_normalization
+        self.map_erosion = map_erosion
         self.score_reduction = score_reduction
         self.top_k = top_k
         self.contamination = contamination
@@ -567,7 +578,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.network_ = network
         self.residual_profile_ = None
         # The profile is learned after training: validation maps the raw residual.
-        validator = _validation.make_validator(self, plan, self._restorer(normalize=False))
+        validator = _validation.make_validator(self, plan, self._restorer(post_process=False))
         trainer = Trainer(
             network,
             bank,
@@ -620,6 +631,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "window_size",
             "map_smoothing",
             "map_normalization",
+            "map_erosion",
             "score_reduction",
             "top_k",
             "background",
@@ -636,6 +648,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "inference_batch_size",
             "map_smoothing",
             "map_normalization",
+            "map_erosion",
             "score_reduction",
             "top_k",
             "contamination",
@@ -663,7 +676,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         """Mean healthy residual per intensity bin, from up to 256 training slices."""
         has_fg = np.flatnonzero(slice_fg.reshape(len(slice_fg), -1).any(axis=1))
         pick = np.sort(rng.permutation(has_fg)[:256])
-        restorer = self._restorer(normalize=False)
+        restorer = self._restorer(post_process=False)
         restorer.smoothing = 0.0
         residual = restorer.maps(slices[pick], slice_fg[pick])
         fg = slice_fg[pick]
@@ -693,7 +706,9 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             )
         return profile
 
-    def _restorer(self, normalize: bool = True) -> Restorer:
+    def _restorer(self, post_process: bool = True) -> Restorer:
+        # post_process=False: the raw residual (no normalisation, no erosion) that the
+        # training monitor and the residual profile measure.
         whole_slice = self.window_size == "slice"
         if whole_slice:
             # One network input per slice, its own foreground box: the network is fully
@@ -713,7 +728,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             # and their checks run here too.
             smoothing=_check_map_smoothing(self.map_smoothing),
             severities=check_severities(self.severities),
-            residual_profile=self._checked_profile() if normalize else None,
+            residual_profile=self._checked_profile() if post_process else None,
+            erosion=int(self.map_erosion) if post_process else 0,
             mode=self.inference,
             batch_size=self.inference_batch_size,
             device=self.device_,

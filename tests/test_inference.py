@@ -4,7 +4,13 @@ import torch
 from torch import nn
 
 from disyre_sk._data import foreground_boxes, union_box
-from disyre_sk._inference import Restorer, gaussian_window, padded_size, smooth_maps
+from disyre_sk._inference import (
+    Restorer,
+    erode_foreground,
+    gaussian_window,
+    padded_size,
+    smooth_maps,
+)
 
 
 class Identity(nn.Module):
@@ -288,3 +294,29 @@ def test_normalize_residuals_divides_by_the_bin_of_each_intensity():
     out = normalize_residuals(residual, x, (1.0, 2.0, 3.0, 6.0))
     expected = [6.0, 6.0, 3.0, 2.0, 2.0, 1.0, 1.0, 1.0]
     assert out.flatten().tolist() == expected
+
+
+def test_erode_foreground_matches_scipy_binary_erosion():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    mask = ndimage.binary_opening(rng.random((3, 20, 24)) > 0.3, iterations=1)
+    mask[0, :, 0] = True  # foreground touching the image border is eroded there too
+    for pixels in (0, 1, 2, 3):
+        ours = erode_foreground(torch.from_numpy(mask[:, None].astype(np.float32)), pixels)
+        ref = np.stack(
+            [ndimage.binary_erosion(m, iterations=pixels) if pixels else m for m in mask]
+        )
+        np.testing.assert_array_equal(ours[:, 0].numpy().astype(bool), ref)
+
+
+def test_erosion_zeroes_the_rim_and_keeps_the_interior():
+    x = np.zeros((1, 16, 16), np.float32)
+    x[0, 3:13, 3:13] = 0.6
+    kw = dict(severities=(0.5,), patch_size=8, stride=4)
+    full = _restorer(Flatten(0.5), **kw).maps(x, x > 0)
+    eroded = _restorer(Flatten(0.5), erosion=2, **kw).maps(x, x > 0)
+    inner = np.zeros_like(x, dtype=bool)
+    inner[0, 5:11, 5:11] = True
+    np.testing.assert_array_equal(eroded[inner], full[inner])
+    assert (eroded[~inner] == 0).all() and (full[~inner & (x > 0)] > 0).all()
