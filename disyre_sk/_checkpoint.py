@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
-import tempfile
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,9 +23,11 @@ import numpy as np
 import torch
 
 from ._distributed import World
+from ._files import atomic_write, digest
 
 CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
+# Format 2 adds a SHA-256 of the whole content, verified before resuming.
+CHECKPOINT_FORMAT = 2
 
 
 def fingerprint(params: dict, data: np.ndarray) -> str:
@@ -56,38 +57,46 @@ class Checkpointer:
         self.every = int(every)
         self.run_id = run_id
         self.last_saved = -1
+        self.failed = False
 
     @property
     def path(self) -> Path:
         return self.folder / CHECKPOINT_NAME
 
     def save(self, trainer) -> None:
-        """Write the trainer's state atomically (a crash keeps the previous file)."""
+        """Write the trainer's state atomically (a crash keeps the previous file).
+
+        A write that fails (disk full, folder made read-only mid-run) warns and stops
+        checkpointing for the rest of the run instead of ending it: the training in
+        memory is worth more than the next checkpoint.
+        """
         world = _world_of(trainer)
         state = trainer.state_dict()  # a collective under torchrun: every rank calls it
-        if world.is_main:
-            self._write(state)
+        if world.is_main and not self.failed:
+            try:
+                self._write(state)
+            except OSError as exc:
+                self.failed = True
+                warnings.warn(
+                    f"could not write the checkpoint {str(self.path)!r} ({exc}); training "
+                    "goes on without checkpoints, so an interruption from here on loses "
+                    f"the steps since the last good checkpoint (step {self.last_saved}).",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         # Nobody reads or replaces the file before it is complete.
         world.barrier()
-        self.last_saved = trainer.step
+        if not self.failed:
+            self.last_saved = trainer.step
 
     def _write(self, state: dict) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": CHECKPOINT_FORMAT,
             "run_id": self.run_id,
             "trainer": state,
         }
-        fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(payload, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        payload["checksum"] = digest(payload)
+        atomic_write(self.path, lambda handle: torch.save(payload, handle), fsync=True)
 
     def maybe_save(self, trainer) -> None:
         """Save when ``every`` steps have passed since the last save."""
@@ -106,27 +115,68 @@ class Checkpointer:
         )
         if not exists:
             return False
-        try:
-            payload = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(
-                f"cannot read the checkpoint {str(self.path)!r} ({type(exc).__name__}: "
-                f"{exc}); delete it to start afresh."
-            ) from exc
-        if payload.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(
-                f"{str(self.path)!r} has checkpoint format {payload.get('format')}, this "
-                f"version writes {CHECKPOINT_FORMAT}; use another checkpoint_dir."
-            )
+        payload = self._read()
         if payload.get("run_id") != self.run_id:
             raise ValueError(
                 f"the checkpoint in {str(self.folder)!r} belongs to another training run "
                 "(different training data or parameters). Use a new checkpoint_dir, or "
                 "delete the old checkpoint to start afresh."
             )
-        trainer.load_state_dict(payload["trainer"])
+        try:
+            trainer.load_state_dict(payload["trainer"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(
+                f"the checkpoint {str(self.path)!r} does not fit this training run "
+                f"({type(exc).__name__}: {exc}); delete it to start afresh."
+            ) from exc
         self.last_saved = trainer.step
         return True
+
+    def _read(self) -> dict:
+        """The checkpoint's payload, read without unpickling and checked."""
+        where = repr(str(self.path))
+        fresh = "delete it to start afresh, or put back an intact copy"
+        try:
+            payload = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(
+                f"cannot read the checkpoint {where}: it is truncated, damaged or not a "
+                f"checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                f"{fresh}."
+            ) from exc
+        if not isinstance(payload, dict):
+            raise ValueError(f"{where} is not a disyre_sk checkpoint; {fresh}.")
+        version = payload.get("format")
+        if version == 1 and set(payload) == {"format", "run_id", "trainer"}:
+            warnings.warn(
+                f"{where} is a format 1 checkpoint without a checksum: damage to it cannot "
+                "be detected.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return payload
+        if version != CHECKPOINT_FORMAT or set(payload) != {
+            "format",
+            "run_id",
+            "trainer",
+            "checksum",
+        }:
+            raise ValueError(
+                f"{where} has checkpoint format {version!r} or unexpected entries; this "
+                f"version writes format {CHECKPOINT_FORMAT}. Use another checkpoint_dir, or "
+                f"{fresh}."
+            )
+        content = {k: v for k, v in payload.items() if k != "checksum"}
+        try:
+            intact = digest(content) == payload["checksum"]
+        except TypeError:
+            intact = False
+        if not intact:
+            raise ValueError(
+                f"the checkpoint {where} fails its SHA-256 check: it was damaged (a disk "
+                f"error, an incomplete copy) or edited; {fresh}."
+            )
+        return payload
 
 
 def _world_of(trainer) -> World:

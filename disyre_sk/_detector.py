@@ -7,6 +7,7 @@ intensities. This module only decides what goes where.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import warnings
@@ -23,7 +24,15 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from . import _data, _validation
 from ._augment import Augmentation
 from ._checkpoint import Checkpointer, fingerprint
+from ._device import (
+    activation_bytes,
+    check_device_name,
+    check_fits,
+    resolve_device,
+    training_precision,
+)
 from ._distributed import join_world
+from ._files import check_writable, jsonable
 from ._inference import Restorer
 from ._persist import load_detector, save_detector
 from ._training import SliceBank, Trainer
@@ -36,24 +45,6 @@ from .schedule import check_severities
 _MAX_VOXELS_PER_GROUP = 1 << 24
 
 
-def resolve_device(device) -> torch.device:
-    """Turn the ``device`` parameter into a usable :class:`torch.device`."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
-        ) from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} asks for CUDA but torch sees no CUDA device here; "
-            "use device='auto' or 'cpu'."
-        )
-    return resolved
-
-
 def _check_map_smoothing(value) -> float:
     """``map_smoothing`` as a float; a clear error unless it is finite and >= 0."""
     if not isinstance(value, Real) or not 0 <= float(value) < math.inf:
@@ -62,6 +53,11 @@ def _check_map_smoothing(value) -> float:
             f"none), got {value!r}."
         )
     return float(value)
+
+
+def _comparable(settings: dict) -> str:
+    """Settings as canonical JSON: tuples, lists and arrays of one value compare equal."""
+    return json.dumps(jsonable(settings), sort_keys=True)
 
 
 class DISYREDetector(OutlierMixin, BaseEstimator):
@@ -433,10 +429,21 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             )
         severities = check_severities(self.severities)
         _check_map_smoothing(self.map_smoothing)  # inf passes the Interval constraint
+        for name in ("top_k", "learning_rate", "weight_decay", "grad_clip", "validation_tol"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}.")
         if isinstance(self.window_size, Integral) and self.window_size % multiple:
             raise ValueError(
                 f"window_size={self.window_size} must be a multiple of {multiple} "
                 f"(2 ** (len(widths) - 1) for widths={widths})."
+            )
+        window = self.patch_size if self.window_size is None else self.window_size
+        if self.stride is not None and window != "slice" and self.stride > window:
+            raise ValueError(
+                f"stride={self.stride} is larger than the inference window ({window} "
+                "pixels): the pixels between windows would never be mapped. Use a stride "
+                "of at most the window size (None: a quarter of it)."
             )
         low, high = (float(p) for p in np.asarray(self.intensity_percentiles, dtype=float))
         if not 0 <= low < high <= 100:
@@ -525,6 +532,24 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
 
     def _fit(self, X, X_val=None):
         widths, _, attention = self._check_settings()
+        # Refused before any data is read or any step is run, not after an hour.
+        device = resolve_device(self.device)
+        check_fits(
+            activation_bytes(
+                self.batch_size,
+                self.patch_size,
+                widths,
+                self.n_res_blocks,
+                True,
+                (*attention, len(widths) - 1),  # the middle block always attends
+                device.type == "cpu",
+            ),
+            device,
+            f"Training with batch_size={self.batch_size} and patch_size={self.patch_size}",
+            "lower batch_size or patch_size",
+        )
+        if self.checkpoint_dir is not None:
+            check_writable(self.checkpoint_dir, "checkpoint_dir")
         images, layout = self._validate_input(X, reset=True)
         self._layout = layout
         foreground = _data.foreground_of(images, self.background)
@@ -550,9 +575,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         slice_fg = _data.to_slices(fit_fg, layout.is_volume, self.slice_axis)
 
         device = world.device
-        precision = self.precision
-        if precision == "auto":
-            precision = "bf16" if device.type == "cuda" else "fp32"
+        precision = training_precision(device, self.precision)
         # Initialise the weights from our own seed without touching the caller's
         # global torch RNG state.
         with torch.random.fork_rng(devices=[]):
@@ -706,9 +729,41 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             )
         return profile
 
+    def _check_params_now(self) -> None:
+        """The constraint table and the cross-parameter checks, as ``fit`` runs them.
+
+        Predict-time parameters can change after ``fit`` (``set_params``, a model
+        file): they are checked where they are used, so no value that ``fit`` would
+        refuse slips into inference as a silent fallback or a loop that never ends.
+        """
+        self._validate_params()
+        self._check_settings()
+        check_device_name(self.device)
+        network = getattr(self, "network_", None)
+        if network is not None:
+            config = network.config
+            window = self.patch_size if self.window_size in (None, "slice") else self.window_size
+            attention = (*config["attention_levels"], len(config["widths"]) - 1)
+            check_fits(
+                activation_bytes(
+                    self.inference_batch_size,
+                    window,
+                    config["widths"],
+                    config["n_res_blocks"],
+                    False,
+                    attention if config["mid_attention"] else config["attention_levels"],
+                    self.device_.type == "cpu",
+                ),
+                self.device_,
+                f"Inference with inference_batch_size={self.inference_batch_size} and "
+                f"windows of {window} pixels",
+                "lower inference_batch_size or window_size",
+            )
+
     def _restorer(self, post_process: bool = True) -> Restorer:
         # post_process=False: the raw residual (no normalisation, no erosion) that the
         # training monitor and the residual profile measure.
+        self._check_params_now()
         whole_slice = self.window_size == "slice"
         if whole_slice:
             # One network input per slice, its own foreground box: the network is fully
@@ -752,6 +807,15 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             maps = restorer.maps(slices, slice_fg)
             out[part] = _data.from_slices(
                 maps, scaled.shape[0], layout.image_shape, self.slice_axis
+            )
+        bad = np.flatnonzero(~np.isfinite(out.reshape(len(out), -1)).all(axis=1))
+        if bad.size:
+            # Inputs are checked finite, so the network made these: damaged weights.
+            raise FloatingPointError(
+                f"the maps of {bad.size} of {len(out)} scans (indices "
+                f"{bad[:10].tolist()}) hold NaN or infinite values: the network's weights "
+                "are damaged or diverged. Load a model file that passes its checksum, or "
+                "refit (a lower learning_rate, grad_clip) if this model came from fit."
             )
         return out
 
@@ -860,8 +924,9 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         >>> bool(np.allclose(shifted, det.score_samples(X) - det.offset_))
         True
         """
+        scores = self.score_samples(X)  # invalid settings fail here, before any warning
         settings = getattr(self, "_offset_settings", None)
-        if settings is not None and settings != self._scoring_settings():
+        if settings is not None and _comparable(settings) != _comparable(self._scoring_settings()):
             warnings.warn(
                 "offset_ was set at fit time with other inference or scoring settings "
                 f"({settings}); the scores have changed scale since, so predict and "
@@ -870,7 +935,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
-        return self.score_samples(X) - self.offset_
+        return scores - self.offset_
 
     def predict(self, X) -> np.ndarray:
         """Label each scan: +1 inlier (normal), -1 outlier (anomalous).

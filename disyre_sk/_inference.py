@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._data import foreground_boxes, union_box
-from ._training import autocast_for
+from ._device import autocast_for
 from .schedule import cold_diffusion_step, multistep_severities
 
 # Upper bound on windows held at once per chunk of slices: bounds device memory.
@@ -47,9 +47,12 @@ def smooth_maps(maps: torch.Tensor, foreground: torch.Tensor, sigma: float) -> t
     receive a value, so the map stays 0 outside ``foreground``. The kernel reaches
     ``4 * sigma`` pixels, as ``scipy.ndimage.gaussian_filter``'s does.
     """
-    if sigma <= 0:
+    # Below a tenth of a pixel the neighbours' weights (exp(-50) and less) vanish in
+    # float32: the map is unchanged, and 1 / sigma would overflow for tinier sigmas.
+    if sigma < 0.1:
         return maps * foreground
-    radius = max(1, math.ceil(4 * sigma))
+    # No pixel lies farther than the image's side: a longer kernel changes nothing.
+    radius = max(1, math.ceil(min(4 * sigma, max(maps.shape[-2:]) - 1)))
     t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=maps.device)
     g = torch.exp(-0.5 * (t / sigma) ** 2)
     g = g / g.sum()
@@ -66,7 +69,8 @@ def erode_foreground(foreground: torch.Tensor, pixels: int) -> torch.Tensor:
     ``pixels`` passes of the 3 x 3 cross, as ``scipy.ndimage.binary_erosion`` with
     ``iterations=pixels`` and its default structure; outside the image is background.
     """
-    for _ in range(pixels):
+    # Past half the image's side nothing is left: more passes change nothing.
+    for _ in range(min(pixels, max(foreground.shape[-2:]))):
         p = F.pad(foreground, (1, 1, 1, 1))
         foreground = (
             foreground * p[..., :-2, 1:-1] * p[..., 2:, 1:-1] * p[..., 1:-1, :-2] * p[..., 1:-1, 2:]

@@ -1,25 +1,32 @@
-"""Safe, versioned model files: JSON metadata plus tensors, loaded without unpickling.
+"""Safe, versioned, checksummed model files: JSON metadata plus tensors, no unpickling.
 
 A model file is a ``torch.save`` archive holding only strings and tensors, read back
 with ``torch.load(weights_only=True)``, which refuses arbitrary Python objects. Pickle
 and joblib files of a detector, by contrast, run code when loaded.
+
+Format 2 adds a SHA-256 of every entry (each tensor of the network on its own), checked
+on load before anything in the file is used; a flipped bit, a truncated copy or an
+edited field is refused with an error that names the file. The architecture that the
+metadata describes is compared with the stored weights' shapes on PyTorch's ``meta``
+device, so a crafted description allocates nothing. Format 1 files (no checksums) still
+load, with a warning.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-import os
-import tempfile
+import math
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from ._files import atomic_write, digest, jsonable
 from ._version import __version__
 
 FORMAT_NAME = "disyre_sk.model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # Learned attributes stored as JSON, beside the network's weights.
 _STATE_ATTRIBUTES = (
@@ -33,26 +40,27 @@ _STATE_ATTRIBUTES = (
 )
 # Learned attributes added after the first files were written, with their value then.
 _STATE_DEFAULTS = {"residual_profile_": None}
+_LAYOUT_KINDS = ("table", "slices", "volumes")
+_ENTRIES = (
+    "format",
+    "format_version",
+    "package_version",
+    "torch_version",
+    "params",
+    "state",
+    "network_config",
+    "state_dict",
+)
 
 
-def _jsonable(value):
-    if isinstance(value, torch.device):
-        return str(value)
-    if isinstance(value, os.PathLike):  # checkpoint_dir=Path(...): stored as its string
-        return os.fspath(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
+class ModelFileError(ValueError):
+    """A model file that cannot be trusted or understood; the message says which and why."""
 
 
-def _tuple_if_list(value):
-    return tuple(value) if isinstance(value, list) else value
+def _checksums(payload: dict) -> dict:
+    sums = {k: digest(payload[k]) for k in _ENTRIES if k != "state_dict"}
+    sums.update({f"state_dict/{k}": digest(v) for k, v in payload["state_dict"].items()})
+    return sums
 
 
 def save_detector(detector, path) -> Path:
@@ -61,15 +69,17 @@ def save_detector(detector, path) -> Path:
     corruption = params["corruption"]
     if not isinstance(corruption, str):
         params["corruption"] = {"class": type(corruption).__name__, "repr": repr(corruption)}
-    params = {k: _jsonable(v) for k, v in params.items()}
+    params = {k: jsonable(v) for k, v in params.items()}
     if not isinstance(params["random_state"], (int, type(None))):
         params["random_state"] = None
     state = {
-        name: _jsonable(getattr(detector, name, _STATE_DEFAULTS.get(name)))
+        name: jsonable(getattr(detector, name, _STATE_DEFAULTS.get(name)))
         for name in _STATE_ATTRIBUTES
     }
     state["layout_kind"] = detector._layout.kind
     state["device_"] = str(detector.device_)
+    # The settings offset_ was computed with: a loaded model still warns when they change.
+    state["offset_settings"] = jsonable(getattr(detector, "_offset_settings", None))
     payload = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -82,41 +92,67 @@ def save_detector(detector, path) -> Path:
             k: v.detach().cpu().contiguous() for k, v in detector.network_.state_dict().items()
         },
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target, then rename: a crash never leaves a half-written model.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    payload["checksums"] = json.dumps(_checksums(payload))
+    return atomic_write(Path(path), lambda handle: torch.save(payload, handle))
+
+
+def _fail(path, problem: str, advice: str) -> ModelFileError:
+    return ModelFileError(f"{str(path)!r}: {problem}. {advice}")
+
+
+_DAMAGED = (
+    "The file is damaged (an incomplete copy or download, a disk error) or was edited "
+    "after it was written: get a fresh copy, or save the model again"
+)
 
 
 def read_model_file(path) -> dict:
-    """Read and check a model file without unpickling anything."""
+    """Read a model file without unpickling and verify its checksums; return its payload."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {str(path)!r}.")
+    if path.stat().st_size == 0:
+        raise _fail(path, "the model file is empty", _DAMAGED)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(
-            f"{str(path)!r} is not a disyre_sk model file readable without unpickling "
-            f"({type(exc).__name__}: {exc}). Pickle or joblib files must be opened with "
-            "joblib.load, and only if they come from a trusted source."
+        raise _fail(
+            path,
+            "is not a disyre_sk model file readable without unpickling, or it is "
+            f"truncated or damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            "Pickle or joblib files must be opened with joblib.load, and only if they come "
+            "from a trusted source; a damaged model file must be copied or saved again",
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
-        raise ValueError(f"{str(path)!r} is not a disyre_sk model file.")
+        raise _fail(path, "is not a disyre_sk model file", "Save one with DISYREDetector.save")
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(
-            f"{str(path)!r} has model format version {version}, written by disyre_sk "
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _fail(path, f"has an invalid format version {version!r}", _DAMAGED)
+    if version > FORMAT_VERSION:
+        raise _fail(
+            path,
+            f"has model format version {version}, written by disyre_sk "
             f"{payload.get('package_version')}; this disyre_sk {__version__} reads versions "
-            f"up to {FORMAT_VERSION}. Upgrade disyre_sk to load it."
+            f"up to {FORMAT_VERSION}",
+            "Upgrade disyre_sk to load it",
+        )
+    expected = set(_ENTRIES) | ({"checksums"} if version >= 2 else set())
+    if set(payload) != expected:
+        extra, missing = sorted(set(payload) - expected), sorted(expected - set(payload))
+        raise _fail(path, f"has unexpected entries {extra} and lacks {missing}", _DAMAGED)
+    if not isinstance(payload["state_dict"], dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload["state_dict"].items()
+    ):
+        raise _fail(path, "holds network weights that are not named tensors", _DAMAGED)
+    if version >= 2:
+        _verify(path, payload)
+    else:
+        warnings.warn(
+            f"{str(path)!r} is a format 1 model file: it carries no checksum, so damage "
+            "to it cannot be detected. Load it, check its maps, and save it again to add "
+            "one.",
+            UserWarning,
+            stacklevel=3,
         )
     if payload.get("package_version") != __version__:
         warnings.warn(
@@ -130,29 +166,131 @@ def read_model_file(path) -> dict:
     return payload
 
 
-def load_detector(cls, path, device="auto"):
-    """Rebuild a fitted detector from a model file; see ``DISYREDetector.load``."""
-    from . import _data
-    from ._detector import resolve_device
-    from .nn import UNet
+def _verify(path, payload: dict) -> None:
+    try:
+        stored = json.loads(payload["checksums"])
+    except (TypeError, ValueError):
+        stored = None
+    if not isinstance(stored, dict):
+        raise _fail(path, "has a malformed checksum table", _DAMAGED)
+    actual = _checksums(payload)
+    if set(stored) != set(actual):
+        raise _fail(path, "lists other entries in its checksum table than it holds", _DAMAGED)
+    bad = sorted(k for k in actual if stored[k] != actual[k])
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise _fail(path, f"fails its SHA-256 check in {shown}", _DAMAGED)
 
-    payload = read_model_file(path)
-    params = json.loads(payload["params"])
+
+def _json_entry(path, payload: dict, key: str) -> dict:
+    try:
+        value = json.loads(payload[key])
+    except (TypeError, ValueError) as exc:
+        raise _fail(path, f"has malformed {key} ({exc})", _DAMAGED) from exc
+    if not isinstance(value, dict):
+        raise _fail(path, f"has malformed {key} (not a JSON object)", _DAMAGED)
+    return value
+
+
+def _tuple_if_list(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _detector_from_params(cls, path, params: dict, device):
+    known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise _fail(
+            path,
+            f"sets parameters this disyre_sk {__version__} does not have: {unknown}",
+            "It was written by a newer version: upgrade disyre_sk to load it",
+        )
     if isinstance(params.get("corruption"), dict):
         warnings.warn(
-            f"the model was trained with a custom corruption ({params['corruption']['repr']}); "
+            f"the model was trained with a custom corruption ({params['corruption'].get('repr')}); "
             "it is not stored in the file, so the loaded detector's corruption parameter "
             "is 'dag'. This only matters if you fit it again.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         params["corruption"] = "dag"
     params = {k: _tuple_if_list(v) for k, v in params.items()}
     params["device"] = device
     detector = cls(**params)
-    state = json.loads(payload["state"])
-    network = UNet(**json.loads(payload["network_config"]))
-    network.load_state_dict(payload["state_dict"])
+    try:
+        detector._check_params_now()
+    except (TypeError, ValueError) as exc:
+        raise _fail(path, f"holds invalid parameters: {exc}", _DAMAGED) from exc
+    return detector
+
+
+def _network(path, config: dict, weights: dict):
+    """The UNet the file describes, checked against the weights before allocation."""
+    from .nn import UNet
+
+    known = set(inspect.signature(UNet.__init__).parameters) - {"self"}
+    if set(config) - known:
+        raise _fail(
+            path,
+            f"describes a network with settings this disyre_sk {__version__} does not have "
+            f"({sorted(set(config) - known)})",
+            "It was written by a newer version: upgrade disyre_sk to load it",
+        )
+    # A crafted description could ask for millions of layers: a real one has fewer
+    # levels and blocks than the file has weight tensors.
+    sizes = [config.get("widths", ()), [0] * int(config.get("n_res_blocks", 0) or 0)]
+    if any(not isinstance(s, (list, tuple)) or len(s) > len(weights) for s in sizes):
+        raise _fail(path, "describes a network larger than its weights", _DAMAGED)
+    try:
+        with torch.device("meta"):
+            skeleton = UNet(**config)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise _fail(path, f"describes an invalid network ({exc})", _DAMAGED) from exc
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in weights.items()}
+    if expected != got:
+        diff = sorted(set(expected) ^ set(got)) or [k for k in expected if expected[k] != got[k]]
+        raise _fail(
+            path,
+            f"holds weights that do not fit the network it describes (first differences: "
+            f"{diff[:3]})",
+            _DAMAGED,
+        )
+    network = UNet(**config)
+    network.load_state_dict(weights)
+    return network
+
+
+def _state(path, payload: dict) -> dict:
+    state = _json_entry(path, payload, "state")
+    required = [n for n in _STATE_ATTRIBUTES if n not in _STATE_DEFAULTS] + ["layout_kind"]
+    missing = [n for n in required if n not in state]
+    if missing:
+        raise _fail(path, f"lacks the learned state {missing}", _DAMAGED)
+    shape = state["image_shape_"]
+    ok = (
+        isinstance(shape, list)
+        and len(shape) in (2, 3)
+        and all(isinstance(s, int) and s > 0 for s in shape)
+        and state["layout_kind"] in _LAYOUT_KINDS
+        and isinstance(state["offset_"], (int, float))
+        and math.isfinite(state["offset_"])
+        and state["precision_"] in ("fp32", "bf16")
+    )
+    if not ok:
+        raise _fail(path, "holds invalid learned state", _DAMAGED)
+    return state
+
+
+def load_detector(cls, path, device="auto"):
+    """Rebuild a fitted detector from a model file; see ``DISYREDetector.load``."""
+    from . import _data
+    from ._device import inference_precision, resolve_device
+
+    payload = read_model_file(path)
+    detector = _detector_from_params(cls, path, _json_entry(path, payload, "params"), device)
+    state = _state(path, payload)
+    network = _network(path, _json_entry(path, payload, "network_config"), payload["state_dict"])
     dev = resolve_device(device)
     detector.device_ = dev
     detector.network_ = network.to(dev).eval()
@@ -160,6 +298,6 @@ def load_detector(cls, path, device="auto"):
     for name in _STATE_ATTRIBUTES:
         value = state.get(name, _STATE_DEFAULTS[name]) if name in _STATE_DEFAULTS else state[name]
         setattr(detector, name, _tuple_if_list(value))
-    if dev.type != "cuda" and detector.precision_ == "bf16":
-        detector.precision_ = "fp32"
+    detector._offset_settings = state.get("offset_settings")
+    detector.precision_ = inference_precision(dev, detector.precision_)
     return detector

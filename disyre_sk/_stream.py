@@ -97,7 +97,7 @@ def parse_devices(devices: Iterable[str] | None) -> list[str]:
     >>> parse_devices(["cpu"])
     ['cpu']
     """
-    from ._detector import resolve_device
+    from ._device import resolve_device
 
     items = [part.strip() for d in (devices or ()) for part in str(d).split(",") if part.strip()]
     if not items:
@@ -218,7 +218,8 @@ def _replica(model, device: str | None):
 
     from sklearn.utils.validation import check_is_fitted
 
-    from ._detector import DISYREDetector, resolve_device
+    from ._detector import DISYREDetector
+    from ._device import inference_precision, resolve_device
 
     if isinstance(model, (str, os.PathLike)):
         det = DISYREDetector.load(model, device=device or "auto")
@@ -230,8 +231,7 @@ def _replica(model, device: str | None):
         dev = resolve_device(device)
         det.network_ = det.network_.to(dev).eval()
         det.device_ = dev
-        if dev.type != "cuda" and det.precision_ == "bf16":
-            det.precision_ = "fp32"
+        det.precision_ = inference_precision(dev, det.precision_)
     # The stream has its own progress bar: no bar per scan.
     det.verbose = False
     return det

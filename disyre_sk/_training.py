@@ -7,8 +7,6 @@ CPU run is reproducible bit for bit.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ._checkpoint import StopRequested, stop_on_signals
 from ._data import foreground_boxes, union_box
+from ._device import autocast_for
 from ._distributed import World, resume_generators
 from .schedule import warmup_cosine_factor
 
@@ -90,13 +89,6 @@ class SliceBank:
         x = self.images[ii, rr, cc].float().unsqueeze(1)
         fg = self.foreground[ii, rr, cc].unsqueeze(1)
         return x, fg
-
-
-def autocast_for(device: torch.device, precision: str):
-    """Autocast context for the precision setting ('fp32' or 'bf16')."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class Trainer:

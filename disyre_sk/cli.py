@@ -11,6 +11,8 @@ import argparse
 import glob
 import json
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 _INPUT_HELP = (
@@ -32,17 +34,37 @@ def _expand(items: list[str]) -> list[Path]:
         else:
             hits = [path]
         if not hits:
-            raise SystemExit(f"disyre: no NIfTI file found for {item!r}.")
+            raise FileNotFoundError(f"no NIfTI file found for {item!r}.")
         found.extend(hits)
     missing = [str(p) for p in found if not p.is_file()]
     if missing:
-        raise SystemExit(f"disyre: file(s) not found: {', '.join(missing[:5])}")
+        raise FileNotFoundError(f"file(s) not found: {', '.join(missing[:5])}")
     return found
+
+
+def _output_file(path: str, flag: str) -> Path:
+    """Check, before any work, that a file can be written at ``path``."""
+    from ._files import check_writable
+
+    out = Path(path)
+    if out.is_dir():
+        raise IsADirectoryError(
+            f"{flag} {path!r} is a folder; give a file name, e.g. {str(out / 'model.disyre')!r}"
+        )
+    check_writable(out.parent, flag)
+    return out
+
+
+def _output_folder(path: str, flag: str) -> Path:
+    from ._files import check_writable
+
+    return check_writable(path, flag)
 
 
 def _cmd_demo(args) -> int:
     from ._demo import run_demo
 
+    _output_folder(args.out, "--out")
     run_demo(
         args.out,
         device=args.device,
@@ -62,6 +84,10 @@ def _cmd_fit(args) -> int:
     # Under torchrun every process trains; rank 0 alone reports and writes the model.
     main_rank = launch_rank() == 0
     say = print if main_rank else (lambda *a, **k: None)
+    if main_rank:  # refused now, not after the last training step
+        _output_file(args.output, "-o/--output")
+        if args.report:
+            _output_folder(args.report, "--report")
     paths = _expand(args.healthy)
     say(f"Reading {len(paths)} healthy scans...", flush=True)
     loader = NiftiLoader(target_shape=tuple(args.shape) if args.shape else None)
@@ -97,7 +123,21 @@ def _cmd_fit(args) -> int:
         shutdown()
     if main_rank:
         say(f"Validation: {det.history_['validation_note']}")
-        say(f"Saved the model to {det.save(args.output)}")
+        try:
+            saved = det.save(args.output)
+        except OSError as exc:
+            # Hours of training are not lost to a full disk or a vanished folder.
+            rescue = Path(tempfile.gettempdir()) / (
+                f"disyre-rescued-{time.strftime('%Y%m%d-%H%M%S')}-{Path(args.output).name}"
+            )
+            det.save(rescue)
+            print(
+                f"disyre fit: error: could not write {args.output!r} ({exc}). The trained "
+                f"model was saved to {str(rescue)!r} instead: move it where you want it.",
+                file=sys.stderr,
+            )
+            return 2
+        say(f"Saved the model to {saved}")
         if args.report:
             from .report import write_training_report
 
@@ -111,6 +151,7 @@ def _cmd_detect(args) -> int:
 
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"no model file at {args.model!r}.")
+    _output_folder(args.output, "-o/--output")
     devices = [*(args.device or []), *([args.devices] if args.devices else [])]
     try:
         summary = stream_detect(
@@ -148,11 +189,10 @@ def _cmd_detect(args) -> int:
 
 
 def _overlay_png(volume, anomaly_map, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # matplotlib's object API on the Agg canvas: no pyplot, no global backend switch.
     import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     centre = np.unravel_index(np.argmax(anomaly_map), anomaly_map.shape)
     views = [
@@ -161,7 +201,9 @@ def _overlay_png(volume, anomaly_map, path: Path) -> None:
         (volume[:, :, centre[2]], anomaly_map[:, :, centre[2]], "sagittal"),
     ]
     vmax = float(np.percentile(anomaly_map[anomaly_map > 0], 99.5)) if np.any(anomaly_map) else 1
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
     for ax, (img, amap, title) in zip(axes, views):
         ax.imshow(img, cmap="gray", origin="lower")
         ax.imshow(
@@ -176,7 +218,6 @@ def _overlay_png(volume, anomaly_map, path: Path) -> None:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _cmd_evaluate(args) -> int:
@@ -185,11 +226,13 @@ def _cmd_evaluate(args) -> int:
     from .io import load_nifti
     from .metrics import PixelMetricAccumulator
 
+    if args.json:
+        _output_file(args.json, "--json")
     maps = _expand(args.maps)
     masks = _expand(args.masks)
     if len(maps) != len(masks):
-        raise SystemExit(
-            f"disyre: {len(maps)} map(s) but {len(masks)} mask(s); give one mask per map, "
+        raise ValueError(
+            f"{len(maps)} map(s) but {len(masks)} mask(s); give one mask per map, "
             "in the same order."
         )
     acc = PixelMetricAccumulator()
@@ -198,7 +241,10 @@ def _cmd_evaluate(args) -> int:
         m = load_nifti(map_path)
         y = load_nifti(mask_path) > 0.5
         if m.shape != y.shape:
-            raise SystemExit(f"disyre: {map_path} {m.shape} and {mask_path} {y.shape} differ.")
+            raise ValueError(
+                f"{map_path} has shape {m.shape} but its mask {mask_path} has {y.shape}; "
+                "give masks on the maps' grid"
+            )
         fg = m != 0 if args.foreground == "nonzero" else np.ones(m.shape, bool)
         fg |= y
         acc.update(m, y, fg)
@@ -244,10 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"disyre_sk {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", help="on an error, show the full Python traceback"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(
         "demo",
+        parents=[common],
         help="train on the offline brain cohort and map its lesions",
         description="Build the offline cohort (healthy subjects from real anatomy, test "
         "subjects with inserted lesions), train DISYRE on the healthy ones, write NIfTI "
@@ -268,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser(
         "fit",
+        parents=[common],
         help="train a model on healthy NIfTI scans",
         description="Train DISYRE on healthy scans and save a safe model file (loads "
         "without unpickling). " + _INPUT_HELP,
@@ -331,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     detect = sub.add_parser(
         "detect",
+        parents=[common],
         help="write anomaly maps for scans with a trained model",
         description="Map scans with a model written by 'disyre fit'. Each map is written "
         "as NIfTI on its scan's grid (same shape, affine and header), with scores.json. "
@@ -365,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser(
         "evaluate",
+        parents=[common],
         help="exact pixel metrics of maps against lesion masks",
         description="Pixel AP, best Dice, AUROC (pooled and per volume) of NIfTI maps "
         "against binary lesion masks, over the maps' foreground (non-zero voxels); with "
@@ -391,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status.
+        Exit status: 0 on success, 2 for a user error (bad input, unreadable or
+        damaged file, unwritable output; the message names it), 1 for an internal
+        error, 130 when interrupted. ``--debug`` shows the traceback instead.
 
     Examples
     --------
@@ -402,9 +458,39 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"disyre {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"disyre {args.command}: interrupted.", file=sys.stderr)
+        return 130
+    except _USER_ERRORS as exc:
+        if args.debug:
+            raise
+        print(f"disyre {args.command}: error: {_message(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"disyre {args.command}: internal error ({type(exc).__name__}: {exc}). Rerun "
+            "with --debug to see the traceback, and please report it.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+# What bad input, bad files, full disks and too-small devices raise: a message, exit 2.
+_USER_ERRORS = (ValueError, OSError, EOFError, FloatingPointError, MemoryError)
+
+
+def _message(exc: BaseException) -> str:
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return f"out of device memory ({exc}); lower the batch size or patch size."
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in str(exc):
+        return f"{exc} ({exc.filename})"
+    return str(exc)
 
 
 if __name__ == "__main__":

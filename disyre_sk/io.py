@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,8 @@ def load_nifti(
     FileNotFoundError
         If the file does not exist (the message names it).
     ValueError
-        If the file is not NIfTI, is 4-D (other than a trailing singleton), or holds
-        NaN or infinite values.
+        If the file is not NIfTI, is truncated or damaged, is 4-D (other than a
+        trailing singleton), or holds NaN or infinite values; the message names it.
 
     Examples
     --------
@@ -132,7 +133,14 @@ def load_nifti(
     img = _spatial_image(_open_image(src), name)
     if reorient:
         img = nib.as_closest_canonical(img)
-    data = np.asarray(img.dataobj, dtype=np.float32)
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except (EOFError, OSError, ValueError, zlib.error) as exc:
+        # nibabel reads lazily: a truncated .nii.gz fails here with no file name.
+        raise ValueError(
+            f"could not read the voxels of {name}: the file is truncated or damaged "
+            f"({type(exc).__name__}: {exc}); copy or export it again"
+        ) from exc
     if not np.isfinite(data).all():
         n_bad = int(np.size(data) - np.isfinite(data).sum())
         raise ValueError(f"{n_bad} non-finite (NaN or inf) voxel values in {name}")

@@ -176,7 +176,7 @@ def test_failed_refit_leaves_detector_unfitted(data, monkeypatch):
         det.predict(data)
 
 
-def test_checkpoint_write_is_atomic(data, tmp_path, monkeypatch):
+def test_failed_checkpoint_write_keeps_the_old_file_and_the_training(data, tmp_path, monkeypatch):
     _resume(data, tmp_path)
     path = tmp_path / "ckpt" / CHECKPOINT_NAME
     before = path.read_bytes()
@@ -189,7 +189,88 @@ def test_checkpoint_write_is_atomic(data, tmp_path, monkeypatch):
     from disyre_sk._checkpoint import Checkpointer
 
     ckpt = Checkpointer(tmp_path / "ckpt", 10, "x")
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.warns(RuntimeWarning, match="disk full"):
         ckpt.save(type("T", (), {"state_dict": lambda self: {}, "step": 1})())
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == [CHECKPOINT_NAME]
+    assert ckpt.failed and ckpt.last_saved == -1
+
+
+def test_checkpoint_folder_failing_mid_run_does_not_lose_the_model(data, tmp_path, monkeypatch):
+    # The folder is writable at the start, then every write fails (disk full, remount).
+    from disyre_sk import _checkpoint
+
+    def broken(self, state):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_checkpoint.Checkpointer, "_write", broken)
+    with pytest.warns(RuntimeWarning, match="goes on without checkpoints"):
+        det = DISYREDetector(
+            **PARAMS, n_steps=30, checkpoint_dir=tmp_path / "ckpt", checkpoint_every=10
+        ).fit(data)
+    assert np.isfinite(det.decision_map(data[:1])).all()
+    assert len(det.history_["loss"]) == 30
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_checkpoint_dir_is_refused_before_training(data, tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    calls = []
+    monkeypatch.setattr(training.Trainer, "run", lambda *a, **k: calls.append(1))
+    try:
+        with pytest.raises(PermissionError, match="checkpoint_dir"):
+            DISYREDetector(**PARAMS, n_steps=5, checkpoint_dir=folder).fit(data)
+    finally:
+        folder.chmod(0o700)
+    assert not calls
+
+
+def test_checkpoint_dir_under_a_file_is_refused_before_training(data, tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    calls = []
+    monkeypatch.setattr(training.Trainer, "run", lambda *a, **k: calls.append(1))
+    with pytest.raises(OSError, match="checkpoint_dir: cannot write"):
+        DISYREDetector(**PARAMS, n_steps=5, checkpoint_dir=tmp_path / "file" / "ckpt").fit(data)
+    assert not calls
+
+
+def test_damaged_checkpoint_is_refused_with_its_name_or_harmless(data, tmp_path):
+    # A flip either fails the load (naming the file) or sits in bytes the archive never
+    # reads (zip padding): then the resumed model is exactly the undamaged one.
+    intact = _resume(data, tmp_path)
+    path = tmp_path / "ckpt" / CHECKPOINT_NAME
+    raw = path.read_bytes()
+    rng = np.random.default_rng(0)
+    refused = 0
+    for offset in rng.choice(len(raw), size=12, replace=False):
+        flipped = bytearray(raw)
+        flipped[offset] ^= 1 << int(rng.integers(8))
+        path.write_bytes(bytes(flipped))
+        try:
+            resumed = _resume(data, tmp_path)
+        except ValueError as exc:
+            assert CHECKPOINT_NAME in str(exc)
+            refused += 1
+            continue
+        _assert_same_weights(resumed, intact)
+    assert refused >= 8
+
+
+def test_truncated_checkpoint_is_refused(data, tmp_path):
+    _resume(data, tmp_path)
+    path = tmp_path / "ckpt" / CHECKPOINT_NAME
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="truncated, damaged"):
+        _resume(data, tmp_path)
+
+
+def test_checkpoint_with_a_stale_checksum_is_refused(data, tmp_path):
+    _resume(data, tmp_path)
+    path = tmp_path / "ckpt" / CHECKPOINT_NAME
+    payload = torch.load(path, weights_only=True)
+    payload["trainer"]["step"] = 1
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="SHA-256"):
+        _resume(data, tmp_path)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -131,9 +132,9 @@ def test_detect_shape_mismatch_is_explained(scans, tmp_path, capsys):
     assert nib.load(tmp_path / "o" / "other_disyre_map.nii.gz").shape == (12, 16, 6)
 
 
-def test_missing_inputs(tmp_path):
-    with pytest.raises(SystemExit, match="no NIfTI"):
-        main(["fit", str(tmp_path / "*.nii.gz"), "-o", str(tmp_path / "m")])
+def test_missing_inputs(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "*.nii.gz"), "-o", str(tmp_path / "m")]) == 2
+    assert "no NIfTI" in capsys.readouterr().err
     assert main(["detect", str(tmp_path / "none.disyre"), str(tmp_path), "-o", "x"]) == 2
 
 
@@ -215,12 +216,160 @@ def test_model_file_that_is_not_one(scans, tmp_path, capsys):
     assert rc == 2 and "fake.disyre" in capsys.readouterr().err
 
 
-def test_evaluate_mask_shape_mismatch(scans, tmp_path):
+def test_evaluate_mask_shape_mismatch(scans, tmp_path, capsys):
     model = _fit_small(scans, tmp_path)
     main(["detect", str(model), str(scans[0]), "-o", str(tmp_path / "maps")])
     mask = tmp_path / "mask.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.uint8), np.eye(4)), mask)
-    with pytest.raises(SystemExit, match=r"mask\.nii\.gz"):
-        main(
-            ["evaluate", *map(str, (tmp_path / "maps").glob("*_map.nii.gz")), "--masks", str(mask)]
-        )
+    rc = main(
+        ["evaluate", *map(str, (tmp_path / "maps").glob("*_map.nii.gz")), "--masks", str(mask)]
+    )
+    assert rc == 2 and "mask.nii.gz" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ user errors: no traceback
+FIT_TINY = ["--patch-size", "16", "--widths", "8", "16", "--steps", "2", "--batch-size", "2"]
+
+
+def _user_error_cases(scans, tmp_path):
+    """(name, argv, text the message must hold) for each user error of each subcommand."""
+    model = _fit_small(scans, tmp_path)
+    bad = _bad_scans(tmp_path, scans[0])
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    damaged = tmp_path / "damaged.disyre"
+    raw = bytearray(model.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(raw))
+    cut = tmp_path / "cut.disyre"
+    cut.write_bytes(model.read_bytes()[:500])
+    maps = tmp_path / "maps"
+    main(["detect", str(model), str(scans[0]), "-o", str(maps)])
+    the_map = str(next(maps.glob("*_map.nii.gz")))
+    healthy = [str(p) for p in scans[:2]]
+    fit = ["fit", *healthy, "-o", str(tmp_path / "new.disyre"), *FIT_TINY, "--device", "cpu"]
+    return [
+        ("fit truncated scan", ["fit", str(bad["truncated"]), *fit[1:]], "truncated.nii.gz"),
+        ("fit 4-D scan", ["fit", str(bad["four_d"]), *fit[1:]], "four_d.nii.gz"),
+        ("fit NaN scan", ["fit", str(bad["nan"]), *fit[1:]], "nan.nii.gz"),
+        ("fit not NIfTI", ["fit", str(bad["not_nifti"]), *fit[1:]], "notes.txt"),
+        ("fit output under a file", [*fit, "-o", str(a_file / "m.disyre")], "-o/--output"),
+        ("fit output is a folder", [*fit, "-o", str(tmp_path)], "is a folder"),
+        ("fit report under a file", [*fit, "--report", str(a_file / "r")], "--report"),
+        ("fit zero batch", [*fit, "--batch-size", "0"], "batch_size"),
+        ("fit absurd batch", [*fit, "--batch-size", str(10**9)], "GiB"),
+        (
+            "fit checkpoint under a file",
+            [*fit, "--checkpoint-dir", str(a_file / "c")],
+            "checkpoint_dir",
+        ),
+        ("fit unknown device", [*fit, "--device", "tpu"], "device"),
+        (
+            "detect missing model",
+            ["detect", str(tmp_path / "no.disyre"), healthy[0], "-o", str(tmp_path / "o1")],
+            "no model file",
+        ),
+        (
+            "detect damaged model",
+            ["detect", str(damaged), healthy[0], "-o", str(tmp_path / "o2")],
+            "damaged.disyre",
+        ),
+        (
+            "detect truncated model",
+            ["detect", str(cut), healthy[0], "-o", str(tmp_path / "o3")],
+            "cut.disyre",
+        ),
+        (
+            "detect output under a file",
+            ["detect", str(model), healthy[0], "-o", str(a_file / "o")],
+            "-o/--output",
+        ),
+        (
+            "detect truncated scan",
+            ["detect", str(model), str(bad["truncated"]), "-o", str(tmp_path / "o4")],
+            "truncated.nii.gz",
+        ),
+        (
+            "detect no scans",
+            ["detect", str(model), str(tmp_path / "none*.nii.gz"), "-o", str(tmp_path / "o5")],
+            "no NIfTI",
+        ),
+        (
+            "evaluate truncated mask",
+            ["evaluate", the_map, "--masks", str(bad["truncated"])],
+            "truncated.nii.gz",
+        ),
+        ("evaluate count mismatch", ["evaluate", the_map, "--masks", the_map, the_map], "mask(s)"),
+        (
+            "evaluate json under a file",
+            ["evaluate", the_map, "--masks", the_map, "--json", str(a_file / "r.json")],
+            "--json",
+        ),
+        (
+            "evaluate missing map",
+            ["evaluate", str(tmp_path / "gone.nii.gz"), "--masks", the_map],
+            "gone.nii.gz",
+        ),
+        ("demo out under a file", ["demo", "--out", str(a_file / "d"), "--steps", "1"], "--out"),
+        ("demo zero steps", ["demo", "--out", str(tmp_path / "d"), "--steps", "0"], "n_steps"),
+    ]
+
+
+def test_every_user_error_exits_2_with_a_message_and_no_traceback(scans, tmp_path, capsys):
+    cases = _user_error_cases(scans, tmp_path)
+    capsys.readouterr()
+    failures = []
+    for name, argv, expected in cases:
+        rc = main(argv)
+        err = capsys.readouterr().err
+        if rc != 2 or expected not in err or "Traceback" in err:
+            failures.append(f"{name}: rc={rc}, stderr={err[-300:]!r}")
+    assert not failures, "\n".join(failures)
+
+
+def test_debug_shows_the_exception(scans, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        main(["detect", str(tmp_path / "no.disyre"), str(scans[0]), "-o", "x", "--debug"])
+
+
+def test_user_error_in_a_real_process_prints_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "cut.nii.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 40)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "disyre_sk.cli",
+            "evaluate",
+            str(tmp_path / "cut.nii.gz"),
+            "--masks",
+            str(tmp_path / "cut.nii.gz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "cut.nii.gz" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_fit_rescues_the_model_when_the_final_write_fails(scans, tmp_path, monkeypatch, capsys):
+    from disyre_sk import DISYREDetector
+
+    target = tmp_path / "model.disyre"
+    original = DISYREDetector.save
+
+    def failing(self, path):
+        if str(path) == str(target):
+            raise OSError(28, "No space left on device")
+        return original(self, path)
+
+    monkeypatch.setattr(DISYREDetector, "save", failing)
+    rc = main(["fit", *map(str, scans[:2]), "-o", str(target), *FIT_TINY, "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "No space left" in err
+    rescued = err.split("saved to '")[1].split("'")[0]
+    assert DISYREDetector.load(rescued).image_shape_ == (16, 16, 6)
+    Path(rescued).unlink()

@@ -320,3 +320,16 @@ def test_erosion_zeroes_the_rim_and_keeps_the_interior():
     inner[0, 5:11, 5:11] = True
     np.testing.assert_array_equal(eroded[inner], full[inner])
     assert (eroded[~inner] == 0).all() and (full[~inner & (x > 0)] > 0).all()
+
+
+def test_smooth_maps_extreme_sigmas_stay_finite_and_exact():
+    rng = np.random.default_rng(1)
+    fg = torch.from_numpy(rng.random((2, 1, 10, 12)) > 0.3).float()
+    m = torch.from_numpy(rng.random((2, 1, 10, 12)).astype(np.float32)) * fg
+    # Below 0.1 px the neighbours' weights underflow: the map is returned as it is.
+    assert torch.equal(smooth_maps(m, fg, 1e-300), m)
+    assert torch.equal(smooth_maps(m, fg, 0.05), m)
+    # A sigma far beyond the image is a plain mean over each slice's foreground.
+    wide = smooth_maps(m, fg, 1e300)
+    means = (m.sum(dim=(2, 3)) / fg.sum(dim=(2, 3)))[:, :, None, None]
+    torch.testing.assert_close(wide, means * fg, rtol=1e-5, atol=1e-6)

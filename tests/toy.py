@@ -1,5 +1,8 @@
 """Tiny synthetic images shared by the tests: smooth 'brains' and disc lesions."""
 
+import contextlib
+import signal
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
@@ -44,3 +47,19 @@ def add_discs(images, seed=1, radius=(3, 5)):
         out[i][disc] = value
         masks[i] = disc
     return out, masks
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Fail with ``TimeoutError`` if the block runs longer than ``seconds`` (main thread)."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: a hang")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
