@@ -1,7 +1,7 @@
 """Helpers shared by the benchmark scripts: provenance, results files, timing, memory.
 
 Every results file says how it was made (exact command, git commit, hardware, date), so
-a number in ``benchmarks/results/`` can be traced and reproduced (DESIGN §6).
+a number in ``benchmarks/results/`` can be traced and reproduced.
 """
 
 from __future__ import annotations

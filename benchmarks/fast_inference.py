@@ -5,7 +5,7 @@ accuracy. This script trains two detectors on the offline cohort
 (:func:`disyre_sk.datasets.make_brain_cohort`) with the same training compute: the
 *patch model* on patches of the reference size, and the *slice model* on patches that
 hold the brain's whole in-plane box (the batch scaled to the same pixels per step). It
-then maps the same lesioned test volumes with the reference way (DESIGN §2: the patch
+then maps the same lesioned test volumes with the reference way (the published method: the patch
 model, 4 severities, windows of the patch size at stride patch/4, fp32) and with each
 faster setting (whole slices, fewer severities, bf16, ``map_smoothing``, the slice
 model), all through the public ``DISYREDetector.decision_map``, and reports for each:

@@ -36,6 +36,17 @@ import torch
 import disyre_sk
 from disyre_sk import DISYREDetector
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import command_line, git_commit
+from _hostile_files import (
+    checkpoint_probes,
+    cli_probes,
+    model_file_probes,
+    nifti_probes,
+    parameter_probes,
+    run_probe,
+)
+
 CONFIG = {
     "patch_size": 8,
     "widths": (4, 8),
@@ -420,6 +431,17 @@ def build_table(results) -> str:
     return "\n".join(lines)
 
 
+def build_probe_table(probed) -> str:
+    lines = [
+        "| # | group | case | expected | got | verdict |",
+        "| ---: | --- | --- | --- | --- | --- |",
+    ]
+    for i, (probe, got, ok) in enumerate(probed, 1):
+        cells = [str(i), probe.group, probe.name, probe.expected, got, "ok" if ok else "**ISSUE**"]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 # Proposed fixes, printed below the table for the cases that still need them.
 WARNING_PATCH = "P2"
 PATCHES = {
@@ -585,11 +607,29 @@ def main(argv=None) -> int:
     healthy = np.random.default_rng(0).uniform(0.2, 1.0, size=(6, *SHAPE))
     fitted = DISYREDetector(**CONFIG).fit(healthy)
     results = []
+    probed = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases(Path(tmp)):
             got, warns, ok = run_case(case, healthy, fitted)
             results.append((case, got, warns, ok))
             print(f"{_verdict(case, warns, ok):20s} {case.method:7s} {case.name}: {got}")
+        folders = [Path(tmp) / name for name in ("model", "checkpoint", "nifti", "cli")]
+        for folder in folders:
+            folder.mkdir()
+        probes = [
+            *parameter_probes(fitted, healthy),
+            *model_file_probes(fitted, healthy, folders[0]),
+            *checkpoint_probes(healthy, CONFIG, folders[1]),
+            *nifti_probes(folders[2]),
+            *cli_probes(folders[3]),
+        ]
+        for probe in probes:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got, ok = run_probe(probe)
+            probed.append((probe, got, ok))
+            print(f"{'ok' if ok else 'ISSUE':20s} {probe.group}: {probe.name}: {got}")
+        signal.signal(signal.SIGALRM, on_alarm)
 
     issues = [case for case, _, _, ok in results if not ok]
     n_warned = sum(bool(warns) for _, _, warns, ok in results if ok)
@@ -603,6 +643,7 @@ def main(argv=None) -> int:
         "The same cases are property-tested with hypothesis in `tests/test_hostile_input.py`, "
         "each as the input should behave.",
         "",
+        f"- Command: `{command_line()}`; commit {git_commit()}.",
         f"- disyre_sk {disyre_sk.__version__}, numpy {np.__version__}, torch "
         f"{torch.__version__}, scikit-learn {sklearn.__version__}, Python "
         f"{sys.version.split()[0]}; device: {fitted.device_}; "
@@ -619,12 +660,30 @@ def main(argv=None) -> int:
         "",
         "",
     ]
+    beyond_issues = sum(not ok for _, _, ok in probed)
+    header[-2:-2] = [
+        f"- Beyond arrays ({len(probed)} cases: parameters changed after fit, model files, "
+        "checkpoints, NIfTI files, every subcommand of the command line): "
+        f"{len(probed) - beyond_issues} as expected, **{beyond_issues} issues**; the "
+        "second table. Each case ran under a {} s limit.".format(HANG_SECONDS),
+    ]
     text = "\n".join(header) + build_table(results) + "\n"
+    text += (
+        "\n## Beyond arrays\n\n"
+        "An expected error is the type shown whose message matches the regular expression "
+        "(for files: names the file); on the command line, exit status 2 with the message "
+        "on stderr and no traceback. *works* is the result of the intact input; for a "
+        "flipped bit, either the load is refused or the bit sits in bytes the format never "
+        "reads and the model is exactly the saved one.\n\n" + build_probe_table(probed) + "\n"
+    )
     if needed:
         text += "\n## Proposed fixes\n\n" + "\n".join(PATCHES[key] for key in needed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
-    print(f"{len(results)} cases, {len(issues)} issues, {n_warned} warned: wrote {args.out}")
+    print(
+        f"{len(results)} array cases, {len(issues)} issues, {n_warned} warned; "
+        f"{len(probed)} cases beyond arrays, {beyond_issues} issues: wrote {args.out}"
+    )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Quality of DISYRE against its ablation and simple baselines on the offline cohort (DESIGN §6).
+"""Quality of DISYRE against its ablation and simple baselines on the offline cohort.
 
 For each seed, a cohort is built with ``make_brain_cohort(..., contrast="t2",
 random_state=seed)``: healthy training subjects, and test subjects that are either healthy

@@ -1,4 +1,4 @@
-"""Speed of DISYRE training and inference, on the CPU or one CUDA GPU (DESIGN §2, §6).
+"""Speed of DISYRE training and inference, on the CPU or one CUDA GPU.
 
 Sections, in priority order (a time budget skips what does not fit, and says so):
 
@@ -512,7 +512,7 @@ def bench_train_network(cfg, dev, budget, report) -> None:
                 fmt_gib(mem["gpu"]),
             ],
         )
-    # The target (DESIGN §6): the package's step against the reference recipe, at the
+    # The target: the package's step against the reference recipe, at the
     # same batch; fp32 is the other natural baseline.
     fp32 = medians.get("fp32")
     if fp32 is not None and len(medians) > 1:
@@ -1125,7 +1125,7 @@ def set_threads(requested: int) -> str | None:
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(
-        description="Speed of DISYRE training and inference (DESIGN §6).",
+        description="Speed of DISYRE training and inference.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

@@ -33,7 +33,7 @@ class Layout:
 
 
 def resolve_layout(X: np.ndarray, image_shape) -> Layout:
-    """Read the layout of a finite numeric array, following DESIGN §3."""
+    """Read the layout of a finite numeric array (the API page's input layouts)."""
     if X.ndim in (3, 4) and 0 in X.shape[1:]:
         raise ValueError(
             f"X has zero-size images: shape {X.shape}. Every image axis needs at least one voxel."

@@ -212,7 +212,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         step must be better by more than the margin to win over more training), and
         early stopping counts validations that do not beat the best by more than it.
         On the offline cohort a flat, noisy validation curve otherwise kept a step
-        from early in training (``benchmarks/results/validation.md``).
+        from early in training (``benchmarks/results/validation_no_margin.md``).
 
     Attributes
     ----------
@@ -256,9 +256,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
 
     The network is parameterised as a residual, ``x + f(x, s)`` with ``f``'s last
     convolution initialised at zero: it predicts the clean image, but starts as the
-    identity and learns only what to change. On short runs this matters a great deal
-    (pixel AP 0.79 against 0.23 on the package's small disc test, 300 steps:
-    ``python benchmarks/residual_output.py``, ``benchmarks/results/residual_output.md``).
+    identity and learns only what to change, which matters most on short runs (the
+    user guide's method page gives the measurement).
 
     Launched by ``torchrun`` (several processes, one GPU each), ``fit`` trains one model
     data-parallel with ``DistributedDataParallel``: each process draws its own patches,

@@ -100,7 +100,18 @@ def test_fit_detect_evaluate(scans, tmp_path, capsys):
     )
     assert rc == 0
     result = json.loads((tmp_path / "m.json").read_text())
-    assert 0 <= result["average_precision"] <= 1 and "dice_at_0.01_fpr" in result
+    # The pooled AP, recomputed with scikit-learn over the same voxels (map != 0 or mask).
+    from sklearn.metrics import average_precision_score
+
+    scores, labels = [], []
+    for m, y in zip(maps, masks):
+        m, y = nib.load(m).get_fdata(), nib.load(y).get_fdata() > 0.5
+        keep = (m != 0) | y
+        scores.append(m[keep])
+        labels.append(y[keep])
+    expected = average_precision_score(np.concatenate(labels), np.concatenate(scores))
+    assert result["average_precision"] == pytest.approx(expected, abs=1e-9)
+    assert "dice_at_0.01_fpr" in result
 
 
 def test_detect_shape_mismatch_is_explained(scans, tmp_path, capsys):

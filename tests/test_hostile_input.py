@@ -252,7 +252,8 @@ def test_object_array_with_none_is_nan(detector, healthy):
 
 
 def test_sparse_and_matrix_are_refused(healthy):
-    sparse = pytest.importorskip("scipy.sparse")
+    from scipy import sparse
+
     table = healthy.reshape(len(healthy), -1)
     with raises_clearly("[Ss]parse"):
         DISYREDetector(**FAST).fit(sparse.csr_matrix(table))

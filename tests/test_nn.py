@@ -228,7 +228,10 @@ def test_cpu_bfloat16_autocast():
         out = net(x, torch.tensor([0.1, 0.9]))
     assert out.shape == (2, 1, 16, 16)
     assert torch.isfinite(out).all()
-    torch.testing.assert_close(out.float(), net(x, torch.tensor([0.1, 0.9])), atol=0.1, rtol=0)
+    # bf16 keeps 8 significant bits (2**-8 relative) per operation; through this tiny
+    # UNet the largest difference from fp32 over 20 random inputs was 0.017 (outputs of
+    # magnitude ~0.2), so 0.03 fails a wrong autocast path but not bf16 rounding.
+    torch.testing.assert_close(out.float(), net(x, torch.tensor([0.1, 0.9])), atol=0.03, rtol=0)
 
 
 def trained_norm(seed=0, **kwargs):
@@ -362,4 +365,6 @@ def test_cuda_bfloat16_channels_last():
         out.float().square().mean().backward()
     assert out.shape == (2, 1, 32, 32)
     assert torch.isfinite(out).all()
-    torch.testing.assert_close(out.float(), net(x, severity), atol=0.1, rtol=0)
+    # The CPU bound (0.03, see test_cpu_bfloat16_autocast) with room for CUDA's bf16
+    # kernels, which accumulate differently; not yet measured on a GPU.
+    torch.testing.assert_close(out.float(), net(x, severity), atol=0.05, rtol=0)

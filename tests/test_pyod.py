@@ -8,12 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.base import clone, is_outlier_detector
-
-pytest.importorskip("pyod")
-
 from pyod.models.base import BaseDetector
 from pyod.models.iforest import IForest
+from sklearn.base import clone, is_outlier_detector
 
 from disyre_sk import DISYREDetector
 from disyre_sk.pyod import DISYREPyOD

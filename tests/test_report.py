@@ -73,7 +73,16 @@ def test_report_folder_after_fit(fitted, tmp_path):
     ex = summary["examples"]
     assert ex["source"] == "the validation set of fit"
     assert len(ex["families"]) == len(ex["average_precision"]) == 2 * 3
-    assert all(0 <= ap <= 1 for ap in ex["average_precision"])
+    # Each example's AP, recomputed with scikit-learn from the maps of the same images.
+    from sklearn.metrics import average_precision_score
+
+    shown = fitted._validation_examples
+    maps = fitted._restorer().maps(shown["images"], shown["foreground"])
+    expected = [
+        average_precision_score(y[f], m[f])
+        for m, y, f in zip(maps, shown["masks"], shown["foreground"])
+    ]
+    assert ex["average_precision"] == pytest.approx(expected, abs=1e-9)
     # The example grid has one row per image and a column per severity.
     width, height = _png(folder / "examples.png")
     assert height > 6 * 100 and width > (len(TINY["severities"]) + 3) * 100

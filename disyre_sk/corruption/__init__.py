@@ -1,4 +1,4 @@
-"""Batched synthetic-anomaly corruptions of graded severity (DESIGN §2).
+"""Batched synthetic-anomaly corruptions of graded severity (the user guide's method page).
 
 Every corruption draws its random parameters from an explicit :class:`torch.Generator`
 (:meth:`~Corruption.sample_params`) and then applies them deterministically

@@ -25,7 +25,7 @@ __all__ = ["Compose", "DAGCorruption"]
 class DAGCorruption(_ShapedCorruption):
     """Disentangled anomaly generation: one shape, a foreign texture, then an intensity bias.
 
-    The MICCAI DISYRE corruption (DESIGN §2, steps 1–4). One soft mask ``m`` per sample
+    The MICCAI DISYRE corruption (the method page's steps 1–4). One soft mask ``m`` per sample
     (:class:`~disyre_sk.corruption.shapes.RandomShape`) is used by both steps:
 
     1. texture — foreign patch interpolation with ``a_tex ~ U(0, 1)``

@@ -1,9 +1,10 @@
 """Foreign patch interpolation (FPI): blend tissue from another image under a random mask.
 
-The texture step of DISYRE (DESIGN §2, step 2): under a soft mask ``m``, the target ``x``
-is blended with a foreign patch ``fp`` taken from another image of the batch,
-``x_c = x * (1 - a * m) + fp' * a * m``, where ``fp'`` is ``fp`` rescaled to the min–max
-of ``x`` under the mask, so that the texture is foreign but the intensity range is not.
+The texture step of DISYRE (the user guide's method page, step 2): under a soft mask
+``m``, the target ``x`` is blended with a foreign patch ``fp`` taken from another image
+of the batch, ``x_c = x * (1 - a * m) + fp' * a * m``, where ``fp'`` is ``fp`` rescaled
+to the min–max of ``x`` under the mask, so that the texture is foreign but the intensity
+range is not.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Intensity bias: brighten or darken chosen tissue classes under a random mask.
 
-The bias step of DISYRE's disentangled anomaly generation (DESIGN §2, step 3). Foreground
+The bias step of DISYRE's disentangled anomaly generation (the method page's step 3). Foreground
 intensities are quantised into a few tissue classes by per-sample quantiles; a random
 non-empty subset of the classes (always including the class at the mask centre, so that
 the bias touches the lesion) gets ``sign * a_bias * m`` added under the soft mask ``m``,
