@@ -117,6 +117,7 @@ _INVALID_AFTER_FIT = [
     ("top_k", float("inf")),
     ("top_k", float("nan")),
     ("top_k", "1%"),
+    ("top_k", 5.0),
     ("stride", 0),
     ("stride", -4),
     ("stride", 9),

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._metrics_core import top_k_count
+
 # Volumes larger than this many foreground voxels are subsampled to learn the
 # intensity range: percentiles of ten million voxels are as good as of all of them.
 _MAX_PERCENTILE_VOXELS = 10_000_000
@@ -192,7 +194,6 @@ def reduce_scores(
         elif reduction == "max":
             out[i] = values.max()
         else:
-            k = int(top_k) if top_k >= 1 else int(np.ceil(top_k * values.size))
-            k = min(max(k, 1), values.size)
+            k = int(top_k_count(top_k, values.size))
             out[i] = np.partition(values, values.size - k)[-k:].mean()
     return out

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _data, _validation
@@ -156,8 +156,12 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
     score_reduction : {'topk', 'mean', 'max'}, default='topk'
         How a map is reduced to a scan's score: mean of the ``top_k`` highest foreground
         values, their mean, or their maximum.
-    top_k : float, default=0.01
-        For ``'topk'``: a fraction of the foreground voxels when below 1, else a count.
+    top_k : int or float, default=0.01
+        For ``'topk'``: an int ``>= 1`` is a number of voxels, a float in ``(0, 1]`` a
+        fraction of the scan's foreground voxels (rounded up), as scikit-learn reads
+        sizes and as :func:`disyre_sk.metrics.slice_scores` reads its ``k``: ``1`` is
+        the maximum, ``1.0`` the mean of the whole foreground. A float above 1 is
+        refused (before this version it was read as a count: pass ``int(k)``).
     contamination : 'auto' or float in (0, 0.5], default='auto'
         Expected fraction of outliers, which sets ``offset_``: the threshold is put at
         that quantile of the training scores. ``'auto'`` uses 0.01, a 1 % false-positive
@@ -317,7 +321,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "map_normalization": [None, StrOptions({"intensity"})],
         "map_erosion": [Interval(Integral, 0, None, closed="left")],
         "score_reduction": [StrOptions({"topk", "mean", "max"})],
-        "top_k": [Interval(Real, 0, None, closed="neither")],
+        "top_k": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(RealNotInt, 0, 1, closed="right"),
+        ],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "background": [None, Real],
         "intensity_percentiles": ["array-like"],

@@ -228,3 +228,25 @@ def mean_defined(values):
     values = np.asarray(values, dtype=np.float64)
     values = values[~np.isnan(values)]
     return float(values.mean()) if values.size else np.nan
+
+
+def top_k_count(k, n):
+    """How many of ``n`` values a top-k mean takes: the one rule of the package.
+
+    scikit-learn's convention for sizes (as ``max_samples`` of ``IsolationForest``):
+    an int ``k >= 1`` is a count, a float in ``(0, 1]`` a fraction of ``n``, rounded
+    up, so ``1`` is one value and ``1.0`` all of them. At least one value and at most
+    ``n`` are taken; ``n`` may be an array of counts.
+
+    Raises
+    ------
+    ValueError
+        For any other ``k``.
+    """
+    if isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 1:
+        return np.minimum(k, n)
+    if isinstance(k, numbers.Real) and not isinstance(k, (bool, numbers.Integral)) and 0 < k <= 1:
+        return np.minimum(np.maximum(np.ceil(k * np.asarray(n)), 1), n).astype(np.intp)
+    raise ValueError(
+        f"k must be an int >= 1 (a count) or a float in (0, 1] (a fraction), got {k!r}."
+    )

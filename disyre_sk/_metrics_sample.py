@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ._metrics_core import check_maps, check_mask
+from ._metrics_core import check_maps, check_mask, top_k_count
 from ._metrics_pixel import best_dice, pixel_average_precision
 
 _REDUCTIONS = ("max", "mean", "topk")
@@ -224,10 +224,7 @@ def slice_scores(
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}.")
     if reduction == "topk":
-        is_count = isinstance(k, numbers.Integral) and k >= 1
-        is_fraction = isinstance(k, numbers.Real) and not is_count and 0 < k <= 1
-        if not (is_count or is_fraction):
-            raise ValueError(f"k must be an int >= 1 or a float in (0, 1], got {k!r}.")
+        top_k_count(k, 1)  # the value is checked before any work
     axis = _slice_axis(maps.ndim, axis)
     if maps.ndim == 1:
         maps = maps[:, None]
@@ -248,8 +245,7 @@ def slice_scores(
             if reduction == "max":
                 res = rows.max(axis=1)
             else:
-                kk = np.full(rows.shape[0], k) if is_count else np.ceil(k * n_fg)
-                kk = np.minimum(kk, n_fg).astype(np.intp)
+                kk = np.asarray(top_k_count(k, n_fg), dtype=np.intp)
                 top = -np.sort(-rows, axis=1)  # descending
                 top[~np.isfinite(top)] = 0.0
                 csum = np.cumsum(top, axis=1)

@@ -533,10 +533,14 @@ def test_model_file_without_residual_profile_still_loads(fitted, healthy, tmp_pa
     path = fitted.save(tmp_path / "old.disyre")
     payload = torch.load(path, weights_only=True)
     state = json.loads(payload["state"])
-    del state["residual_profile_"]
+    del state["residual_profile_"], state["offset_settings"]
     payload["state"] = json.dumps(state)
+    # Such files are format 1: no checksums.
+    del payload["checksums"]
+    payload["format_version"] = 1
     torch.save(payload, path)
-    loaded = DISYREDetector.load(path)
+    with pytest.warns(UserWarning, match="no checksum"):
+        loaded = DISYREDetector.load(path)
     assert loaded.residual_profile_ is None
     np.testing.assert_array_equal(
         loaded.decision_map(healthy[:2]), fitted.decision_map(healthy[:2])

@@ -58,6 +58,7 @@ def fresh(detector):
         ("top_k", 0),
         ("top_k", float("inf")),
         ("top_k", float("nan")),
+        ("top_k", 5.0),  # a float above 1: once read as a count, now refused
         ("stride", 0),  # used to fall back to the default
         ("stride", 9),  # wider than the 8-pixel window: used to leave NaN between windows
         ("window_size", 0),
@@ -176,3 +177,19 @@ def test_any_value_after_fit_maps_correctly_or_is_refused(fresh, data, name, val
         assert np.isfinite(scores).all()
     finally:
         fresh.set_params(**before)
+
+
+def test_top_k_int_is_a_count_float_a_fraction(fresh, data):
+    maps = fresh.decision_map(data[:2])
+    fg = data[:2] > 0
+    fresh.set_params(top_k=1)
+    np.testing.assert_allclose(
+        -fresh.score_samples(data[:2]), [m[f].max() for m, f in zip(maps, fg)]
+    )
+    fresh.set_params(top_k=1.0)
+    np.testing.assert_allclose(
+        -fresh.score_samples(data[:2]), [m[f].mean() for m, f in zip(maps, fg)]
+    )
+    fresh.set_params(top_k=3)
+    top3 = [np.sort(m[f])[-3:].mean() for m, f in zip(maps, fg)]
+    np.testing.assert_allclose(-fresh.score_samples(data[:2]), top3)
