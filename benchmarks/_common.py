@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import os
 import platform
 import resource
@@ -41,7 +42,8 @@ def command_line() -> str:
 
 
 def git_commit() -> str:
-    """Short commit of the repository, ``+dirty`` when the tree has changes.
+    """Full commit of the repository; ``+dirty:<sha256 of the diff, 12 hex>`` when the
+    tracked files differ from it, so a dirty run still names exactly what ran.
 
     A copy of the tree made elsewhere may carry no ``.git``, or an older one: there
     ``DISYRE_GIT_COMMIT`` (set by whoever made the copy) names the commit instead.
@@ -52,18 +54,20 @@ def git_commit() -> str:
 
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
+            ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30, check=True
+        ).stdout
 
     try:
-        commit = git("rev-parse", "--short", "HEAD")
+        commit = git("rev-parse", "HEAD").strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     try:
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        diff = git("diff", "HEAD", "--binary")
     except (OSError, subprocess.SubprocessError):
-        dirty = False
-    return commit + ("+dirty" if dirty else "")
+        return commit + "+dirty:unknown"
+    if not diff:
+        return commit
+    return commit + "+dirty:" + hashlib.sha256(diff.encode()).hexdigest()[:12]
 
 
 def cpu_model() -> str:
