@@ -22,8 +22,11 @@ from pathlib import Path
 
 import torch
 
+from . import _data
+from ._device import inference_precision, resolve_device
 from ._files import atomic_write, digest, jsonable
 from ._version import __version__
+from .nn import UNet
 
 FORMAT_NAME = "disyre_sk.model"
 FORMAT_VERSION = 2
@@ -226,8 +229,6 @@ def _detector_from_params(cls, path, params: dict, device):
 
 def _network(path, config: dict, weights: dict):
     """The UNet the file describes, checked against the weights before allocation."""
-    from .nn import UNet
-
     known = set(inspect.signature(UNet.__init__).parameters) - {"self"}
     if set(config) - known:
         raise _fail(
@@ -284,9 +285,6 @@ def _state(path, payload: dict) -> dict:
 
 def load_detector(cls, path, device="auto"):
     """Rebuild a fitted detector from a model file; see ``DISYREDetector.load``."""
-    from . import _data
-    from ._device import inference_precision, resolve_device
-
     payload = read_model_file(path)
     detector = _detector_from_params(cls, path, _json_entry(path, payload, "params"), device)
     state = _state(path, payload)

@@ -47,6 +47,7 @@ exclude_patterns = [
     "auto_examples/*.py",
     "auto_examples/*.zip",
     "auto_examples/*.md5",
+    "user_guide/_import_layers.rst",  # included by architecture.rst, not a page
 ]
 pygments_style = "sphinx"
 default_role = "literal"
@@ -158,6 +159,18 @@ def _skip_metadata_request_setters(app, what, name, obj, skip, options):
     return None
 
 
+def _write_import_layers(app, config):
+    """Draw the architecture page's table from the code, at every build."""
+    sys.path.insert(0, str(HERE.parent / "scripts"))
+    import import_layers
+
+    graph = import_layers.graph()
+    if import_layers.cycles(graph):
+        raise RuntimeError("the package has an import cycle: see scripts/import_layers.py")
+    (HERE / "user_guide" / "_import_layers.rst").write_text(import_layers.rst(graph))
+
+
 def setup(app):
+    app.connect("config-inited", _write_import_layers)
     app.connect("config-inited", _quiet_missing_gallery_images)
     app.connect("autodoc-skip-member", _skip_metadata_request_setters)

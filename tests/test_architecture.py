@@ -1,0 +1,31 @@
+"""The package's module-level imports point down: no cycle, the leaf helpers stay leaves."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import import_layers
+
+
+def test_no_import_cycle():
+    assert import_layers.cycles(import_layers.graph()) == []
+
+
+def test_leaf_helpers_import_nothing_from_the_package():
+    graph = import_layers.graph()
+    for leaf in ("_files", "_device", "_metrics_core", "_distributed", "schedule"):
+        top, deferred = graph[f"disyre_sk.{leaf}"]
+        assert not top and not deferred, (leaf, top, deferred)
+
+
+def test_engine_never_imports_the_estimator():
+    graph = import_layers.graph()
+    engine = ("_data", "_training", "_inference", "_checkpoint", "_validation", "_persist")
+    for name in engine:
+        top, deferred = graph[f"disyre_sk.{name}"]
+        assert "disyre_sk._detector" not in top | deferred, name
+
+
+def test_cycle_finder_finds_a_cycle():
+    fake = {"a": ({"b"}, set()), "b": ({"c"}, set()), "c": ({"a"}, set())}
+    assert import_layers.cycles(fake) == [["a", "b", "c", "a"]]
