@@ -36,6 +36,8 @@ from pathlib import Path
 
 import torch
 
+from ._files import atomic_write
+
 MAP_SUFFIX = "_disyre_map.nii.gz"
 JOURNAL_NAME = "scores.jsonl"
 SCORES_NAME = "scores.json"
@@ -53,11 +55,10 @@ def scan_stem(path: str | os.PathLike) -> str:
     >>> scan_stem("data/sub-01_T2w.nii.gz")
     'sub-01_T2w'
     """
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem
+    # nibabel's own rule: the extension and a compression suffix, in any case.
+    from nibabel.filename_parser import splitext_addext
+
+    return splitext_addext(Path(path).name)[0]
 
 
 def map_path(output: str | os.PathLike, scan: str | os.PathLike) -> Path:
@@ -520,8 +521,7 @@ def stream_detect(
     summary.written = [written[i] for i in sorted(written)]
     summary.failed = [(str(scans[i]), failed[i]) for i in sorted(failed)]
     rows = [journal.rows[t.name] for t in targets if t.name in journal.rows and t.exists()]
-    tmp = out / f".{SCORES_NAME}.tmp"
-    tmp.write_text(json.dumps(rows, indent=2))
-    os.replace(tmp, out / SCORES_NAME)
+    text = json.dumps(rows, indent=2).encode()
+    atomic_write(out / SCORES_NAME, lambda handle: handle.write(text))
     summary.seconds = time.perf_counter() - start_time
     return summary

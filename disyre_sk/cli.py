@@ -258,25 +258,13 @@ def _cmd_evaluate(args) -> int:
         result[f"dice_at_{args.fpr:g}_fpr"] = acc.dice_at_threshold(threshold, "pooled")
     per_volume = acc.result("per_volume")
     result["per_volume"] = {"aggregation": "mean over volumes with lesions", **per_volume}
-    text = json.dumps(_plain(result), indent=2)
+    from ._files import jsonable
+
+    text = json.dumps(jsonable(result), indent=2)
     print(text)
     if args.json:
         Path(args.json).write_text(text)
     return 0
-
-
-def _plain(value):
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
