@@ -7,6 +7,7 @@ intensities. This module only decides what goes where.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -88,6 +89,17 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         Resolution levels (0 = full resolution) with self-attention. ``None`` puts it
         at the second-deepest level (8×8 for 128-pixel patches and six levels) when the
         network has at least three levels; the middle block always has attention.
+    network : callable, default=None
+        Builds the restoration network: called with the keyword arguments of
+        :class:`~disyre_sk.nn.UNet` (``in_channels``, ``out_channels``, ``widths``,
+        ``n_res_blocks``, ``attention_levels``, ``mid_attention``, ``residual``) and
+        returning an ``nn.Module`` called as ``module(x, severity)`` on ``(B, 1, H, W)``
+        patches and ``(B,)`` severities, returning the restored ``(B, 1, H, W)``. A
+        module whose inputs must be a multiple of some size says so with a
+        ``size_multiple`` attribute (default ``2 ** (len(widths) - 1)``). ``None`` is
+        :class:`~disyre_sk.nn.UNet`, the reference network. A model with a custom network
+        pickles (its module travels as is) but cannot be written to a safe model file,
+        which rebuilds a UNet: :meth:`save` refuses it.
     corruption : {'dag', 'fpi', 'gaussian'} or corruption object, default='dag'
         Synthetic anomalies used in training: ``'dag'`` (shape × foreign-patch texture
         × intensity bias, MICCAI 2024), ``'fpi'`` (foreign-patch interpolation, ISBI
@@ -299,6 +311,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "slice_axis": [Interval(Integral, 0, 2, closed="both")],
         "patch_size": [Interval(Integral, 1, None, closed="left")],
         "widths": ["array-like"],
+        "network": [None, callable],
         "n_res_blocks": [Interval(Integral, 1, None, closed="left")],
         "attention_levels": [None, "array-like"],
         "corruption": [
@@ -350,6 +363,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         widths=(32, 64, 96, 128, 256, 256),
         n_res_blocks=2,
         attention_levels=None,
+        network=None,
         corruption="dag",
         n_steps=100_000,
         batch_size=96,
@@ -387,6 +401,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.slice_axis = slice_axis
         self.patch_size = patch_size
         self.widths = widths
+        self.network = network
         self.n_res_blocks = n_res_blocks
         self.attention_levels = attention_levels
         self.corruption = corruption
@@ -586,15 +601,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         # global torch RNG state.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
-            network = UNet(
-                in_channels=1,
-                out_channels=1,
-                widths=widths,
-                n_res_blocks=self.n_res_blocks,
-                attention_levels=attention,
-                mid_attention=True,
-                residual=True,
-            )
+            network = self._build_network(widths, attention)
         # Contiguous (NCHW) on every device: on an H100, channels_last made the bf16
         # training step 1.22x slower (GroupNorm; benchmarks/results/speed_cuda.md).
         network = network.to(device)
@@ -651,6 +658,48 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self._offset_settings = self._scoring_settings()
         return self
 
+    def _build_network(self, widths, attention) -> torch.nn.Module:
+        """The network ``fit`` trains: the UNet, or what the ``network`` callable builds."""
+        config = dict(
+            in_channels=1,
+            out_channels=1,
+            widths=widths,
+            n_res_blocks=self.n_res_blocks,
+            attention_levels=attention,
+            mid_attention=True,
+            residual=True,
+        )
+        if self.network is None:
+            return UNet(**config)
+        network = self.network(**config)
+        if not isinstance(network, torch.nn.Module):
+            raise TypeError(
+                f"network must build a torch.nn.Module, got {type(network).__name__} from "
+                f"{self.network!r}."
+            )
+        if not hasattr(network, "size_multiple"):
+            network.size_multiple = 2 ** (len(widths) - 1)
+        if not hasattr(network, "config"):
+            network.config = config
+        # One tiny call now: a network that does not fit the contract fails here, with
+        # a message, not after the data is on the device.
+        side = network.size_multiple * max(1, 16 // network.size_multiple)
+        try:
+            with torch.no_grad():
+                out = network(torch.zeros(1, 1, side, side), torch.full((1,), 0.5))
+        except Exception as exc:
+            raise TypeError(
+                f"network(x, severity) failed on a (1, 1, {side}, {side}) patch: "
+                f"{type(exc).__name__}: {exc}. It must take (B, 1, H, W) patches and (B,) "
+                "severities."
+            ) from exc
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, 1, side, side):
+            raise TypeError(
+                "network(x, severity) must return a tensor of the input's shape (1, 1, "
+                f"{side}, {side}); got {getattr(out, 'shape', type(out).__name__)}."
+            )
+        return network
+
     def _scoring_settings(self) -> dict:
         """Parameters that change the scores, hence the meaning of ``offset_``."""
         names = (
@@ -686,7 +735,14 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "checkpoint_dir",
             "checkpoint_every",
         }
-        return {k: v for k, v in self.get_params().items() if k not in inference_only}
+        params = {k: v for k, v in self.get_params().items() if k not in inference_only}
+        if params.get("network") is not None:
+            # By name: a function's repr holds its address, which changes every run.
+            net = params["network"]
+            params["network"] = (
+                f"{getattr(net, '__module__', '')}.{getattr(net, '__qualname__', repr(net))}"
+            )
+        return params
 
     def _clear_fitted_state(self) -> None:
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
@@ -743,21 +799,23 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         refuse slips into inference as a silent fallback or a loop that never ends.
         """
         self._validate_params()
-        self._check_settings()
+        widths, _, _ = self._check_settings()
         check_device_name(self.device)
         network = getattr(self, "network_", None)
         if network is not None:
-            config = network.config
+            config = getattr(network, "config", {})
+            widths = config.get("widths", widths)
+            levels = tuple(config.get("attention_levels", ()))
             window = self.patch_size if self.window_size in (None, "slice") else self.window_size
-            attention = (*config["attention_levels"], len(config["widths"]) - 1)
+            attention = (*levels, len(widths) - 1)
             check_fits(
                 activation_bytes(
                     self.inference_batch_size,
                     window,
-                    config["widths"],
-                    config["n_res_blocks"],
+                    widths,
+                    config.get("n_res_blocks", self.n_res_blocks),
                     False,
-                    attention if config["mid_attention"] else config["attention_levels"],
+                    attention if config.get("mid_attention", True) else levels,
                     self.device_.type == "cpu",
                 ),
                 self.device_,
@@ -1004,6 +1062,13 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         True
         """
         check_is_fitted(self)
+        if self.network is not None:
+            raise TypeError(
+                "this detector was fitted with a custom network, which a safe model file "
+                "cannot hold (loading rebuilds the package's UNet from its description). "
+                "Pickle the detector instead (joblib.dump; open such files only from a "
+                "trusted source), or save network_.state_dict() with your own code."
+            )
         return save_detector(self, path)
 
     @classmethod
@@ -1047,7 +1112,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         # A copy: object.__getstate__ may hand back the live __dict__.
         state = dict(super().__getstate__())
         network = state.get("network_")
-        if isinstance(network, torch.nn.Module):
+        if isinstance(network, torch.nn.Module) and type(network) is not UNet:
+            # A custom network travels as itself, on the CPU (a copy: this one stays).
+            state["network_"] = {"module": copy.deepcopy(network).cpu()}
+        elif isinstance(network, torch.nn.Module):
             # Weights travel as CPU tensors so a GPU-trained detector unpickles anywhere.
             state["network_"] = {
                 "config": dict(network.config),
@@ -1057,14 +1125,17 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
 
     def __setstate__(self, state):
         packed = state.get("network_")
-        if isinstance(packed, dict) and "state_dict" in packed:
+        if isinstance(packed, dict) and ("state_dict" in packed or "module" in packed):
             device = state.get("device_", torch.device("cpu"))
             if device.type == "cuda" and not torch.cuda.is_available():
                 device = torch.device("cpu")
                 state["device_"] = device
                 state["precision_"] = "fp32"
-            network = UNet(**packed["config"])
-            network.load_state_dict(packed["state_dict"])
+            if "module" in packed:
+                network = packed["module"]
+            else:
+                network = UNet(**packed["config"])
+                network.load_state_dict(packed["state_dict"])
             state["network_"] = network.to(device).eval()
         super().__setstate__(state)
 

@@ -545,3 +545,61 @@ def test_model_file_without_residual_profile_still_loads(fitted, healthy, tmp_pa
     np.testing.assert_array_equal(
         loaded.decision_map(healthy[:2]), fitted.decision_map(healthy[:2])
     )
+
+
+# ------------------------------------------------------------------ network extension point
+class _TinyRestorer(torch.nn.Module):
+    """x + f(x): two convolutions, ignoring the severity (a custom network)."""
+
+    def __init__(self, **config):
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 8, 3, padding=1),
+            torch.nn.SiLU(),
+            torch.nn.Conv2d(8, 1, 3, padding=1),
+        )
+
+    def forward(self, x, severity):
+        return x + self.body(x)
+
+
+def test_network_unet_class_is_the_default_path(healthy):
+    from disyre_sk.nn import UNet
+
+    a = DISYREDetector(**TINY).fit(healthy)
+    b = DISYREDetector(**TINY, network=UNet).fit(healthy)
+    np.testing.assert_array_equal(a.decision_map(healthy[:2]), b.decision_map(healthy[:2]))
+
+
+def test_custom_network_trains_maps_and_pickles(healthy):
+    import pickle
+
+    det = DISYREDetector(**TINY, network=_TinyRestorer).fit(healthy)
+    assert isinstance(det.network_, _TinyRestorer)
+    maps = det.decision_map(healthy[:2])
+    assert maps.shape == healthy[:2].shape and np.isfinite(maps).all() and maps.any()
+    again = pickle.loads(pickle.dumps(det))
+    assert isinstance(again.network_, _TinyRestorer)
+    np.testing.assert_array_equal(again.decision_map(healthy[:2]), maps)
+    assert isinstance(det.network_.body[0].weight, torch.nn.Parameter)  # the original stays
+
+
+def test_custom_network_cannot_go_to_a_safe_model_file(healthy, tmp_path):
+    det = DISYREDetector(**TINY, network=_TinyRestorer).fit(healthy)
+    with pytest.raises(TypeError, match="custom network"):
+        det.save(tmp_path / "m.disyre")
+
+
+def test_network_that_breaks_the_contract_is_refused_before_training(healthy):
+    class Wrong(torch.nn.Module):
+        def __init__(self, **config):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 1, 3, stride=2, padding=1)
+
+        def forward(self, x, severity):
+            return self.conv(x)  # half the size
+
+    with pytest.raises(TypeError, match="input's shape"):
+        DISYREDetector(**TINY, network=Wrong).fit(healthy)
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
+        DISYREDetector(**TINY, network=lambda **config: "not a module").fit(healthy)
