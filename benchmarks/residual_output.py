@@ -3,8 +3,8 @@
     python benchmarks/residual_output.py [--threads 1]
 
 Trains a small detector on smooth synthetic images twice (discs of the test helpers in
-``tests/toy.py`` as lesions), with the network's output as ``x + f(x, s)`` (what ``DISYREDetector`` builds) and as a
-plain ``f(x, s)``, and writes pixel AP and AUROC to
+``tests/toy.py`` as lesions), with the network's output as ``x + f(x, s)`` (what
+``DISYREDetector`` builds) and as a plain ``f(x, s)``, and writes pixel AP and AUROC to
 ``benchmarks/results/residual_output.md``.
 """
 
