@@ -443,14 +443,16 @@ def checkpoint_probes(healthy, config: dict, tmp: Path) -> list[Probe]:
         def run():
             if data is not None:
                 path.write_bytes(data)
-            det = DISYREDetector(**params).fit(healthy)
+            try:
+                det = DISYREDetector(**params).fit(healthy)
+            finally:
+                path.write_bytes(raw)  # the next probe starts from the intact file
             same = all(
                 torch.equal(a, b)
                 for a, b in zip(
                     det.network_.state_dict().values(), intact.network_.state_dict().values()
                 )
             )
-            path.write_bytes(raw)
             return "works: resumed, same weights" if same else "resumed, but other weights"
 
         return run
@@ -634,7 +636,7 @@ def cli_probes(tmp: Path) -> list[Probe]:
         ("fit: --report under a file", [*fit, "--report", str(a_file / "r")], "--report"),
         ("fit: --batch-size 0", [*fit, "--batch-size", "0"], "batch_size"),
         ("fit: --batch-size 10^9", [*fit, "--batch-size", str(10**9)], "GiB"),
-        ("fit: --patch-size 12 (not a multiple)", [*fit, "--patch-size", "12"], "patch_size"),
+        ("fit: --patch-size 15 (not a multiple of 2)", [*fit, "--patch-size", "15"], "patch_size"),
         (
             "fit: --checkpoint-dir under a file",
             [*fit, "--checkpoint-dir", str(a_file / "c")],
