@@ -278,7 +278,7 @@ def model_file_probes(fitted, healthy, tmp: Path) -> list[Probe]:
             )
         )
     rng = np.random.default_rng(0)
-    for i, offset in enumerate(sorted(rng.choice(len(raw), size=12, replace=False))):
+    for i, offset in enumerate(sorted(rng.choice(len(raw), size=16, replace=False))):
         flipped = bytearray(raw)
         flipped[offset] ^= 1 << int(rng.integers(8))
         path = write(f"flip{i}.disyre", bytes(flipped))
@@ -543,6 +543,12 @@ def nifti_probes(tmp: Path) -> list[Probe]:
         nib.save(nib.Nifti1Image(bad, np.eye(4)), p)
         cases[f"{label} voxel"] = (p, f"non-finite.*{label}")
     cases["wrong extension (.npy)"] = (write("scan.npy", raw), "scan.npy")
+    (tmp / "folder.nii.gz").mkdir()
+    cases["a folder named .nii.gz"] = (tmp / "folder.nii.gz", "folder.nii.gz")
+    import gzip
+
+    noise = np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    cases["valid gzip of random bytes"] = (write("noise.nii.gz", gzip.compress(noise)), "noise")
     cases["missing file"] = (tmp / "missing.nii.gz", "missing.nii.gz")
     probes = []
     for name, (path, message) in cases.items():
