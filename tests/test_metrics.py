@@ -543,3 +543,27 @@ def test_sample_scorer_in_cross_validation():
         IsolationForest(random_state=0), X[order], y[order], scoring=sample_auroc_scorer, cv=2
     )
     assert np.all(scores > 0.9)
+
+
+def test_top_k_count_reads_ints_as_counts_and_floats_as_fractions():
+    from disyre_sk._metrics_core import top_k_count
+
+    assert top_k_count(1, 250) == 1  # the max
+    assert top_k_count(1.0, 250) == 250  # the whole
+    assert top_k_count(0.01, 250) == 3  # ceil(2.5)
+    assert top_k_count(0.001, 250) == 1  # at least one
+    assert top_k_count(5, 3) == 3  # at most n
+    np.testing.assert_array_equal(top_k_count(0.5, np.array([3, 10])), [2, 5])
+    for bad in (0, -1, 0.0, 1.5, True, float("nan"), "1"):
+        with pytest.raises(ValueError, match="int >= 1"):
+            top_k_count(bad, 10)
+
+
+def test_sample_metric_and_slice_label_edge_cases():
+    with pytest.raises(ValueError, match="empty"):
+        sample_auroc(np.array([]), np.array([]))
+    with pytest.raises(ValueError, match="non-empty"):
+        slice_labels(np.zeros((0, 3), dtype=bool))
+    flat = np.array([True, False, True])
+    np.testing.assert_array_equal(slice_labels(flat), flat)  # 1-D: one label per item
+    assert not slice_labels(flat, min_voxels=2).any()
