@@ -1,14 +1,16 @@
 """Build the small anatomy bundle shipped in ``disyre_sk/data/``.
 
-Reads the real, redistributable healthy templates in ``../shared/data`` (MNI152 2009a
+Reads the real, redistributable healthy templates from a source folder (MNI152 2009a
 T1 + GM/WM probability maps from nilearn; Colin27 skull-stripped T1 from Debian
-mricron-data), resamples them onto one common 2 mm RAS grid cropped to the brains'
-bounding box plus a small margin, and writes one compressed ``.npz`` of uint8 maps plus
-the license notices and a README.
+mricron-data; the ITK example T1 from Debian insighttoolkit5), resamples them onto one
+common 2 mm RAS grid cropped to the brains' bounding box plus a small margin, and writes
+one compressed ``.npz`` of uint8 maps plus the license notices and a README.
 
 Run from the repository root::
 
-    python scripts/build_package_data.py [--shared ../shared/data] [--out disyre_sk/data]
+    python scripts/build_package_data.py --source DIR [--out disyre_sk/data]
+
+where ``DIR`` holds one sub-folder per source with its files and licence.
 
 The output is deterministic (fixed seeds, fixed zip timestamps), so re-running it on the
 same inputs gives byte-identical files.
@@ -257,10 +259,10 @@ All three brains are real healthy anatomy; none has a lesion.
 def main(argv: list[str] | None = None) -> None:
     here = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=here.parent / "shared" / "data")
+    parser.add_argument("--source", type=Path, required=True, help="folder of the source templates")
     parser.add_argument("--out", type=Path, default=here / "disyre_sk" / "data")
     args = parser.parse_args(argv)
-    shared, out = args.shared, args.out
+    shared, out = args.source, args.out
     out.mkdir(parents=True, exist_ok=True)
 
     mni = {k: _load(shared / MNI_DIR / f) for k, f in MNI_FILES.items()}
