@@ -56,6 +56,22 @@ def _check_map_smoothing(value) -> float:
     return float(value)
 
 
+def _refuse_oversized(config, batch, side, device, *, training, what, advice) -> None:
+    """Refuse a batch of ``side``-pixel squares that the network ``config`` cannot fit.
+
+    ``config`` holds the UNet's ``widths``, ``n_res_blocks``, ``attention_levels`` and
+    ``mid_attention`` (default True: the middle block attends at the deepest level).
+    """
+    widths = config["widths"]
+    levels = tuple(config.get("attention_levels", ()))
+    if config.get("mid_attention", True):
+        levels = (*levels, len(widths) - 1)
+    estimate = activation_bytes(
+        batch, side, widths, config["n_res_blocks"], training, levels, device.type == "cpu"
+    )
+    check_fits(estimate, device, what, advice)
+
+
 def _comparable(settings: dict) -> str:
     """Settings as canonical JSON: tuples, lists and arrays of one value compare equal."""
     return json.dumps(jsonable(settings), sort_keys=True)
@@ -554,20 +570,14 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
     def _fit(self, X, X_val=None):
         widths, _, attention = self._check_settings()
         # Refused before any data is read or any step is run, not after an hour.
-        device = resolve_device(self.device)
-        check_fits(
-            activation_bytes(
-                self.batch_size,
-                self.patch_size,
-                widths,
-                self.n_res_blocks,
-                True,
-                (*attention, len(widths) - 1),  # the middle block always attends
-                device.type == "cpu",
-            ),
-            device,
-            f"Training with batch_size={self.batch_size} and patch_size={self.patch_size}",
-            "lower batch_size or patch_size",
+        _refuse_oversized(
+            dict(widths=widths, n_res_blocks=self.n_res_blocks, attention_levels=attention),
+            self.batch_size,
+            self.patch_size,
+            resolve_device(self.device),
+            training=True,
+            what=f"Training with batch_size={self.batch_size} and patch_size={self.patch_size}",
+            advice="lower batch_size or patch_size",
         )
         if self.checkpoint_dir is not None:
             check_writable(self.checkpoint_dir, "checkpoint_dir")
@@ -803,25 +813,20 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         check_device_name(self.device)
         network = getattr(self, "network_", None)
         if network is not None:
-            config = getattr(network, "config", {})
-            widths = config.get("widths", widths)
-            levels = tuple(config.get("attention_levels", ()))
             window = self.patch_size if self.window_size in (None, "slice") else self.window_size
-            attention = (*levels, len(widths) - 1)
-            check_fits(
-                activation_bytes(
-                    self.inference_batch_size,
-                    window,
-                    widths,
-                    config.get("n_res_blocks", self.n_res_blocks),
-                    False,
-                    attention if config.get("mid_attention", True) else levels,
-                    self.device_.type == "cpu",
-                ),
+            _refuse_oversized(
+                {
+                    "widths": widths,
+                    "n_res_blocks": self.n_res_blocks,
+                    **getattr(network, "config", {}),
+                },
+                self.inference_batch_size,
+                window,
                 self.device_,
-                f"Inference with inference_batch_size={self.inference_batch_size} and "
+                training=False,
+                what=f"Inference with inference_batch_size={self.inference_batch_size} and "
                 f"windows of {window} pixels",
-                "lower inference_batch_size or window_size",
+                advice="lower inference_batch_size or window_size",
             )
 
     def _restorer(self, post_process: bool = True) -> Restorer:

@@ -16,12 +16,8 @@ def resolve_device(device) -> torch.device:
     """Turn the ``device`` parameter into a usable :class:`torch.device`."""
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
-        ) from exc
+    check_device_name(device)
+    resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={device!r} asks for CUDA but torch sees no CUDA device here; "

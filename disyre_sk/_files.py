@@ -95,7 +95,7 @@ def _feed(h, value) -> None:
     if isinstance(value, torch.Tensor):
         t = value.detach().cpu().contiguous()
         h.update(f"T{t.dtype}{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer itself, no copy
     elif isinstance(value, dict):
         h.update(f"D{len(value)}|".encode())
         for key in sorted(value, key=repr):
