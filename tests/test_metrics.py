@@ -8,6 +8,7 @@ from hypothesis.extra import numpy as hnp
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import (
     average_precision_score,
+    f1_score,
     precision_recall_curve,
     roc_auc_score,
 )
@@ -149,6 +150,14 @@ def test_integer_and_float16_maps():
     assert pixel_average_precision(maps, masks.astype(np.uint8)) == pytest.approx(ref)
 
 
+def test_float32_and_float64_maps_are_read_in_place():
+    # maps are whole volumes: only float16 is widened, wider floats are never copied
+    for dtype in (np.float32, np.float64):
+        maps = np.zeros((2, 3), dtype=dtype)
+        assert _metrics_core.check_maps(maps) is maps
+    assert _metrics_core.check_maps(np.zeros((2, 3), dtype=np.float16)).dtype == np.float32
+
+
 # -- foreground ------------------------------------------------------------------------
 def test_foreground_excludes_voxels():
     maps = np.array([[0.9, 0.99, 0.5, 0.1]])
@@ -198,6 +207,20 @@ def test_per_volume_differs_from_pooled():
     assert per_volume["aggregation"] == "per_volume" and per_volume["n_volumes"] == 2
 
 
+def test_per_volume_dice_at_threshold_scores_every_volume():
+    # 4 volumes of 3 x 2 voxels: the first axis, not the second, counts the volumes
+    rng = np.random.default_rng(4)
+    maps = rng.random((4, 3, 2))
+    masks = rng.random((4, 3, 2)) < 0.5
+    masks[:, 0, 0] = True  # every volume has a lesion, so every Dice is defined
+    got = per_volume_scores(maps, masks, metric="dice_at_threshold", threshold=0.5)
+    # Dice is the F1 score of the binarised map
+    expected = [
+        f1_score(masks[i].ravel(), maps[i].ravel() >= 0.5, zero_division=0.0) for i in range(4)
+    ]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_per_volume_is_mean_of_sklearn_per_volume(seed):
     maps, masks, fg = _random_case(seed, shape=(4, 9, 9))
@@ -229,6 +252,17 @@ def test_threshold_at_fpr_with_ties_and_foreground():
     assert threshold_at_fpr(healthy, fpr=0.05) > 9.0  # no tie-free split: nothing above
     fg = healthy < 5
     assert threshold_at_fpr(healthy, 0.2, fg) == 4.0
+
+
+def test_threshold_at_fpr_tolerance_absorbs_rounding_only():
+    healthy = np.arange(1000.0).reshape(1, 1000)  # one voxel is 0.1 % of the voxels
+    # a rate a relative 1.5e-9 below one voxel's share allows no false positive at all
+    fpr = (1 - 1.5e-9) / 1000
+    exact = PixelMetricAccumulator().update(healthy)
+    for t in (threshold_at_fpr(healthy, fpr), exact.threshold_at_fpr(fpr)):
+        assert np.count_nonzero(healthy >= t) == 0
+    # 0.001 * 1000 is one voxel: the top score alone reaches the threshold
+    assert threshold_at_fpr(healthy, 0.001) == 999.0
 
 
 def test_dice_at_fpr_matches_threshold_then_dice():
@@ -348,6 +382,53 @@ def test_histogram_out_of_range_is_clipped_and_counted():
     acc.update(np.array([-1.0, 0.3, 1.0, 2.0]), np.array([False, False, True, True]))
     assert acc.n_out_of_range == 2
     assert acc.result()["average_precision"] == 1.0
+
+
+@pytest.mark.parametrize("value_range", [(1.0, 3.0), (-2.0, 2.0)])
+def test_histogram_exact_on_edges_of_a_range_away_from_zero(value_range):
+    low, high = value_range
+    n_bins = 8
+    rng = np.random.default_rng(1)
+    masks = rng.random((2, 6, 5)) < 0.3
+    bins = np.clip(rng.integers(0, 6, masks.shape) + 2 * masks, 0, n_bins - 1)
+    maps = low + (high - low) / n_bins * bins  # bin edges, exact in binary
+    hist = PixelMetricAccumulator("histogram", n_bins=n_bins, value_range=value_range)
+    exact = PixelMetricAccumulator()
+    for i in range(2):
+        hist.update(maps[i], masks[i])
+        exact.update(maps[i], masks[i])
+    res = hist.result()
+    y, s = masks.ravel(), maps.ravel()
+    assert res["average_precision"] == pytest.approx(average_precision_score(y, s), rel=1e-12)
+    assert res["auroc"] == pytest.approx(roc_auc_score(y, s), rel=1e-12)
+    assert res["best_dice"] == pytest.approx(_sk_best_dice(y, s), rel=1e-12)
+    assert res["best_dice_threshold"] == exact.result()["best_dice_threshold"]
+    for fpr in (0.05, 0.3):
+        assert hist.threshold_at_fpr(fpr) == exact.threshold_at_fpr(fpr)
+    assert hist.n_out_of_range == 0
+
+
+def test_histogram_score_on_the_top_inner_edge_falls_in_the_top_bin():
+    # bins of (0.3, 0.9): [0.3, 0.5), [0.5, 0.7), [0.7, 0.9]. For x = 0.7 the float
+    # formula (x - 0.3) * 3 / 0.6 gives 1.9999999999999996, one bin low; the score still
+    # belongs to the top bin, apart from the negatives at 0.5
+    acc = PixelMetricAccumulator("histogram", n_bins=3, value_range=(0.3, 0.9))
+    acc.update(np.array([0.3, 0.5, 0.5, 0.7, 0.7]), np.array([0, 0, 0, 1, 1]))
+    res = acc.result()
+    assert (res["average_precision"], res["best_dice"], res["auroc"]) == (1.0, 1.0, 1.0)
+    assert res["best_dice_threshold"] == 0.7
+
+
+def test_single_bin_histogram_counts_scores_on_both_sides_of_the_range():
+    acc = PixelMetricAccumulator("histogram", n_bins=1, value_range=(0.0, 1.0))
+    acc.update(np.array([-0.5, 0.2, 0.6, 1.5]), np.array([True, False, False, True]))
+    assert acc.n_out_of_range == 2 and acc.n_voxels == 4
+    # one bin: every score ties, as if all four were equal
+    y, tied = np.array([1, 0, 0, 1]), np.zeros(4)
+    res = acc.result()
+    assert res["average_precision"] == pytest.approx(average_precision_score(y, tied))
+    assert res["auroc"] == pytest.approx(roc_auc_score(y, tied))
+    assert res["best_dice"] == pytest.approx(_sk_best_dice(y, tied))
 
 
 # -- errors ----------------------------------------------------------------------------
@@ -479,6 +560,17 @@ def test_slice_labels_and_scores():
 
     scores, labels = slice_scores(maps, axis=1).ravel(), slice_labels(masks, axis=1).ravel()
     assert sample_auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores))
+
+
+def test_topk_of_one_voxel_is_the_max():
+    maps = np.random.default_rng(6).random((3, 4, 5))
+    np.testing.assert_array_equal(
+        slice_scores(maps, reduction="topk", k=1), maps.reshape(3, -1).max(axis=1)
+    )
+    # a fraction of 5 voxels per row rounds up to one voxel
+    np.testing.assert_array_equal(
+        slice_scores(maps, axis=1, reduction="topk", k=0.01), maps.max(axis=2)
+    )
 
 
 def test_slice_helper_errors():
