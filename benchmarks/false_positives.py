@@ -1,6 +1,6 @@
 """Where healthy tissue lights up: the demo's false positives, located.
 
-    python benchmarks/false_positives.py [--seeds 0 1 2] [--demo-dirs DIR ...]
+    python benchmarks/false_positives.py [--seeds 0 1 2] [--demo-dirs DIR ...] [--work DIR]
                                          [--out benchmarks/results/false_positives_cpu.md]
 
 For each seed the demo (``disyre demo --seed S``) trains a detector on subjects of two
@@ -287,16 +287,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--demo-dirs", nargs="+", default=None, help="reuse demo output folders")
+    ap.add_argument("--work", default=None, help="keep the demo folders here (default: temporary)")
     ap.add_argument("--out", default="benchmarks/results/false_positives_cpu.md")
     args = ap.parse_args()
     info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
     t0 = time.perf_counter()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
         folders = (
             [Path(d) for d in args.demo_dirs]
             if args.demo_dirs
-            else [run_demo(s, Path(tmp) / f"demo{s}") for s in args.seeds]
+            else [run_demo(s, work / f"demo{s}") for s in args.seeds]
         )
         for folder in folders:
             print(f"analysing {folder}...", flush=True)
