@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import itertools
 import math
 import pickle
 
 import pytest
 import torch
+from numpydoc.docscrape import NumpyDocString
 
 from disyre_sk.corruption import (
     Compose,
@@ -21,6 +24,7 @@ from disyre_sk.corruption import (
     get_corruption,
 )
 from disyre_sk.corruption.base import _check_generator
+from disyre_sk.corruption.fpi import _foreign_patch
 from disyre_sk.corruption.shapes import sample_foreground_pixel
 
 NAMES = ("dag", "fpi", "gaussian")
@@ -261,6 +265,22 @@ def test_get_corruption():
             get_corruption(bad)
 
 
+@pytest.mark.parametrize(
+    "cls",
+    [RandomShape, FPICorruption, IntensityBiasCorruption, DAGCorruption, GaussianCorruption],
+)
+def test_defaults_are_the_documented_ones(cls):
+    # the Parameters section is the specification of every default
+    documented = {}
+    for param in NumpyDocString(inspect.getdoc(cls))["Parameters"]:
+        if "default=" in param.type:
+            documented[param.name] = ast.literal_eval(param.type.split("default=", 1)[1])
+    signature = inspect.signature(cls).parameters
+    assert set(documented) == set(signature)
+    for name, value in documented.items():
+        assert signature[name].default == value, name
+
+
 # --------------------------------------------------------------------------- semantics
 
 
@@ -282,6 +302,39 @@ def test_fpi_severity_is_a_tex():
     out = c.apply(x, params)
     assert torch.allclose(out.severity, params["a_tex"])
     assert (params["source"] != torch.arange(8)).all()  # foreign, never itself
+
+
+def test_fpi_foreign_offset_is_uniform_over_the_other_samples():
+    # sample b takes its patch from (b + k) % B, k uniform in [1, B - 1]
+    x = torch.rand(4, 1, 8, 8, generator=gen(1))
+    g, c = gen(0), FPICorruption()
+    offsets = torch.cat(
+        [(c.sample_params(x, g)["source"] - torch.arange(4)) % 4 for _ in range(100)]
+    )
+    counts = torch.bincount(offsets, minlength=4)
+    assert counts[0] == 0  # never the sample itself
+    assert ((counts[1:] > 100) & (counts[1:] < 170)).all(), counts  # 400 draws, 133 each
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (1, -1), (-2, 3), (4, 5), (-4, -5)])
+def test_fpi_foreign_patch_is_the_source_shifted_with_zero_fill(shift):
+    h, w = 5, 6
+    x = 1 + torch.rand(2, 1, h, w, generator=gen(0))  # no zero inside the images
+    center = torch.tensor([[2, 3], [1, 4]])
+    params = {
+        "source": torch.tensor([1, 0]),
+        "center": center,
+        "source_center": center + torch.tensor(shift),
+    }
+    fp = _foreign_patch(x, params)
+    dy, dx = shift
+    for b in range(2):
+        src = x[params["source"][b], 0]
+        expected = torch.zeros(h, w)  # where the shifted source has no pixel
+        for i, j in itertools.product(range(h), range(w)):
+            if 0 <= i + dy < h and 0 <= j + dx < w:
+                expected[i, j] = src[i + dy, j + dx]
+        assert torch.equal(fp[b, 0], expected)
 
 
 def test_dag_severity_is_max_of_texture_and_bias_change():
@@ -330,10 +383,44 @@ def test_bias_change_ignores_out_of_range_input_outside_mask():
     assert torch.equal(out.image[ref.mask == 0], x_bad[ref.mask == 0])
 
 
+def test_intensity_bias_per_sample_forced_severity():
+    x = make_batch(4)
+    s = torch.tensor([0.0, 0.25, 0.5, 1.0])
+    c = IntensityBiasCorruption()
+    params = c.sample_params(x, gen(0), severity=s)
+    assert torch.equal(params["a_bias"], s)
+    out = c.apply(x, params)
+    assert (out.severity <= s + 1e-6).all()  # clipping can only lower the change
+    assert torch.equal(out.image[0], x[0])
+    assert c.sample_params(x, gen(0), severity=0.5)["a_bias"].shape == (4,)
+
+
+def test_intensity_class_count_is_uniform_over_the_inclusive_range():
+    x = torch.rand(300, 1, 8, 8, generator=gen(1))
+    params = IntensityBiasCorruption().sample_params(x, gen(0))
+    counts = torch.bincount(params["n_classes"], minlength=7)
+    assert counts[:3].sum() == 0 and counts[6:].sum() == 0  # the default (3, 5), inclusive
+    assert ((counts[3:6] > 70) & (counts[3:6] < 130)).all(), counts  # 100 expected each
+    params = IntensityBiasCorruption(n_classes=(2, 3)).sample_params(x, gen(0))
+    assert set(params["n_classes"].tolist()) == {2, 3}
+
+
 def test_gaussian_mask_is_foreground():
     x = make_batch(4)
     out = GaussianCorruption(sigma_max=0.3)(x, gen(0))
     assert torch.equal(out.mask, (x > 0).to(x.dtype))
+
+
+def test_gaussian_adds_scaled_noise_on_the_foreground():
+    x = torch.zeros(2, 1, 4, 4)
+    x[:, :, 1:3, 1:3] = 0.5
+    noise = torch.linspace(-2, 2, 32).view(2, 1, 4, 4)
+    params = {"severity": torch.tensor([0.5, 1.0]), "noise": noise}
+    out = GaussianCorruption(sigma_max=0.2).apply(x, params)
+    # x + s * sigma_max * eps: levels 0.1 and 0.2 keep 0.5 +- 0.4 inside [0, 1]
+    level = torch.tensor([0.1, 0.2]).view(2, 1, 1, 1)
+    expected = torch.where(x > 0, x + level * noise, x)
+    assert torch.allclose(out.image, expected, atol=1e-6)
 
 
 def test_compose():
@@ -373,6 +460,17 @@ def test_each_shape_renders_in_box_on_foreground(kind):
     assert fg.flatten()[  # centres are foreground pixels
         (torch.arange(16) * 64 * 64 + params["center"][:, 0] * 64 + params["center"][:, 1])
     ].all()
+
+
+def test_shape_sizes_and_sigmas_are_drawn_in_their_ranges():
+    fg = torch.ones(200, 1, 32, 32, dtype=torch.bool)
+    shape = RandomShape(box_fraction=0.5, size_range=(0.25, 0.5), sigma_range=(1.0, 2.0))
+    params = shape.sample_params(fg, gen(0))
+    hb = 8  # half the box side: 0.5 * 0.5 * 32
+    axes, sigma = params["axes"] / hb, params["sigma"]
+    # uniform draws over 200 samples reach close to both ends of each range
+    assert 0.25 <= axes.min() < 0.27 and 0.48 < axes.max() <= 0.5
+    assert 1.0 <= sigma.min() < 1.05 and 1.95 < sigma.max() <= 2.0
 
 
 def test_blur_softens_edges():
