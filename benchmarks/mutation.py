@@ -33,7 +33,12 @@ from _common import command_line, git_commit, hardware, md_table, now, write_res
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = {
     "metrics": (
-        ["_metrics_core.py", "_metrics_pixel.py", "_metrics_sample.py", "_metrics_accumulator.py"],
+        [
+            "metrics/_core.py",
+            "metrics/_pixel.py",
+            "metrics/_sample.py",
+            "metrics/_accumulator.py",
+        ],
         ["tests/test_metrics.py"],
     ),
     "corruption": (

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._metrics_core import top_k_count
+from .metrics._core import top_k_count
 
 # Volumes larger than this many foreground voxels are subsampled to learn the
 # intensity range: percentiles of ten million voxels are as good as of all of them.

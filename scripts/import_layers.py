@@ -4,7 +4,9 @@
 
 A module's layer is one more than the highest layer it imports at module level, so
 imports always point down; an import inside a function (deferred, to keep start-up
-light or to reach an optional dependency) is listed apart. The documentation build runs
+light or to reach an optional dependency) is listed apart. Importing a module of a
+subpackage from outside it also counts as importing the subpackage, whose
+``__init__.py`` Python runs first. The documentation build runs
 this to draw the architecture page, and ``tests/test_architecture.py`` checks that the
 module-level graph has no cycle.
 """
@@ -50,7 +52,12 @@ def imports(path: Path) -> tuple[set[str], set[str]]:
                 for a in node.names:
                     sub = f"{mod}.{a.name}"
                     out.add(sub if sub in known else mod)
-        return {t for t in out if t in known and t != name}
+        out = {t for t in out if t in known and t != name}
+        # Importing ``disyre_sk.pkg.mod`` from outside ``pkg`` first runs ``pkg/__init__.py``:
+        # an edge to the package too, so a cycle through its facade is not missed.
+        own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 2)}
+        parents = {".".join(t.split(".")[:i]) for t in out for i in range(2, t.count(".") + 1)}
+        return out | {p for p in parents if p in known and p not in own}
 
     for node in tree.body:
         top |= targets(node)

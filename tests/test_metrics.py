@@ -14,9 +14,9 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import cross_val_score
 
-from disyre_sk import _metrics_core
 from disyre_sk.metrics import (
     PixelMetricAccumulator,
+    _core,
     best_dice,
     best_dice_scorer,
     dice_at_fpr,
@@ -128,7 +128,7 @@ def test_pooled_blocks_equal_single_pass(monkeypatch):
     # pooled metrics are fed in blocks of the first axis; force many tiny blocks
     maps, masks, fg = _random_case(7, shape=(9, 6, 5))
     expected = pixel_metrics(maps, masks, fg)
-    monkeypatch.setattr(_metrics_core, "_POOLED_BLOCK", 7)
+    monkeypatch.setattr(_core, "_POOLED_BLOCK", 7)
     got = pixel_metrics(maps, masks, fg)
     for key in ("average_precision", "best_dice", "best_dice_threshold", "auroc"):
         assert got[key] == pytest.approx(expected[key], rel=1e-12)
@@ -154,8 +154,8 @@ def test_float32_and_float64_maps_are_read_in_place():
     # maps are whole volumes: only float16 is widened, wider floats are never copied
     for dtype in (np.float32, np.float64):
         maps = np.zeros((2, 3), dtype=dtype)
-        assert _metrics_core.check_maps(maps) is maps
-    assert _metrics_core.check_maps(np.zeros((2, 3), dtype=np.float16)).dtype == np.float32
+        assert _core.check_maps(maps) is maps
+    assert _core.check_maps(np.zeros((2, 3), dtype=np.float16)).dtype == np.float32
 
 
 # -- foreground ------------------------------------------------------------------------
@@ -638,7 +638,7 @@ def test_sample_scorer_in_cross_validation():
 
 
 def test_top_k_count_reads_ints_as_counts_and_floats_as_fractions():
-    from disyre_sk._metrics_core import top_k_count
+    from disyre_sk.metrics._core import top_k_count
 
     assert top_k_count(1, 250) == 1  # the max
     assert top_k_count(1.0, 250) == 250  # the whole

@@ -27,8 +27,8 @@ arrays indexes volumes). :func:`per_volume_scores` returns the per-volume values
 mean.
 """
 
-from ._metrics_accumulator import PixelMetricAccumulator
-from ._metrics_pixel import (
+from ._accumulator import PixelMetricAccumulator
+from ._pixel import (
     best_dice,
     dice_at_fpr,
     dice_at_threshold,
@@ -38,7 +38,7 @@ from ._metrics_pixel import (
     pixel_metrics,
     threshold_at_fpr,
 )
-from ._metrics_sample import (
+from ._sample import (
     best_dice_scorer,
     pixel_ap_scorer,
     sample_ap_scorer,

@@ -1,6 +1,10 @@
-"""Exact and histogram pixel-metric computations, and the streaming accumulator.
+"""Input checks, curve summaries and the top-k rule shared by every metric.
 
-Everything here works on two sorted 1-D arrays per chunk: the map values of the positive
+The in-memory metrics (:mod:`._pixel`, :mod:`._sample`), the streaming accumulator
+(:mod:`._accumulator`) and the detector's slice scores (``disyre_sk._data``) all build on
+the functions here, which import nothing from the package.
+
+The curve summaries work on two sorted 1-D arrays per chunk: the map values of the positive
 (lesion) voxels and those of the negative voxels. From them, the precision-recall and ROC
 summaries are computed exactly, with ties grouped the way scikit-learn groups them
 (all voxels with the same score enter the prediction together). Only distinct *positive*

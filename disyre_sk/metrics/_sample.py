@@ -10,8 +10,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ._metrics_core import check_maps, check_mask, top_k_count
-from ._metrics_pixel import best_dice, pixel_average_precision
+from ._core import check_maps, check_mask, top_k_count
+from ._pixel import best_dice, pixel_average_precision
 
 _REDUCTIONS = ("max", "mean", "topk")
 

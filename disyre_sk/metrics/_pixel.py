@@ -5,8 +5,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._metrics_accumulator import PixelMetricAccumulator
-from ._metrics_core import (
+from ._accumulator import PixelMetricAccumulator
+from ._core import (
     block_slices,
     ceil_to_dtype,
     check_aggregation,

@@ -6,7 +6,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._metrics_core import (
+from ._core import (
     ceil_to_dtype,
     check_aggregation,
     check_fpr,
