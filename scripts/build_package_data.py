@@ -31,7 +31,7 @@ from scipy import ndimage as ndi
 from scipy import optimize
 from sklearn.mixture import GaussianMixture
 
-from disyre_sk._cohort import _rotation
+from disyre_sk.datasets._cohort import _rotation
 
 VOXEL_MM = 2.0
 MARGIN_MM = 4.0

@@ -7,8 +7,13 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from disyre_sk import _cohort, _lesions
-from disyre_sk.datasets import cohort_slices, load_brain_anatomy, make_brain_cohort
+from disyre_sk.datasets import (
+    _cohort,
+    _lesions,
+    cohort_slices,
+    load_brain_anatomy,
+    make_brain_cohort,
+)
 
 FAST = {"voxel_size": 4.0}
 
@@ -245,6 +250,8 @@ def test_lesions_do_not_use_training_corruption():
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 assert "corruption" not in (node.module or "")
+                # ``from .. import corruption`` names the package only in its aliases.
+                assert not any("corruption" in a.name for a in node.names)
             elif isinstance(node, ast.Import):
                 assert not any("corruption" in a.name for a in node.names)
 

@@ -25,8 +25,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from sklearn.utils import Bunch, check_random_state
 
+from ..io import normalize_intensity
 from . import _lesions
-from .io import normalize_intensity
 
 __all__ = ["cohort_slices", "load_brain_anatomy", "make_brain_cohort"]
 
@@ -43,7 +43,8 @@ _TEXTURE_PAD = 24
 
 
 def _read_bundle() -> dict[str, np.ndarray]:
-    ref = resources.files(__package__).joinpath("data", _ANATOMY_FILE)
+    # The shipped data folder is disyre_sk/data/, beside this subpackage, not inside it.
+    ref = resources.files("disyre_sk").joinpath("data", _ANATOMY_FILE)
     with resources.as_file(ref) as path, np.load(path) as npz:
         return {k: npz[k] for k in npz.files}
 

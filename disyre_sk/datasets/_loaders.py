@@ -1,13 +1,9 @@
-"""Datasets: local-folder loaders for public brain-MRI collections, and the demo cohort.
+"""Local-folder loaders for public brain-MRI collections: BraTS, ATLAS, IXI, CamCAN.
 
-Nothing here downloads: BraTS, ATLAS, IXI and CamCAN need registration or a data-use
-agreement, so users point these loaders at their own local copy. Each loader returns a
-:class:`sklearn.utils.Bunch` of file paths (and, with ``load=True``, arrays in the
-package's ``(n, Z, Y, X)`` convention, see :mod:`disyre_sk.io`). When a folder does not
-look like the expected layout, the error says what was expected and what was found.
-
-The offline demo cohort built from the real anatomy shipped with the package lives here
-too: :func:`make_brain_cohort`, :func:`load_brain_anatomy`, :func:`cohort_slices`.
+Public through :mod:`disyre_sk.datasets`. Nothing here downloads: each loader reads a
+user's own local copy, checks that the folder has the expected layout (the error says
+what was expected and what was found) and returns a :class:`sklearn.utils.Bunch` of file
+paths, with arrays too when ``load=True``.
 """
 
 from __future__ import annotations
@@ -19,18 +15,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._cohort import cohort_slices, load_brain_anatomy, make_brain_cohort
-from .io import NiftiLoader, load_nifti
+from ..io import NiftiLoader, load_nifti
 
-__all__ = [
-    "cohort_slices",
-    "load_atlas",
-    "load_brain_anatomy",
-    "load_brats",
-    "load_camcan",
-    "load_ixi",
-    "make_brain_cohort",
-]
+__all__ = ["load_atlas", "load_brats", "load_camcan", "load_ixi"]
 
 _NII = r"\.nii(?:\.gz)?"
 _BRATS_SUBJECT = re.compile(r"^BraTS(?:20_(?:Training|Validation)_\d{3}|20\d\d_\d{5})$")
