@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ._io_arrays import (
+from ._arrays import (
     CropRecord,
     center_crop_or_pad,
     crop_to_foreground,
