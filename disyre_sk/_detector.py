@@ -160,9 +160,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         inside the foreground (a normalised convolution: the brain's edge is not
         dimmed, and the map stays 0 outside). ``0`` keeps the raw map, as the
         published method does. Restorations are noisy pixel by pixel while lesions
-        span many pixels: in ``benchmarks/results/fast_inference_cpu.md`` a sigma of 1
-        pixel raised pooled pixel AP by about 0.03. Choose it on annotated validation
-        scans.
+        span many pixels, so a sigma of about one pixel often helps (the user guide's
+        inference page has the measurements). Choose it on annotated validation scans.
     map_normalization : {None, 'intensity'}, default=None
         ``'intensity'``: after training, ``fit`` measures how much the network changes
         healthy tissue of each intensity (the mean residual of training slices in 20
