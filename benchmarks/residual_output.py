@@ -11,6 +11,7 @@ Trains a small detector on smooth synthetic images twice (discs of the test help
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from disyre_sk import DISYREDetector
 from disyre_sk.nn import UNet
 
 
-def run(residual: bool) -> list[str]:
+def run(residual: bool) -> dict:
     healthy = smooth_brains(64, size=32, seed=0)
     test_healthy = smooth_brains(20, size=32, seed=10)
     lesioned, masks = add_discs(smooth_brains(20, size=32, seed=20), seed=3)
@@ -49,8 +50,14 @@ def run(residual: bool) -> list[str]:
     fg = lesioned > 0
     ap = average_precision_score(masks[fg], maps[fg])
     auroc = roc_auc_score(np.r_[np.zeros(20), np.ones(20)], -scores)
-    name = "x + f(x, s) (default)" if residual else "f(x, s)"
-    return [name, f"{ap:.3f}", f"{auroc:.3f}", f"{seconds:.0f}"]
+    return {
+        "network output": "x + f(x, s) (default)" if residual else "f(x, s)",
+        "pixel_ap": float(ap),
+        "auroc": float(auroc),
+        "seconds": seconds,
+        "scores_healthy_then_disc": [float(v) for v in scores],
+        "loss": [float(v) for v in det.history_["loss"]],
+    }
 
 
 def plain_unet(**config) -> UNet:
@@ -65,7 +72,11 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = [run(True), run(False)]
+    runs = [run(True), run(False)]
+    rows = [
+        [r["network output"], f"{r['pixel_ap']:.3f}", f"{r['auroc']:.3f}", f"{r['seconds']:.0f}"]
+        for r in runs
+    ]
     body = "\n\n".join(
         [
             "Disc task (`tests/toy.py`): "
@@ -76,10 +87,12 @@ def main() -> int:
             "through the detector's `network` parameter. A toy task: a plain intensity "
             "threshold does well on it too, so it compares the two outputs, not the method.",
             md_table(["network output", "pixel AP", "AUROC", "fit + map (s)"], rows),
+            "Raw: every score and the loss of every step in the JSON beside.",
         ]
     )
     info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
     path = write_results(args.out, "Residual output parameterisation", info, body)
+    path.with_suffix(".json").write_text(json.dumps({**info, "runs": runs}, indent=1))
     print(path.read_text())
     return 0
 
