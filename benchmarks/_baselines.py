@@ -23,10 +23,10 @@ from sklearn.utils import check_random_state
 from torch import nn
 
 from disyre_sk import _data
-from disyre_sk._augment import Augmentation
 from disyre_sk._detector import resolve_device
-from disyre_sk._inference import Restorer
-from disyre_sk._training import SliceBank, Trainer
+from disyre_sk._engine.augment import Augmentation
+from disyre_sk._engine.inference import Restorer
+from disyre_sk._engine.training import SliceBank, Trainer
 from disyre_sk.corruption import Corrupted
 
 # ----------------------------------------------------------------------------- autoencoder

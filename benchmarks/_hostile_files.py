@@ -236,11 +236,11 @@ def _payload(path: Path) -> dict:
 
 
 def _resave(payload: dict, path: Path, resum: bool = True) -> Path:
-    from disyre_sk import _persist  # only to re-sign edited files, as an attacker could
+    from disyre_sk._engine import persist  # only to re-sign edited files, as an attacker could
 
     payload = dict(payload)
     if resum and "checksums" in payload:
-        payload["checksums"] = json.dumps(_persist._checksums(payload))
+        payload["checksums"] = json.dumps(persist._checksums(payload))
     torch.save(payload, path)
     return path
 

@@ -48,7 +48,7 @@ SETTINGS = {
 
 def worker(args) -> None:
     """One rank: fit, time the training loop, rank 0 writes the timings."""
-    import disyre_sk._training as training
+    import disyre_sk._engine.training as training
     from disyre_sk import DISYREDetector
     from disyre_sk.datasets import make_brain_cohort
 

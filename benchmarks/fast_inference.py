@@ -59,7 +59,7 @@ from _common import (
 )
 
 from disyre_sk import _data
-from disyre_sk._inference import Restorer
+from disyre_sk._engine.inference import Restorer
 from disyre_sk.corruption import DAGCorruption
 from disyre_sk.datasets import make_brain_cohort
 from disyre_sk.metrics import pixel_metrics

@@ -52,7 +52,7 @@ GROUPS = {
         ],
         ["tests/test_corruption.py"],
     ),
-    "inference": (["_inference.py"], ["tests/test_inference.py"]),
+    "inference": (["_engine/inference.py"], ["tests/test_inference.py"]),
 }
 SWAPS = {
     ast.Add: ast.Sub,

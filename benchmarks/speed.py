@@ -71,9 +71,9 @@ from _common import (
     sync,
 )
 
-from disyre_sk._augment import Augmentation
-from disyre_sk._inference import Restorer
-from disyre_sk._training import SliceBank, Trainer, autocast_for
+from disyre_sk._engine.augment import Augmentation
+from disyre_sk._engine.inference import Restorer
+from disyre_sk._engine.training import SliceBank, Trainer, autocast_for
 from disyre_sk.corruption import get_corruption
 from disyre_sk.datasets import make_brain_cohort
 from disyre_sk.nn import UNet

@@ -49,10 +49,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
 
-from disyre_sk import DISYREDetector, _anomaly_families, _validation
-from disyre_sk._augment import Augmentation
-from disyre_sk._inference import Restorer, padded_size
-from disyre_sk._training import SliceBank, Trainer
+from disyre_sk import DISYREDetector
+from disyre_sk._engine import anomaly_families, monitor
+from disyre_sk._engine.augment import Augmentation
+from disyre_sk._engine.inference import Restorer, padded_size
+from disyre_sk._engine.training import SliceBank, Trainer
 from disyre_sk.corruption import get_corruption
 from disyre_sk.datasets import make_brain_cohort
 from disyre_sk.metrics import per_volume_scores, pixel_metrics
@@ -80,7 +81,7 @@ BRATS_SIDE = 240
 def train_with_snapshots(cohort, seed: int, n_steps: int, every: int):
     """Fit with validation; return the detector and a weight snapshot per validation."""
     snapshots: dict[int, dict] = {}
-    original = _validation.Validator.__call__
+    original = monitor.Validator.__call__
 
     def call(self, trainer):
         snapshots[trainer.step] = {
@@ -90,7 +91,7 @@ def train_with_snapshots(cohort, seed: int, n_steps: int, every: int):
 
     det = DISYREDetector(**SMALL, n_steps=n_steps, validation_every=every, random_state=seed)
     start = time.perf_counter()
-    with mock.patch.object(_validation.Validator, "__call__", call):
+    with mock.patch.object(monitor.Validator, "__call__", call):
         det.fit(cohort.X_train)
     return det, snapshots, time.perf_counter() - start
 
@@ -275,7 +276,7 @@ def part2():
     for name, volume in geometries.items():
         slices, fg = volume, volume > 0
         t0 = time.perf_counter()
-        vset = _anomaly_families.make_validation_set(slices, fg, np.random.default_rng(0))
+        vset = anomaly_families.make_validation_set(slices, fg, np.random.default_rng(0))
         build_s = time.perf_counter() - t0
         n_windows = windows_per_pass(vset.foreground, patch, stride, len(sev))
         if per_window is None:
@@ -289,7 +290,7 @@ def part2():
             info["sub_windows"] = sub_windows
         fake_maps = np.random.default_rng(0).random(vset.images.shape).astype(np.float32)
         t0 = time.perf_counter()
-        _validation.score_maps(fake_maps * vset.foreground, vset)
+        monitor.score_maps(fake_maps * vset.foreground, vset)
         metric_s = time.perf_counter() - t0
         pass_s = n_windows * per_window + metric_s
         ratio = pass_s / (d.validation_every * step_96)
@@ -344,7 +345,7 @@ def main() -> int:
         f"random_state=seed)` on `make_brain_cohort(12, 24, voxel_size=4.0, "
         "random_state=seed)` (12 healthy training subjects, of which 2 held out for "
         "validation; 16 lesioned test volumes, 4 per family). Validation images per family: "
-        f"{_anomaly_families.IMAGES_PER_FAMILY} (the default). Real AP: pooled over the "
+        f"{anomaly_families.IMAGES_PER_FAMILY} (the default). Real AP: pooled over the "
         "brain-mask voxels of the lesioned test volumes of each family. Δ: mean over volumes "
         "of the per-volume AP difference kept − last, with a 95 % bootstrap interval over "
         "volumes (4,000 resamples). *Worse by more than noise* = the whole interval below 0.",
@@ -382,7 +383,7 @@ def main() -> int:
         "",
         "Reference network (`DISYREDetector()` defaults: widths (32, 64, 96, 128, 256, 256), "
         "batch 96 of 128×128, fp32 on the CPU), validation every 1000 steps on "
-        f"{len(_anomaly_families.FAMILIES)} × {_anomaly_families.IMAGES_PER_FAMILY} images, "
+        f"{len(anomaly_families.FAMILIES)} × {anomaly_families.IMAGES_PER_FAMILY} images, "
         "4 severities, 128-px windows at stride 32. One training step, measured with the "
         f"real `Trainer` (make_batch + train_step): batch 4 {cost['step_4']:.1f} s, batch 8 "
         f"{cost['step_8']:.1f} s (ratio {cost['step_8'] / cost['step_4']:.2f}); batch 96 "

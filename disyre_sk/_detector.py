@@ -1,7 +1,7 @@
 """The DISYRE estimator: parameters, validation and shape bookkeeping.
 
-The work itself is delegated: :mod:`._training` optimises the network,
-:mod:`._inference` turns restorations into maps, :mod:`._data` handles layouts and
+The work itself is delegated: :mod:`._engine.training` optimises the network,
+:mod:`._engine.inference` turns restorations into maps, :mod:`._data` handles layouts and
 intensities. This module only decides what goes where.
 """
 
@@ -22,9 +22,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from . import _data, _validation
-from ._augment import Augmentation
-from ._checkpoint import Checkpointer, fingerprint
+from . import _data
 from ._device import (
     activation_bytes,
     check_device_name,
@@ -32,11 +30,14 @@ from ._device import (
     resolve_device,
     training_precision,
 )
-from ._distributed import join_world
+from ._engine import monitor
+from ._engine.augment import Augmentation
+from ._engine.checkpoint import Checkpointer, fingerprint
+from ._engine.distributed import join_world
+from ._engine.inference import Restorer
+from ._engine.persist import load_detector, save_detector
+from ._engine.training import SliceBank, Trainer
 from ._files import check_writable, jsonable
-from ._inference import Restorer
-from ._persist import load_detector, save_detector
-from ._training import SliceBank, Trainer
 from .corruption import get_corruption
 from .nn import UNet
 from .schedule import check_severities
@@ -592,8 +593,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         world.check_same_data(images)
         init_seed, train_seed = world.agree((init_seed, train_seed))
         # Validation draws from a seed of its own: the training stream stays the same.
-        plan = _validation.plan_validation(
-            self, images, foreground, X_val, _validation.validation_seed(train_seed)
+        plan = monitor.plan_validation(
+            self, images, foreground, X_val, monitor.validation_seed(train_seed)
         )
         fit_images, fit_fg = plan.training_data(images, foreground)
         intensity_range = _data.learn_intensity_range(
@@ -623,7 +624,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.network_ = network
         self.residual_profile_ = None
         # The profile is learned after training: validation maps the raw residual.
-        validator = _validation.make_validator(self, plan, self._restorer(post_process=False))
+        validator = monitor.make_validator(self, plan, self._restorer(post_process=False))
         trainer = Trainer(
             network,
             bank,
@@ -646,13 +647,13 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             checkpointer = Checkpointer(
                 self.checkpoint_dir,
                 self.checkpoint_every,
-                _validation.run_fingerprint(fingerprint(self._training_params(), images), plan),
+                monitor.run_fingerprint(fingerprint(self._training_params(), images), plan),
             )
             if checkpointer.restore(trainer) and self.verbose and world.is_main:
                 print(f"Resuming training at step {trainer.step} from {checkpointer.path}")
         history = trainer.run(verbose=bool(self.verbose), checkpointer=checkpointer)
         history["n_slices"] = len(bank)
-        history.update(_validation.history_entries(plan, validator, bool(self.verbose)))
+        history.update(monitor.history_entries(plan, validator, bool(self.verbose)))
         if validator is not None:
             self._validation_examples = validator.vset.examples(2)
         del bank, trainer, validator

@@ -78,7 +78,7 @@ def _cmd_demo(args) -> int:
 
 def _cmd_fit(args) -> int:
     from . import DISYREDetector
-    from ._distributed import launch_rank, shutdown
+    from ._engine.distributed import launch_rank, shutdown
     from .io import NiftiLoader
 
     # Under torchrun every process trains; rank 0 alone reports and writes the model.

@@ -19,7 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.utils.validation import check_is_fitted
 
-from . import _data, _validation
+from . import _data
+from ._engine import monitor
 from ._version import __version__
 from .metrics import pixel_average_precision
 
@@ -241,7 +242,7 @@ def _examples(detector, X_val, n_examples: int, random_state: int):
         volume = detector._layout.is_volume
         slices = _data.to_slices(scaled, volume, detector.slice_axis)
         slice_fg = _data.to_slices(fg, volume, detector.slice_axis)
-        vset = _validation.make_validation_set(
+        vset = monitor.make_validation_set(
             slices, slice_fg, np.random.default_rng(random_state), per_family=n_examples
         )
         if vset is None:

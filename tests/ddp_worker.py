@@ -18,10 +18,10 @@ import torch
 
 torch.set_num_threads(1)
 
-import disyre_sk._training as training  # noqa: E402
+import disyre_sk._engine.training as training  # noqa: E402
 from disyre_sk import DISYREDetector  # noqa: E402
-from disyre_sk._checkpoint import StopRequested  # noqa: E402
-from disyre_sk._distributed import join_world  # noqa: E402
+from disyre_sk._engine.checkpoint import StopRequested  # noqa: E402
+from disyre_sk._engine.distributed import join_world  # noqa: E402
 from disyre_sk.corruption import get_corruption  # noqa: E402
 from disyre_sk.nn import UNet  # noqa: E402
 

@@ -14,9 +14,9 @@ import torch
 from sklearn.exceptions import NotFittedError
 from toy import smooth_brains
 
-import disyre_sk._training as training
+import disyre_sk._engine.training as training
 from disyre_sk import DISYREDetector
-from disyre_sk._checkpoint import CHECKPOINT_NAME
+from disyre_sk._engine.checkpoint import CHECKPOINT_NAME
 
 PARAMS = dict(
     patch_size=16,
@@ -186,7 +186,7 @@ def test_failed_checkpoint_write_keeps_the_old_file_and_the_training(data, tmp_p
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    from disyre_sk._checkpoint import Checkpointer
+    from disyre_sk._engine.checkpoint import Checkpointer
 
     ckpt = Checkpointer(tmp_path / "ckpt", 10, "x")
     with pytest.warns(RuntimeWarning, match="disk full"):
@@ -198,12 +198,12 @@ def test_failed_checkpoint_write_keeps_the_old_file_and_the_training(data, tmp_p
 
 def test_checkpoint_folder_failing_mid_run_does_not_lose_the_model(data, tmp_path, monkeypatch):
     # The folder is writable at the start, then every write fails (disk full, remount).
-    from disyre_sk import _checkpoint
+    from disyre_sk._engine import checkpoint
 
     def broken(self, state):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(_checkpoint.Checkpointer, "_write", broken)
+    monkeypatch.setattr(checkpoint.Checkpointer, "_write", broken)
     with pytest.warns(RuntimeWarning, match="goes on without checkpoints"):
         det = DISYREDetector(
             **PARAMS, n_steps=30, checkpoint_dir=tmp_path / "ckpt", checkpoint_every=10

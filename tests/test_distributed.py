@@ -14,7 +14,7 @@ from sklearn.metrics import average_precision_score
 from toy import add_discs, smooth_brains
 
 from disyre_sk import DISYREDetector
-from disyre_sk._distributed import (
+from disyre_sk._engine.distributed import (
     World,
     join_world,
     launch_from_env,

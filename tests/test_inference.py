@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from disyre_sk._data import foreground_boxes, union_box
-from disyre_sk._inference import (
+from disyre_sk._engine.inference import (
     Restorer,
     erode_foreground,
     gaussian_window,
@@ -286,7 +286,7 @@ def test_restorer_smoothing_is_applied_to_the_fused_map(whole_slice):
 
 
 def test_normalize_residuals_divides_by_the_bin_of_each_intensity():
-    from disyre_sk._inference import intensity_bins, normalize_residuals
+    from disyre_sk._engine.inference import intensity_bins, normalize_residuals
 
     x = torch.tensor([[[[0.0, 0.24, 0.25, 0.5], [0.74, 0.75, 0.99, 1.0]]]])
     np.testing.assert_array_equal(intensity_bins(x, 4).flatten().tolist(), [0, 0, 1, 2, 2, 3, 3, 3])

@@ -104,7 +104,7 @@ def test_absurd_inference_sizes_fail_fast_with_the_estimate(fresh, data):
 
 
 def test_absurd_training_sizes_fail_before_reading_the_data(data, monkeypatch):
-    import disyre_sk._training as training
+    import disyre_sk._engine.training as training
 
     monkeypatch.setattr(training.SliceBank, "__init__", lambda *a, **k: pytest.fail("built"))
     with time_limit(LIMIT), pytest.raises(ValueError, match="GiB"):

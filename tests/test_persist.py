@@ -8,7 +8,7 @@ import pytest
 import torch
 from toy import smooth_brains, time_limit
 
-import disyre_sk._persist as persist
+import disyre_sk._engine.persist as persist
 from disyre_sk import DISYREDetector
 
 TINY = dict(

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from toy import textured
 
-from disyre_sk import DISYREDetector, _anomaly_families
+from disyre_sk import DISYREDetector
+from disyre_sk._engine import anomaly_families
 from disyre_sk.cli import main
 from disyre_sk.report import write_training_report
 
@@ -25,7 +26,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(autouse=True)
 def few_images(monkeypatch):
-    monkeypatch.setattr(_anomaly_families, "IMAGES_PER_FAMILY", 3)
+    monkeypatch.setattr(anomaly_families, "IMAGES_PER_FAMILY", 3)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Synthetic validation: held-out anomaly families, history, best weights, early stopping."""
+"""The training monitor (synthetic validation during fit): held-out anomaly families, history,
+best weights, early stopping."""
 
 import ast
 from pathlib import Path
@@ -8,9 +9,10 @@ import pytest
 import torch
 from toy import textured
 
-import disyre_sk._training as training
-from disyre_sk import DISYREDetector, _anomaly_families, _validation
-from disyre_sk._anomaly_families import (
+import disyre_sk._engine.training as training
+from disyre_sk import DISYREDetector
+from disyre_sk._engine import anomaly_families, monitor
+from disyre_sk._engine.anomaly_families import (
     FAMILIES,
     MIN_CHANGE,
     insert_anomaly,
@@ -19,7 +21,7 @@ from disyre_sk._anomaly_families import (
 )
 from disyre_sk.corruption import Corrupted, Corruption
 
-PACKAGE = Path(_validation.__file__).parent
+PACKAGE = Path(monitor.__file__).parents[1]  # disyre_sk/
 
 TINY = dict(
     patch_size=16,
@@ -35,7 +37,7 @@ TINY = dict(
 @pytest.fixture(autouse=True)
 def few_images(monkeypatch):
     # A handful of validation images per family keeps every fit here well under a second.
-    monkeypatch.setattr(_anomaly_families, "IMAGES_PER_FAMILY", 3)
+    monkeypatch.setattr(anomaly_families, "IMAGES_PER_FAMILY", 3)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def slices():
 
 
 def _records(det):
-    """Validation records without their timings (which vary run to run)."""
+    """Training-monitor records without their timings (which vary run to run)."""
     return [{k: v for k, v in r.items() if k != "seconds"} for r in det.history_["validation"]]
 
 
@@ -181,7 +183,7 @@ def _package_imports(name: str) -> set[str]:
 
 
 def test_validation_code_shares_nothing_with_the_training_corruption():
-    seen, todo = set(), ["disyre_sk._validation", "disyre_sk._anomaly_families"]
+    seen, todo = set(), ["disyre_sk._engine.monitor", "disyre_sk._engine.anomaly_families"]
     while todo:
         name = todo.pop()
         if name in seen:
@@ -273,15 +275,15 @@ def test_validation_works_with_any_training_corruption(data, corruption):
 
 
 def _snapshot(monkeypatch, snapshots, *, decreasing=False):
-    """Snapshot the weights at each validation; optionally make each score the worst yet."""
-    real = _validation.score_maps
+    """Snapshot the weights at each monitor check; optionally make each score the worst yet."""
+    real = monitor.score_maps
 
     def fake(maps, vset):
         out = real(maps, vset)
         out["mean_average_precision"] = 1.0 / (1 + len(snapshots))
         return out
 
-    original_call = _validation.Validator.__call__
+    original_call = monitor.Validator.__call__
 
     def call(self, trainer):
         snapshots[trainer.step] = {
@@ -290,8 +292,8 @@ def _snapshot(monkeypatch, snapshots, *, decreasing=False):
         original_call(self, trainer)
 
     if decreasing:
-        monkeypatch.setattr(_validation, "score_maps", fake)
-    monkeypatch.setattr(_validation.Validator, "__call__", call)
+        monkeypatch.setattr(monitor, "score_maps", fake)
+    monkeypatch.setattr(monitor.Validator, "__call__", call)
 
 
 def test_best_weights_are_restored(data, monkeypatch):
@@ -410,8 +412,8 @@ class _Step:
         self.step = step
 
 
-class _Scripted(_validation.Validator):
-    """A validator whose scores are given in advance (no network, no maps)."""
+class _Scripted(monitor.Validator):
+    """A training monitor whose scores are given in advance (no network, no maps)."""
 
     def __init__(self, scores, **kw):
         net = torch.nn.Linear(1, 1)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._distributed import World
-from ._files import atomic_write, digest
+from .._files import atomic_write, digest
+from .distributed import World
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Format 2 adds a SHA-256 of the whole content, verified before resuming.
@@ -40,7 +40,7 @@ def fingerprint(params: dict, data: np.ndarray) -> str:
 
 
 class Checkpointer:
-    """Save and restore a :class:`~disyre_sk._training.Trainer` in one folder.
+    """Save and restore a :class:`~disyre_sk._engine.training.Trainer` in one folder.
 
     Parameters
     ----------

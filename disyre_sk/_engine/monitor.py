@@ -1,12 +1,12 @@
-"""Synthetic validation: held-out anomaly families scored on held-out healthy scans.
+"""The training monitor: synthetic validation during fit, on held-out healthy scans.
 
 Unsupervised training has no lesion labels to validate on. Healthy scans that training
 never sees (``validation_fraction`` of the samples, or ``X_val``) receive anomalies from
-families outside the training corruption (:mod:`._anomaly_families`), with exact masks,
+families outside the training corruption (:mod:`.anomaly_families`), with exact masks,
 and the network's maps are scored on them every ``validation_every`` steps.
 
 The :class:`Validator` is the training loop's monitor (see ``Trainer.monitor``): it maps
-a fixed validation set with the detector's own :class:`~._inference.Restorer`, records
+a fixed validation set with the detector's own :class:`~.inference.Restorer`, records
 pixel AP and best Dice per family with :mod:`disyre_sk.metrics`, keeps a CPU copy of the
 best step's weights, and can ask the loop to stop early. Nothing here imports
 :mod:`disyre_sk.corruption`.
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _data
-from ._anomaly_families import (
+from .. import _data
+from ..metrics import pixel_metrics
+from .anomaly_families import (
     _MARGIN,
     FAMILIES,
     MIN_RADIUS,
@@ -29,8 +30,7 @@ from ._anomaly_families import (
     make_validation_set,
     usable_slices,
 )
-from ._checkpoint import fingerprint
-from .metrics import pixel_metrics
+from .checkpoint import fingerprint
 
 
 def score_maps(maps: np.ndarray, vset: ValidationSet) -> dict:

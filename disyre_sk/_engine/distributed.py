@@ -70,7 +70,7 @@ def launch_from_env(environ: Mapping[str, str] | None = None) -> tuple[int, int,
 
     Examples
     --------
-    >>> from disyre_sk._distributed import launch_from_env
+    >>> from disyre_sk._engine.distributed import launch_from_env
     >>> launch_from_env({})
     (0, 1, 0)
     >>> launch_from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
@@ -113,7 +113,7 @@ def launch_rank() -> int:
 
     Examples
     --------
-    >>> from disyre_sk._distributed import launch_rank
+    >>> from disyre_sk._engine.distributed import launch_rank
     >>> launch_rank()  # a plain process
     0
     """
@@ -143,7 +143,7 @@ def rank_seed(seed: int, rank: int, world_size: int) -> int:
 
     Examples
     --------
-    >>> from disyre_sk._distributed import rank_seed
+    >>> from disyre_sk._engine.distributed import rank_seed
     >>> rank_seed(42, 0, 1)
     42
     >>> rank_seed(42, 0, 2) != rank_seed(42, 1, 2)
@@ -189,7 +189,7 @@ def shutdown() -> None:
 
     Examples
     --------
-    >>> from disyre_sk._distributed import shutdown
+    >>> from disyre_sk._engine.distributed import shutdown
     >>> shutdown()  # nothing to do in a plain process
     """
     _shutdown_owned()
@@ -217,7 +217,7 @@ def join_world(device: torch.device) -> World:
     Examples
     --------
     >>> import torch
-    >>> from disyre_sk._distributed import join_world
+    >>> from disyre_sk._engine.distributed import join_world
     >>> join_world(torch.device("cpu")).size  # a plain process
     1
     """
@@ -272,7 +272,7 @@ class World:
     Examples
     --------
     >>> import torch
-    >>> from disyre_sk._distributed import World
+    >>> from disyre_sk._engine.distributed import World
     >>> world = World(device=torch.device("cpu"))
     >>> world.is_main, world.local_batch(96), world.agree((1, 2))
     (True, 96, (1, 2))

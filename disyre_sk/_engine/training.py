@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._checkpoint import StopRequested, stop_on_signals
-from ._data import foreground_boxes, union_box
-from ._device import autocast_for
-from ._distributed import World, resume_generators
-from .schedule import warmup_cosine_factor
+from .._data import foreground_boxes, union_box
+from .._device import autocast_for
+from ..schedule import warmup_cosine_factor
+from .checkpoint import StopRequested, stop_on_signals
+from .distributed import World, resume_generators
 
 # Losses are copied to the host every this many steps: one sync, not one per step.
 _SYNC_EVERY = 25
@@ -117,11 +117,11 @@ class Trainer:
     seed : int
         Seed of the device generator that drives patches, augmentation and corruption.
     world : World, optional
-        The processes training together under torchrun (see :mod:`._distributed`): each
+        The processes training together under torchrun (see :mod:`.distributed`): each
         draws ``batch_size / world.size`` patches from its own seed, gradients are
         averaged. ``None``: this process alone.
     monitor : object or None, default=None
-        Optional hook, e.g. :class:`~._validation.Validator`: after each step,
+        Optional hook, e.g. :class:`~.monitor.Validator`: after each step,
         ``monitor.due(step, n_steps)`` says whether to call ``monitor(trainer)`` (after
         the loss check); ``monitor.stop`` ends training early; ``monitor.progress()``
         adds progress-bar fields; ``monitor.state_dict()`` travels in checkpoints.

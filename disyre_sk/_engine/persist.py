@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from . import _data
-from ._device import inference_precision, resolve_device
-from ._files import atomic_write, digest, jsonable
-from ._version import __version__
-from .nn import UNet
+from .. import _data
+from .._device import inference_precision, resolve_device
+from .._files import atomic_write, digest, jsonable
+from .._version import __version__
+from ..nn import UNet
 
 FORMAT_NAME = "disyre_sk.model"
 FORMAT_VERSION = 2

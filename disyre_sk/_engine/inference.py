@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._data import foreground_boxes, union_box
-from ._device import autocast_for
-from .schedule import cold_diffusion_step, multistep_severities
+from .._data import foreground_boxes, union_box
+from .._device import autocast_for
+from ..schedule import cold_diffusion_step, multistep_severities
 
 # Upper bound on windows held at once per chunk of slices: bounds device memory.
 _MAX_WINDOWS_PER_CHUNK = 4096
