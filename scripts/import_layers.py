@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "disyre_sk"
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 
 def module_name(path: Path) -> str:
@@ -59,12 +60,14 @@ def imports(path: Path) -> tuple[set[str], set[str]]:
         parents = {".".join(t.split(".")[:i]) for t in out for i in range(2, t.count(".") + 1)}
         return out | {p for p in parents if p in known and p not in own}
 
-    for node in tree.body:
-        top |= targets(node)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            for inner in ast.walk(node):
-                deferred |= targets(inner)
+    # Anything outside a function body runs at import (class bodies, try and if blocks
+    # included); inside a function, only when it is called.
+    def visit(node, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            (deferred if in_function else top).update(targets(child))
+            visit(child, in_function or isinstance(child, _FUNCTIONS))
+
+    visit(tree, False)
     return top, deferred - top
 
 

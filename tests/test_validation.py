@@ -1,7 +1,7 @@
 """The training monitor (synthetic validation during fit): held-out anomaly families, history,
 best weights, early stopping."""
 
-import ast
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,8 @@ from disyre_sk._engine.anomaly_families import (
 )
 from disyre_sk.corruption import Corrupted, Corruption
 
-PACKAGE = Path(monitor.__file__).parents[1]  # disyre_sk/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import import_layers
 
 TINY = dict(
     patch_size=16,
@@ -146,50 +147,17 @@ def test_validation_set_is_deterministic_and_complete(slices):
     assert list(ex["families"]) == list(dict.fromkeys(a.families))
 
 
-def _module_path(name: str) -> Path | None:
-    """The file of package module ``name``, or None when ``name`` is not a module."""
-    path = PACKAGE.joinpath(*name.split(".")[1:])
-    if path.is_dir():
-        path = path / "__init__.py"
-    else:
-        path = path.with_suffix(".py")
-    return path if path.is_file() else None
-
-
-def _package_imports(name: str) -> set[str]:
-    """disyre_sk modules that module ``name`` imports (relative or absolute), anywhere in it."""
-    path = _module_path(name)
-    tree = ast.parse(path.read_text())
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join([*base, node.module] if node.module else base)
-            else:
-                module = node.module or ""
-            if not module.startswith("disyre_sk"):
-                continue
-            # ``from pkg import name`` imports module pkg.name when there is one.
-            subs = {f"{module}.{a.name}" for a in node.names}
-            found |= {m for m in subs if _module_path(m)} or {module}
-        elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("disyre_sk"))
-    # Importing a module of another subpackage first runs that subpackage's __init__.py.
-    parents = {".".join(m.split(".")[:i]) for m in found for i in range(2, m.count(".") + 1)}
-    own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 2)}
-    return (found - {name}) | (parents - own)
-
-
 def test_validation_code_shares_nothing_with_the_training_corruption():
+    # Every import of every package module, at module level or inside functions.
+    graph = import_layers.graph()
     seen, todo = set(), ["disyre_sk._engine.monitor", "disyre_sk._engine.anomaly_families"]
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
-        todo.extend(_package_imports(name))
+        top, deferred = graph[name]
+        todo.extend(top | deferred)
     assert "disyre_sk.metrics._pixel" in seen  # the walk does follow imports
     assert not [m for m in seen if m.startswith("disyre_sk.corruption")], seen
     cohort = ("disyre_sk.datasets._lesions", "disyre_sk.datasets._cohort")
