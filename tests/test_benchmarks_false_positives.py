@@ -11,10 +11,10 @@ import pytest
 from scipy import ndimage as ndi
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))  # the scripts import their shared _common module
 
 
 def _load(name):
-    sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
