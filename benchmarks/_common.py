@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
+import json
 import os
 import platform
 import resource
@@ -148,21 +149,31 @@ def write_results(
     title: str,
     provenance: dict[str, str],
     body: str,
+    raw=None,
 ) -> Path:
     """Write a results file: title, provenance list, then the body (markdown).
 
-    Written to a temporary name and renamed, so a run killed mid-write (the GPU check
-    is time-boxed) leaves the previous complete file, never half of one.
+    With ``raw`` (every measurement of the run, JSON-serialisable), a JSON file with the
+    provenance and ``raw`` is written beside it under the same stem. Each file is written
+    to a temporary name and renamed, so a run killed mid-write (the GPU check is
+    time-boxed) leaves the previous complete file, never half of one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", ""]
     lines += [f"- **{k}**: {v}" for k, v in provenance.items()]
     text = "\n".join(lines) + "\n\n" + body.rstrip() + "\n"
+    if raw is not None:
+        record = {"title": title, "provenance": provenance, "raw": raw}
+        _replace(path.with_suffix(".json"), json.dumps(record, indent=1, default=str))
+    _replace(path, text)
+    return path
+
+
+def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-    return path
 
 
 # --------------------------------------------------------------------------- measuring

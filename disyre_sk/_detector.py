@@ -245,6 +245,11 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         early stopping counts validations that do not beat the best by more than it.
         On the offline cohort a flat, noisy validation curve otherwise kept a step
         from early in training (``benchmarks/results/validation_no_margin.md``).
+    callbacks : list of :class:`~disyre_sk.callbacks.TrainingCallback`, default=None
+        Objects called during training (start, every few steps with the new losses,
+        after each validation, end), e.g. to log, time or snapshot the network. They
+        observe only: the fitted model is the same with or without them. Not stored by
+        :meth:`save`.
 
     Attributes
     ----------
@@ -368,6 +373,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "early_stopping": ["boolean", StrOptions({"auto"})],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "validation_tol": [Interval(Real, 0, None, closed="left")],
+        "callbacks": [None, list, tuple],
     }
 
     def __init__(
@@ -412,6 +418,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         early_stopping=False,
         n_iter_no_change=10,
         validation_tol=0.01,
+        callbacks=None,
     ):
         self.image_shape = image_shape
         self.slice_axis = slice_axis
@@ -452,6 +459,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
         self.validation_tol = validation_tol
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ validation
     def _check_settings(self):
@@ -593,8 +601,9 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         world.check_same_data(images)
         init_seed, train_seed = world.agree((init_seed, train_seed))
         # Validation draws from a seed of its own: the training stream stays the same.
+        val_images = None if X_val is None else self._validate_input(X_val, reset=False)[0]
         plan = monitor.plan_validation(
-            self, images, foreground, X_val, monitor.validation_seed(train_seed)
+            self, layout, images, foreground, val_images, monitor.validation_seed(train_seed)
         )
         fit_images, fit_fg = plan.training_data(images, foreground)
         intensity_range = _data.learn_intensity_range(
@@ -624,7 +633,9 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.network_ = network
         self.residual_profile_ = None
         # The profile is learned after training: validation maps the raw residual.
-        validator = monitor.make_validator(self, plan, self._restorer(post_process=False))
+        validator = monitor.make_validator(
+            self, plan, self._restorer(post_process=False), is_volume=layout.is_volume
+        )
         trainer = Trainer(
             network,
             bank,
@@ -641,6 +652,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             seed=train_seed,
             world=world,
             monitor=validator,
+            callbacks=self.callbacks or (),
+            owner=self,
         )
         checkpointer = None
         if self.checkpoint_dir is not None:
@@ -744,6 +757,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "verbose",
             "checkpoint_dir",
             "checkpoint_every",
+            "callbacks",
         }
         params = {k: v for k, v in self.get_params().items() if k not in inference_only}
         if params.get("network") is not None:
@@ -1074,7 +1088,12 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 "Pickle the detector instead (joblib.dump; open such files only from a "
                 "trusted source), or save network_.state_dict() with your own code."
             )
-        return save_detector(self, path)
+        return save_detector(
+            self,
+            path,
+            layout_kind=self._layout.kind,
+            offset_settings=getattr(self, "_offset_settings", None),
+        )
 
     @classmethod
     def load(cls, path, device="auto") -> DISYREDetector:
@@ -1110,7 +1129,12 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         >>> bool(np.allclose(loaded.decision_map(X), det.decision_map(X)))
         True
         """
-        return load_detector(cls, path, device=device)
+        detector, private = load_detector(
+            cls, path, device=device, check_params=lambda det: det._check_params_now()
+        )
+        detector._layout = private["layout"]
+        detector._offset_settings = private["offset_settings"]
+        return detector
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):
@@ -1190,3 +1214,36 @@ def _ensure_array(X):
                 f"of different lengths): {exc}"
             ) from exc
     return X
+
+
+# --------------------------------------------------------------------------- internal
+# What the package's own programs (streaming detect, the validation report) need from a
+# fitted detector: named functions here, instead of reaches into its private members.
+
+
+def map_and_score(detector: DISYREDetector, X) -> tuple[np.ndarray, np.ndarray]:
+    """``detector.decision_map(X)`` and ``detector.score_samples(X)`` from one pass."""
+    return detector._map_and_score(X)
+
+
+def fitted_layout(detector: DISYREDetector) -> _data.Layout:
+    """The kind (``'images'`` or ``'volumes'``) and shape of the samples it was fitted on."""
+    check_is_fitted(detector)
+    return detector._layout
+
+
+def checked_samples(detector: DISYREDetector, X) -> np.ndarray:
+    """``X`` checked and converted as ``decision_map`` checks it (samples first)."""
+    check_is_fitted(detector)
+    return detector._validate_input(X, reset=False)[0]
+
+
+def restorer_of(detector: DISYREDetector) -> Restorer:
+    """The inference engine of a fitted detector, with its map post-processing."""
+    check_is_fitted(detector)
+    return detector._restorer()
+
+
+def kept_validation_examples(detector: DISYREDetector) -> dict | None:
+    """Two synthetic validation images per family kept by ``fit``, or None."""
+    return getattr(detector, "_validation_examples", None)

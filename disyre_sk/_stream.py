@@ -340,6 +340,7 @@ def stream_detect(
     >>> len(summary.written), len(stream_detect(det, paths, folder / "maps").skipped)
     (3, 3)
     """
+    from ._detector import fitted_layout, map_and_score
     from .io import center_crop_or_pad, load_nifti, normalize_intensity, save_map
 
     start_time = time.perf_counter()
@@ -364,9 +365,10 @@ def stream_detect(
     device_list = parse_devices(devices) if devices is not None else [None]
     detectors = [_replica(model, d) for d in device_list]
     shape = tuple(detectors[0].image_shape_)
-    if len(shape) != 3 or detectors[0]._layout.kind != "volumes":
+    kind = fitted_layout(detectors[0]).kind
+    if len(shape) != 3 or kind != "volumes":
         raise ValueError(
-            f"the model was trained on {detectors[0]._layout.kind} of shape {shape}; mapping "
+            f"the model was trained on {kind} of shape {shape}; mapping "
             "NIfTI scans needs a model trained on 3-D volumes (n, Z, Y, X)."
         )
     offset = float(detectors[0].offset_)
@@ -434,7 +436,7 @@ def stream_detect(
                 return
             i, volume, record = item
             try:
-                maps, scores = det._map_and_score(volume[None])
+                maps, scores = map_and_score(det, volume[None])
             except Exception as exc:
                 fail(i, exc)
                 continue

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from sklearn.utils.validation import check_is_fitted
 
 from . import _data
+from ._detector import checked_samples, fitted_layout, kept_validation_examples, restorer_of
 from ._engine import monitor
 from ._version import __version__
 from .metrics import pixel_average_precision
@@ -194,7 +195,7 @@ def _plot_validation(history: dict, path: Path) -> None:
 
 
 def _plot_examples(detector, examples: dict, path: Path) -> list[float]:
-    restorer = detector._restorer()
+    restorer = restorer_of(detector)
     restorer.verbose = False
     maps, restored, severities = restorer.restorations(examples["images"], examples["foreground"])
     n, k = len(maps), len(severities)
@@ -235,11 +236,11 @@ def _plot_examples(detector, examples: dict, path: Path) -> list[float]:
 def _examples(detector, X_val, n_examples: int, random_state: int):
     """Example validation images: from ``X_val``, else those kept by ``fit``."""
     if X_val is not None:
-        images, _ = detector._validate_input(X_val, reset=False)
+        images = checked_samples(detector, X_val)
         fg = _data.foreground_of(images, detector.background)
         _data.check_foreground(fg, "X_val")
         scaled = _data.scale_intensities(images, fg, detector.intensity_range_)
-        volume = detector._layout.is_volume
+        volume = fitted_layout(detector).is_volume
         slices = _data.to_slices(scaled, volume, detector.slice_axis)
         slice_fg = _data.to_slices(fg, volume, detector.slice_axis)
         vset = monitor.make_validation_set(
@@ -251,7 +252,7 @@ def _examples(detector, X_val, n_examples: int, random_state: int):
                 "healthy images."
             )
         return vset.examples(n_examples), "X_val"
-    kept = getattr(detector, "_validation_examples", None)
+    kept = kept_validation_examples(detector)
     if kept is None:
         return None, None
     keep = np.concatenate(

@@ -13,7 +13,14 @@ def test_no_import_cycle():
 
 def test_leaf_helpers_import_nothing_from_the_package():
     graph = import_layers.graph()
-    for leaf in ("_files", "_device", "metrics._core", "_engine.distributed", "schedule"):
+    for leaf in (
+        "_files",
+        "_device",
+        "metrics._core",
+        "_engine.distributed",
+        "schedule",
+        "callbacks",
+    ):
         top, deferred = graph[f"disyre_sk.{leaf}"]
         assert not top and not deferred, (leaf, top, deferred)
 

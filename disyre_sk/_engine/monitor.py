@@ -180,8 +180,11 @@ class Plan:
         return images[self.train_index], foreground[self.train_index]
 
 
-def plan_validation(detector, images, foreground, X_val, seed: int) -> Plan:
+def plan_validation(detector, layout, images, foreground, val_images, seed: int) -> Plan:
     """Decide how ``detector.fit`` validates, from its parameters and data.
+
+    ``layout`` is the training data's :class:`~disyre_sk._data.Layout`; ``val_images``
+    the explicit validation samples (``X_val``) already checked by the detector, or None.
 
     Explicit ``X_val`` always validates (at least at the last step). A split by
     ``validation_fraction`` holds samples out only when a validation is scheduled
@@ -189,14 +192,12 @@ def plan_validation(detector, images, foreground, X_val, seed: int) -> Plan:
     with at least one left for training, and a held-out slice is large enough for the
     anomalies; otherwise training uses every sample and the note says why.
     """
-    layout = detector._layout
     every, fraction = detector.validation_every, detector.validation_fraction or 0.0
 
     def usable(fg):
         return usable_slices(_data.to_slices(fg, layout.is_volume, detector.slice_axis))
 
-    if X_val is not None:
-        val_images, _ = detector._validate_input(X_val, reset=False)
+    if val_images is not None:
         val_fg = _data.foreground_of(val_images, detector.background)
         _data.check_foreground(val_fg, "X_val")
         if not usable(val_fg).any():
@@ -241,12 +242,12 @@ def plan_validation(detector, images, foreground, X_val, seed: int) -> Plan:
     return Plan(note, train, images[held], foreground[held], held.tolist(), seed)
 
 
-def make_validator(detector, plan: Plan, restorer) -> Validator | None:
+def make_validator(detector, plan: Plan, restorer, *, is_volume: bool) -> Validator | None:
     """The training monitor of an active plan; ``None`` when validation is off.
 
     ``early_stopping=True`` (not ``'auto'``) needs validation: without it, this raises.
     """
-    validator = _build_validator(detector, plan, restorer)
+    validator = _build_validator(detector, plan, restorer, is_volume)
     requested = detector.early_stopping
     if validator is None and not isinstance(requested, str) and requested:
         raise ValueError(
@@ -256,13 +257,13 @@ def make_validator(detector, plan: Plan, restorer) -> Validator | None:
     return validator
 
 
-def _build_validator(detector, plan: Plan, restorer) -> Validator | None:
+def _build_validator(detector, plan: Plan, restorer, is_volume: bool) -> Validator | None:
     if not plan.active:
         return None
     scaled = _data.scale_intensities(
         plan.val_images, plan.val_foreground, detector.intensity_range_
     )
-    axis, volume = detector.slice_axis, detector._layout.is_volume
+    axis, volume = detector.slice_axis, is_volume
     slices = _data.to_slices(scaled, volume, axis)
     fg = _data.to_slices(plan.val_foreground, volume, axis)
     # Its own generator: the anomalies never draw from the training stream.

@@ -66,9 +66,14 @@ def _checksums(payload: dict) -> dict:
     return sums
 
 
-def save_detector(detector, path) -> Path:
-    """Write a fitted detector to ``path`` atomically; see ``DISYREDetector.save``."""
+def save_detector(detector, path, *, layout_kind: str, offset_settings) -> Path:
+    """Write a fitted detector to ``path`` atomically; see ``DISYREDetector.save``.
+
+    ``layout_kind`` (``'images'`` or ``'volumes'``) and ``offset_settings`` (the scoring
+    settings ``offset_`` was computed with) are the detector's private state, handed in.
+    """
     params = detector.get_params()
+    params["callbacks"] = None  # fit-time observers, not part of the model
     corruption = params["corruption"]
     if not isinstance(corruption, str):
         params["corruption"] = {"class": type(corruption).__name__, "repr": repr(corruption)}
@@ -79,10 +84,10 @@ def save_detector(detector, path) -> Path:
         name: jsonable(getattr(detector, name, _STATE_DEFAULTS.get(name)))
         for name in _STATE_ATTRIBUTES
     }
-    state["layout_kind"] = detector._layout.kind
+    state["layout_kind"] = layout_kind
     state["device_"] = str(detector.device_)
     # The settings offset_ was computed with: a loaded model still warns when they change.
-    state["offset_settings"] = jsonable(getattr(detector, "_offset_settings", None))
+    state["offset_settings"] = jsonable(offset_settings)
     payload = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -199,7 +204,7 @@ def _tuple_if_list(value):
     return tuple(value) if isinstance(value, list) else value
 
 
-def _detector_from_params(cls, path, params: dict, device):
+def _detector_from_params(cls, path, params: dict, device, check_params):
     known = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = sorted(set(params) - known)
     if unknown:
@@ -221,7 +226,7 @@ def _detector_from_params(cls, path, params: dict, device):
     params["device"] = device
     detector = cls(**params)
     try:
-        detector._check_params_now()
+        check_params(detector)
     except (TypeError, ValueError) as exc:
         raise _fail(path, f"holds invalid parameters: {exc}", _DAMAGED) from exc
     return detector
@@ -283,19 +288,28 @@ def _state(path, payload: dict) -> dict:
     return state
 
 
-def load_detector(cls, path, device="auto"):
-    """Rebuild a fitted detector from a model file; see ``DISYREDetector.load``."""
+def load_detector(cls, path, device="auto", *, check_params=lambda detector: None):
+    """Rebuild a fitted detector from a model file; see ``DISYREDetector.load``.
+
+    ``check_params(detector)`` validates the stored parameters (raising ``TypeError``
+    or ``ValueError``). Returns the detector with its public fitted attributes set, and
+    its private state (``layout``, ``offset_settings``) as a dict for the estimator to
+    take back.
+    """
     payload = read_model_file(path)
-    detector = _detector_from_params(cls, path, _json_entry(path, payload, "params"), device)
+    params = _json_entry(path, payload, "params")
+    detector = _detector_from_params(cls, path, params, device, check_params)
     state = _state(path, payload)
     network = _network(path, _json_entry(path, payload, "network_config"), payload["state_dict"])
     dev = resolve_device(device)
     detector.device_ = dev
     detector.network_ = network.to(dev).eval()
-    detector._layout = _data.Layout(state["layout_kind"], tuple(state["image_shape_"]))
+    private = {
+        "layout": _data.Layout(state["layout_kind"], tuple(state["image_shape_"])),
+        "offset_settings": state.get("offset_settings"),
+    }
     for name in _STATE_ATTRIBUTES:
         value = state.get(name, _STATE_DEFAULTS[name]) if name in _STATE_DEFAULTS else state[name]
         setattr(detector, name, _tuple_if_list(value))
-    detector._offset_settings = state.get("offset_settings")
     detector.precision_ = inference_precision(dev, detector.precision_)
-    return detector
+    return detector, private

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .._data import foreground_boxes, union_box
 from .._device import autocast_for
+from ..callbacks import TrainingInfo
 from ..schedule import warmup_cosine_factor
 from .checkpoint import StopRequested, stop_on_signals
 from .distributed import World, resume_generators
@@ -125,6 +126,11 @@ class Trainer:
         ``monitor.due(step, n_steps)`` says whether to call ``monitor(trainer)`` (after
         the loss check); ``monitor.stop`` ends training early; ``monitor.progress()``
         adds progress-bar fields; ``monitor.state_dict()`` travels in checkpoints.
+    callbacks : sequence, default=()
+        Objects with any of the methods of :class:`disyre_sk.callbacks.TrainingCallback`,
+        called as ``callback.on_<event>(owner, info)``.
+    owner : object, optional
+        What the callbacks receive as their first argument (the detector being fitted).
     """
 
     def __init__(
@@ -146,6 +152,8 @@ class Trainer:
         world: World | None = None,
         betas=(0.95, 0.999),
         monitor=None,
+        callbacks=(),
+        owner=None,
     ):
         self.network = network
         self.bank = bank
@@ -178,6 +186,31 @@ class Trainer:
         self.step = 0
         self.history: dict[str, list[float]] = {"loss": [], "learning_rate": []}
         self.monitor = monitor
+        self.callbacks = tuple(callbacks)
+        self.owner = owner
+
+    def _notify(self, event: str, losses=()) -> None:
+        if not self.callbacks:
+            return
+        records = getattr(self.monitor, "records", None)
+        info = TrainingInfo(
+            step=self.step,
+            n_steps=self.n_steps,
+            network=self.network,
+            losses=list(losses),
+            learning_rate=float(
+                self.history["learning_rate"][-1]
+                if self.history["learning_rate"]
+                else self.optimizer.param_groups[0]["lr"]
+            ),
+            validation=dict(records[-1]) if records else None,
+            rank=self.world.rank,
+            history=self.history,
+        )
+        for callback in self.callbacks:
+            method = getattr(callback, f"on_{event}", None)
+            if method is not None:
+                method(self.owner, info)
 
     def make_batch(self):
         """Healthy patches, their corrupted versions and severities, all on the device."""
@@ -256,6 +289,7 @@ class Trainer:
         with bar, stop_on_signals(stop):
             # Early stopping is agreed by every process (a collective) at each validation.
             monitor_stop = self._monitor_stop()
+            self._notify("train_begin")
             while self.step < self.n_steps and not halt and not monitor_stop:
                 lrs.append(self.optimizer.param_groups[0]["lr"])
                 pending.append(self.train_step(*self.make_batch()))
@@ -271,6 +305,7 @@ class Trainer:
                         # collective inside, so none waits on another.
                         self.monitor(self)
                         self._show(bar)
+                        self._notify("validation")
                         monitor_stop = self.world.any(self._monitor_stop())
                     if checkpointer is not None:
                         checkpointer.maybe_save(self)
@@ -287,6 +322,7 @@ class Trainer:
                 "Call fit again with the same checkpoint_dir to resume."
             )
         self.network.eval()
+        self._notify("train_end")
         return self.history
 
     def _flush(self, pending, lrs, bar):
@@ -301,6 +337,7 @@ class Trainer:
         self.history["loss"].extend(losses.tolist())
         self.history["learning_rate"].extend(lrs)
         self._show(bar)
+        self._notify("log", losses.tolist())
         pending.clear()
         lrs.clear()
 
