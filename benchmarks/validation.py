@@ -38,7 +38,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
@@ -54,6 +53,7 @@ from disyre_sk._engine import anomaly_families, monitor
 from disyre_sk._engine.augment import Augmentation
 from disyre_sk._engine.inference import Restorer, padded_size
 from disyre_sk._engine.training import SliceBank, Trainer
+from disyre_sk.callbacks import TrainingCallback
 from disyre_sk.corruption import get_corruption
 from disyre_sk.datasets import make_brain_cohort
 from disyre_sk.metrics import per_volume_scores, pixel_metrics
@@ -78,22 +78,32 @@ BRATS_SIDE = 240
 # --------------------------------------------------------------------------- part 1
 
 
-def train_with_snapshots(cohort, seed: int, n_steps: int, every: int):
-    """Fit with validation; return the detector and a weight snapshot per validation."""
-    snapshots: dict[int, dict] = {}
-    original = monitor.Validator.__call__
+class Snapshots(TrainingCallback):
+    """Keeps a CPU copy of the weights at every synthetic validation."""
 
-    def call(self, trainer):
-        snapshots[trainer.step] = {
-            k: v.detach().clone() for k, v in self.restorer.network.state_dict().items()
+    def __init__(self):
+        self.weights: dict[int, dict] = {}
+
+    def on_validation(self, detector, info):
+        self.weights[info.step] = {
+            k: v.detach().to("cpu", copy=True) for k, v in info.network.state_dict().items()
         }
-        original(self, trainer)
 
-    det = DISYREDetector(**SMALL, n_steps=n_steps, validation_every=every, random_state=seed)
+
+def train_with_snapshots(cohort, seed: int, n_steps: int, every: int, extra: dict):
+    """Fit with validation; return the detector and a weight snapshot per validation."""
+    snapshots = Snapshots()
+    det = DISYREDetector(
+        **SMALL,
+        **extra,
+        n_steps=n_steps,
+        validation_every=every,
+        random_state=seed,
+        callbacks=[snapshots],
+    )
     start = time.perf_counter()
-    with mock.patch.object(monitor.Validator, "__call__", call):
-        det.fit(cohort.X_train)
-    return det, snapshots, time.perf_counter() - start
+    det.fit(cohort.X_train)
+    return det, snapshots.weights, time.perf_counter() - start
 
 
 def real_scores(det, weights, cohort, lesioned) -> dict:
@@ -117,13 +127,13 @@ def bootstrap_ci(diff: np.ndarray, rng, n: int = 4000) -> tuple[float, float]:
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def part1(seeds, n_steps: int, every: int, all_steps: bool):
+def part1(seeds, n_steps: int, every: int, all_steps: bool, extra: dict):
     rows, curve_rows, notes = [], [], []
-    verdicts, trivial = [], []
+    verdicts, trivial, raw = [], [], []
     for seed in seeds:
         cohort = make_brain_cohort(12, 24, voxel_size=4.0, random_state=seed)
         lesioned = np.flatnonzero(np.asarray(cohort.families_test) != "healthy")
-        det, snapshots, fit_s = train_with_snapshots(cohort, seed, n_steps, every)
+        det, snapshots, fit_s = train_with_snapshots(cohort, seed, n_steps, every, extra)
         h = det.history_
         kept, last = h["best_step"], h["validation"][-1]["step"]
         if kept == last:
@@ -145,6 +155,21 @@ def part1(seeds, n_steps: int, every: int, all_steps: bool):
             cells = [f"{real[s][f]:.3f}" if s in real else None for f in ("all", *FAMILIES)]
             curve_rows.append([seed, f"{s}{mark}", f"{r['mean_average_precision']:.3f}", *cells])
         families = np.asarray(cohort.families_test)[lesioned]
+        raw.append(
+            {
+                "seed": seed,
+                "fit_seconds": fit_s,
+                "kept_step": kept,
+                "last_step": last,
+                "validation": h["validation"],
+                "validation_note": h["validation_note"],
+                "test_families": families.tolist(),
+                "real": {
+                    str(step): {k: np.asarray(v).tolist() for k, v in r.items()}
+                    for step, r in real.items()
+                },
+            }
+        )
         rng = np.random.default_rng(seed)
         diff_all = real[kept]["per_volume"] - real[last]["per_volume"]
         for group in ("all", *FAMILIES):
@@ -174,7 +199,7 @@ def part1(seeds, n_steps: int, every: int, all_steps: bool):
                 f"seed {seed}: Spearman correlation across the {len(steps)} validation steps "
                 f"between the mean synthetic AP and the pooled real AP: {rho.statistic:.2f}"
             )
-    return rows, curve_rows, notes, verdicts, trivial
+    return rows, curve_rows, notes, verdicts, trivial, raw
 
 
 # --------------------------------------------------------------------------- part 2
@@ -325,19 +350,27 @@ def main() -> int:
         help="map the real lesions at every validation step, not only the kept and last",
     )
     ap.add_argument("--every", type=int, default=50)
+    ap.add_argument(
+        "--validation-tol",
+        type=float,
+        default=None,
+        help="the detector's validation_tol (default: its own default); 0 keeps the "
+        "validation maximum with no noise margin",
+    )
     ap.add_argument("--out", default=str(HERE / "results" / "validation.md"))
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
     start = time.perf_counter()
-    rows, curve_rows, notes, verdicts, trivial = part1(
-        args.seeds, args.steps, args.every, args.all_steps
+    extra = {} if args.validation_tol is None else {"validation_tol": args.validation_tol}
+    rows, curve_rows, notes, verdicts, trivial, raw = part1(
+        args.seeds, args.steps, args.every, args.all_steps, extra
     )
     part1_s = time.perf_counter() - start
     cost_rows, cost = part2()
     total_s = time.perf_counter() - start
-    settings = ", ".join(f"{k}={v!r}" for k, v in SMALL.items())
+    settings = ", ".join(f"{k}={v!r}" for k, v in {**SMALL, **extra}.items())
     body = [
         "## 1. The kept step against the last step, on real lesions",
         "",
@@ -412,7 +445,11 @@ def main() -> int:
         f"{total_s:.0f} s.",
     ]
     path = write_results(
-        args.out, "Synthetic validation: model selection and cost", info, "\n".join(body)
+        args.out,
+        "Synthetic validation: model selection and cost",
+        info,
+        "\n".join(body),
+        raw={"part1": raw, "part2": {"rows": cost_rows, **cost}},
     )
     print(path.read_text())
     return 0
