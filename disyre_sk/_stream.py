@@ -262,6 +262,272 @@ def _reason(exc: BaseException) -> str:
     return text if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {text}"
 
 
+def _distinct_names(scans: list[Path], targets: list[Path]) -> set[str]:
+    """Map file names of ``targets``; raises if two scans would write the same map."""
+    seen: dict[str, Path] = {}
+    for scan, target in zip(scans, targets):
+        if target.name in seen:
+            raise ValueError(
+                f"{seen[target.name]} and {scan} would both write {target.name}; give scans "
+                "distinct file names (or map them into different output folders)."
+            )
+        seen[target.name] = scan
+    return set(seen)
+
+
+def _replicas(model, devices: Sequence[str] | None) -> list:
+    """One fitted detector per device (``None``: the model's own device)."""
+    if devices is None and isinstance(model, (str, os.PathLike)):
+        devices = ["auto"]
+    device_list = parse_devices(devices) if devices is not None else [None]
+    return [_replica(model, d) for d in device_list]
+
+
+def _volume_shape(detector) -> tuple[int, ...]:
+    """The ``(Z, Y, X)`` shape ``detector`` maps; raises unless it was trained on volumes."""
+    from ._detector import fitted_layout
+
+    shape = tuple(detector.image_shape_)
+    kind = fitted_layout(detector).kind
+    if len(shape) != 3 or kind != "volumes":
+        raise ValueError(
+            f"the model was trained on {kind} of shape {shape}; mapping "
+            "NIfTI scans needs a model trained on 3-D volumes (n, Z, Y, X)."
+        )
+    return shape
+
+
+def _write_scores(out: Path, targets: list[Path], rows: dict[str, dict]) -> None:
+    """``scores.json``: the journal row of every target whose map exists, in input order."""
+    kept = [rows[t.name] for t in targets if t.name in rows and t.exists()]
+    text = json.dumps(kept, indent=2).encode()
+    atomic_write(out / SCORES_NAME, lambda handle: handle.write(text))
+
+
+class _Pipeline:
+    """The three stages of one streaming run and the state they share.
+
+    Parameters
+    ----------
+    scans : list of Path
+        Every scan of the run, in input order.
+    targets : list of Path
+        Map path of each scan.
+    todo : list of int
+        Indices of the scans to map.
+    out : Path
+        Output folder (it exists).
+    shape : tuple of int
+        ``(Z, Y, X)`` shape the model maps.
+    crop : bool
+        Centre-crop/pad scans of another shape instead of failing them.
+    overlay : callable or None
+        ``overlay(volume, map, png_path)``, called under a lock.
+    offset : float
+        The detector's ``offset_``: a score above ``-offset`` is an outlier.
+    prefetch : int
+        Scans waiting per worker in each queue.
+    n_workers : int
+        Number of workers (devices).
+    verbose : bool
+        Show a progress bar.
+
+    Attributes
+    ----------
+    written : dict of int to dict
+        Journal row of each scan mapped, by scan index.
+    failed : dict of int to str
+        Reason of each scan that failed, by scan index.
+    journal : _Journal
+        ``scores.jsonl``, closed when :meth:`run` returns.
+    """
+
+    def __init__(
+        self,
+        scans: list[Path],
+        targets: list[Path],
+        todo: list[int],
+        out: Path,
+        *,
+        shape: tuple[int, ...],
+        crop: bool,
+        overlay: Callable | None,
+        offset: float,
+        prefetch: int,
+        n_workers: int,
+        verbose: bool,
+    ):
+        from tqdm.auto import tqdm
+
+        self.scans = scans
+        self.targets = targets
+        self.out = out
+        self.shape = shape
+        self.crop = crop
+        self.overlay = overlay
+        self.offset = offset
+        self.journal = _Journal(out / JOURNAL_NAME)
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.written: dict[int, dict] = {}
+        self.failed: dict[int, str] = {}
+        self.fatal: list[BaseException] = []
+        self.bar = tqdm(total=len(todo), desc="disyre detect", unit="scan", disable=not verbose)
+        self.tasks: queue.Queue = queue.Queue()
+        for i in todo:
+            self.tasks.put(i)
+        self.to_map: queue.Queue = queue.Queue(maxsize=prefetch * n_workers)
+        self.to_write: queue.Queue = queue.Queue(maxsize=prefetch * n_workers)
+        self.overlay_lock = threading.Lock()  # matplotlib's pyplot is not thread-safe
+
+    def fail(self, i: int, exc: BaseException) -> None:
+        """Record that scan ``i`` failed, with the reason."""
+        with self.lock:
+            self.failed[i] = _reason(exc)
+            self.bar.update(1)
+
+    def read(self) -> None:
+        """Reader stage: read, normalise and crop/pad scans until none is left."""
+        from .io import center_crop_or_pad, load_nifti, normalize_intensity
+
+        while not self.stop.is_set():
+            try:
+                i = self.tasks.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                volume = normalize_intensity(load_nifti(self.scans[i]))
+                record = None
+                if volume.shape != self.shape:
+                    if not self.crop:
+                        raise ValueError(
+                            f"shape {volume.shape} (Z, Y, X) differs from the model's "
+                            f"{self.shape}; register the scan to the training grid, or pass "
+                            "--crop to centre-crop/pad it"
+                        )
+                    volume, record = center_crop_or_pad(volume, self.shape)
+            except Exception as exc:  # one bad scan must not stop the others
+                self.fail(i, exc)
+                continue
+            if not _put(self.to_map, (i, volume, record), self.stop):
+                return
+
+    def map(self, det) -> None:
+        """Worker stage, one per device: map and score scans until the end marker."""
+        from ._detector import map_and_score
+
+        if det.device_.type == "cuda":
+            torch.cuda.set_device(det.device_)
+        while True:
+            item = _get(self.to_map, self.stop)
+            if item is _DONE:
+                return
+            i, volume, record = item
+            try:
+                maps, scores = map_and_score(det, volume[None])
+            except Exception as exc:
+                self.fail(i, exc)
+                continue
+            keep = volume if self.overlay is not None else None
+            if not _put(self.to_write, (i, keep, record, maps[0], float(-scores[0])), self.stop):
+                return
+
+    def write(self) -> None:
+        """Writer stage: save each map atomically (overlay, journal row, then rename)."""
+        from .io import save_map
+
+        while True:
+            item = _get(self.to_write, self.stop)
+            if item is _DONE:
+                return
+            i, volume, record, anomaly_map, score = item
+            scan, target = self.scans[i], self.targets[i]
+            partial = target.with_name(f".{target.name}{_PARTIAL}")
+            try:
+                save_map(anomaly_map, scan, partial, crop_record=record)
+                if self.overlay is not None:
+                    with self.overlay_lock:
+                        png = self.out / f"{scan_stem(scan)}_overlay.png"
+                        self.overlay(volume, anomaly_map, png)
+                row = {
+                    "scan": str(scan),
+                    "map": str(target),
+                    "anomaly_score": score,
+                    "outlier": bool(score > -self.offset),
+                }
+                self.journal.append(row)
+                os.replace(partial, target)
+            except Exception as exc:
+                partial.unlink(missing_ok=True)
+                self.fail(i, exc)
+                continue
+            with self.lock:
+                self.written[i] = row
+                self.bar.update(1)
+
+    def _guarded(self, fn: Callable, *args) -> None:
+        # Per-scan errors are caught inside; anything else stops every stage (a stage
+        # that died silently would leave the others blocked on its queue).
+        try:
+            fn(*args)
+        except BaseException as exc:
+            self.fatal.append(exc)
+            self.stop.set()
+
+    def _start(self, fn: Callable, *args) -> threading.Thread:
+        thread = threading.Thread(target=self._guarded, args=(fn, *args), daemon=True)
+        thread.start()
+        return thread
+
+    @staticmethod
+    def _wait(threads: list[threading.Thread]) -> None:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(_POLL_S)
+
+    def run(self, detectors: list, readers: int, writers: int) -> None:
+        """Run the stages to the end, then close the progress bar and the journal.
+
+        Parameters
+        ----------
+        detectors : list of DISYREDetector
+            One per worker, each on its own device.
+        readers, writers : int
+            Reader and writer threads.
+
+        Raises
+        ------
+        BaseException
+            The first error that stopped a stage (not a per-scan one), or Ctrl-C; every
+            thread has stopped by then.
+        """
+        stages = [
+            [self._start(self.read) for _ in range(readers)],
+            [self._start(self.map, det) for det in detectors],
+            [self._start(self.write) for _ in range(writers)],
+        ]
+        try:
+            # Close the stages in order: when every reader is done, each worker gets an end
+            # marker; when every worker is done, each writer does.
+            self._wait(stages[0])
+            for _ in stages[1]:
+                _put(self.to_map, _DONE, self.stop)
+            self._wait(stages[1])
+            for _ in stages[2]:
+                _put(self.to_write, _DONE, self.stop)
+            self._wait(stages[2])
+            if self.fatal:
+                raise self.fatal[0]
+        except BaseException:
+            # Ctrl-C: each thread finishes the scan in hand (maps are atomic), then stops.
+            self.stop.set()
+            self._wait([t for stage in stages for t in stage])
+            raise
+        finally:
+            self.bar.close()
+            self.journal.close()
+
+
 def stream_detect(
     model,
     scans: Sequence[str | os.PathLike],
@@ -340,40 +606,21 @@ def stream_detect(
     >>> len(summary.written), len(stream_detect(det, paths, folder / "maps").skipped)
     (3, 3)
     """
-    from ._detector import fitted_layout, map_and_score
-    from .io import center_crop_or_pad, load_nifti, normalize_intensity, save_map
-
     start_time = time.perf_counter()
     scans = [Path(s) for s in scans]
     out = Path(output)
     targets = [map_path(out, s) for s in scans]
-    seen: dict[str, Path] = {}
-    for scan, target in zip(scans, targets):
-        if target.name in seen:
-            raise ValueError(
-                f"{seen[target.name]} and {scan} would both write {target.name}; give scans "
-                "distinct file names (or map them into different output folders)."
-            )
-        seen[target.name] = scan
+    names = _distinct_names(scans, targets)
     if int(prefetch) < 1 or int(readers) < 1 or int(writers) < 1:
         raise ValueError(
             f"prefetch, readers and writers must be at least 1, got {prefetch}, {readers}, "
             f"{writers}."
         )
-    if devices is None and isinstance(model, (str, os.PathLike)):
-        devices = ["auto"]
-    device_list = parse_devices(devices) if devices is not None else [None]
-    detectors = [_replica(model, d) for d in device_list]
-    shape = tuple(detectors[0].image_shape_)
-    kind = fitted_layout(detectors[0]).kind
-    if len(shape) != 3 or kind != "volumes":
-        raise ValueError(
-            f"the model was trained on {kind} of shape {shape}; mapping "
-            "NIfTI scans needs a model trained on 3-D volumes (n, Z, Y, X)."
-        )
+    detectors = _replicas(model, devices)
+    shape = _volume_shape(detectors[0])
     offset = float(detectors[0].offset_)
     out.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(out, set(seen))
+    _remove_leftovers(out, names)
 
     summary = StreamSummary(devices=[str(d.device_) for d in detectors])
     todo = []
@@ -383,147 +630,23 @@ def stream_detect(
         else:
             todo.append(i)
 
-    from tqdm.auto import tqdm
+    pipeline = _Pipeline(
+        scans,
+        targets,
+        todo,
+        out,
+        shape=shape,
+        crop=crop,
+        overlay=overlay,
+        offset=offset,
+        prefetch=prefetch,
+        n_workers=len(detectors),
+        verbose=verbose,
+    )
+    pipeline.run(detectors, readers, writers)
 
-    journal = _Journal(out / JOURNAL_NAME)
-    stop = threading.Event()
-    lock = threading.Lock()
-    written: dict[int, dict] = {}
-    failed: dict[int, str] = {}
-    bar = tqdm(total=len(todo), desc="disyre detect", unit="scan", disable=not verbose)
-    tasks: queue.Queue = queue.Queue()
-    for i in todo:
-        tasks.put(i)
-    n_workers = len(detectors)
-    to_map: queue.Queue = queue.Queue(maxsize=prefetch * n_workers)
-    to_write: queue.Queue = queue.Queue(maxsize=prefetch * n_workers)
-    overlay_lock = threading.Lock()  # matplotlib's pyplot is not thread-safe
-
-    def fail(i: int, exc: BaseException) -> None:
-        with lock:
-            failed[i] = _reason(exc)
-            bar.update(1)
-
-    def read() -> None:
-        while not stop.is_set():
-            try:
-                i = tasks.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                volume = normalize_intensity(load_nifti(scans[i]))
-                record = None
-                if volume.shape != shape:
-                    if not crop:
-                        raise ValueError(
-                            f"shape {volume.shape} (Z, Y, X) differs from the model's {shape}; "
-                            "register the scan to the training grid, or pass --crop to "
-                            "centre-crop/pad it"
-                        )
-                    volume, record = center_crop_or_pad(volume, shape)
-            except Exception as exc:  # one bad scan must not stop the others
-                fail(i, exc)
-                continue
-            if not _put(to_map, (i, volume, record), stop):
-                return
-
-    def work(det) -> None:
-        if det.device_.type == "cuda":
-            torch.cuda.set_device(det.device_)
-        while True:
-            item = _get(to_map, stop)
-            if item is _DONE:
-                return
-            i, volume, record = item
-            try:
-                maps, scores = map_and_score(det, volume[None])
-            except Exception as exc:
-                fail(i, exc)
-                continue
-            keep = volume if overlay is not None else None
-            if not _put(to_write, (i, keep, record, maps[0], float(-scores[0])), stop):
-                return
-
-    def write() -> None:
-        while True:
-            item = _get(to_write, stop)
-            if item is _DONE:
-                return
-            i, volume, record, anomaly_map, score = item
-            target = targets[i]
-            partial = target.with_name(f".{target.name}{_PARTIAL}")
-            try:
-                save_map(anomaly_map, scans[i], partial, crop_record=record)
-                if overlay is not None:
-                    with overlay_lock:
-                        overlay(volume, anomaly_map, out / f"{scan_stem(scans[i])}_overlay.png")
-                row = {
-                    "scan": str(scans[i]),
-                    "map": str(target),
-                    "anomaly_score": score,
-                    "outlier": bool(score > -offset),
-                }
-                journal.append(row)
-                os.replace(partial, target)
-            except Exception as exc:
-                partial.unlink(missing_ok=True)
-                fail(i, exc)
-                continue
-            with lock:
-                written[i] = row
-                bar.update(1)
-
-    fatal: list[BaseException] = []
-
-    def guarded(fn, *args) -> None:
-        # Per-scan errors are caught inside; anything else stops every stage (a stage
-        # that died silently would leave the others blocked on its queue).
-        try:
-            fn(*args)
-        except BaseException as exc:
-            fatal.append(exc)
-            stop.set()
-
-    def start(fn, *args) -> threading.Thread:
-        thread = threading.Thread(target=guarded, args=(fn, *args), daemon=True)
-        thread.start()
-        return thread
-
-    def wait(threads: list[threading.Thread]) -> None:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(_POLL_S)
-
-    stages = [
-        [start(read) for _ in range(readers)],
-        [start(work, det) for det in detectors],
-        [start(write) for _ in range(writers)],
-    ]
-    try:
-        # Close the stages in order: when every reader is done, each worker gets an end
-        # marker; when every worker is done, each writer does.
-        wait(stages[0])
-        for _ in stages[1]:
-            _put(to_map, _DONE, stop)
-        wait(stages[1])
-        for _ in stages[2]:
-            _put(to_write, _DONE, stop)
-        wait(stages[2])
-        if fatal:
-            raise fatal[0]
-    except BaseException:
-        # Ctrl-C: each thread finishes the scan in hand (maps are atomic), then stops.
-        stop.set()
-        wait([t for stage in stages for t in stage])
-        raise
-    finally:
-        bar.close()
-        journal.close()
-
-    summary.written = [written[i] for i in sorted(written)]
-    summary.failed = [(str(scans[i]), failed[i]) for i in sorted(failed)]
-    rows = [journal.rows[t.name] for t in targets if t.name in journal.rows and t.exists()]
-    text = json.dumps(rows, indent=2).encode()
-    atomic_write(out / SCORES_NAME, lambda handle: handle.write(text))
+    summary.written = [pipeline.written[i] for i in sorted(pipeline.written)]
+    summary.failed = [(str(scans[i]), pipeline.failed[i]) for i in sorted(pipeline.failed)]
+    _write_scores(out, targets, pipeline.journal.rows)
     summary.seconds = time.perf_counter() - start_time
     return summary
