@@ -334,10 +334,11 @@ class Trainer:
                 f"the training loss became non-finite at step {bad}. Lower learning_rate, "
                 "check the training scans for extreme values, or use precision='fp32'."
             )
-        self.history["loss"].extend(losses.tolist())
+        values = losses.tolist()
+        self.history["loss"].extend(values)
         self.history["learning_rate"].extend(lrs)
         self._show(bar)
-        self._notify("log", losses.tolist())
+        self._notify("log", values)
         pending.clear()
         lrs.clear()
 
