@@ -246,6 +246,20 @@ class Report:
                 print(f"\n{sec.title}\n{text_table(sec.headers, sec.rows)}")
 
 
+def resolve_device(name: str) -> torch.device:
+    """``'auto'`` as the detector reads it (CUDA when torch sees one); else the named one.
+
+    A name that torch cannot parse, or CUDA on a machine without it, fails here, before
+    any data is loaded.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: torch sees no CUDA device on this machine.")
+    return device
+
+
 def sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)

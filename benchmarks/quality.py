@@ -75,11 +75,11 @@ from _common import (
     hardware,
     md_table,
     now,
+    resolve_device,
     write_results,
 )
 
 from disyre_sk._demo import QUICK as DEMO
-from disyre_sk._detector import resolve_device
 from disyre_sk.datasets import cohort_slices, make_brain_cohort
 from disyre_sk.metrics import (
     best_dice,

@@ -51,12 +51,11 @@ from _common import (
     hardware,
     md_table,
     now,
+    resolve_device,
     write_results,
 )
 from _reproduce_data import check_grid, check_slab, index_cohorts, load_training_slices
 from _reproduce_eval import StreamingEvaluation
-
-from disyre_sk._detector import resolve_device
 
 FPR = 0.01  # the label-free threshold: 1 % false positives on held-out healthy voxels
 

@@ -30,7 +30,7 @@ from ._device import (
     resolve_device,
     training_precision,
 )
-from ._engine import monitor
+from ._engine import monitor, reference
 from ._engine.augment import Augmentation
 from ._engine.checkpoint import Checkpointer, fingerprint
 from ._engine.distributed import join_world
@@ -173,6 +173,18 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         its intensity does. It does not depend on where a pixel is, so it carries to
         brains unlike the training ones. ``None`` keeps the raw residual (the
         published method). Setting it after ``fit`` needs a refit.
+    map_standardization : {None, 'location'}, default=None
+        ``'location'``: after training, ``fit`` maps the healthy training scans and
+        keeps, for every voxel, the mean and spread of their maps there (pooled over a
+        Gaussian neighbourhood of one voxel; ``location_mean_``, ``location_scale_``).
+        Every map then becomes ``max(map - mean, 0) / scale``, after normalisation,
+        smoothing and erosion: a voxel scores by how much more it changed than healthy
+        scans change at that place, so places the network restores less surely in every
+        brain (ventricle walls, the brain's base) stop standing out. Only for scans on
+        one grid, registered to a common template; scans in their own space have no
+        common "place". The model file grows by two float32 arrays of the image's
+        shape. ``None`` keeps the map as it is (the published method). Setting it after
+        ``fit`` needs a refit.
     map_erosion : int, default=0
         Set the map to 0 on the outermost ``map_erosion`` pixels of each slice's
         foreground (in-plane erosion by the 3 x 3 cross, as
@@ -274,6 +286,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         With ``map_normalization='intensity'``: the mean healthy residual per intensity
         bin (plus a tenth of the overall mean, so no bin divides by almost nothing);
         ``None`` otherwise.
+    location_mean_, location_scale_ : ndarray of float32 of shape image_shape_, or None
+        With ``map_standardization='location'``: the per-voxel mean and scale (spread
+        plus a floor, the median spread inside the brain) of the healthy training maps;
+        ``None`` otherwise.
     image_shape_ : tuple of int
         Spatial shape of the training images.
     n_features_in_ : int
@@ -353,6 +369,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
         "map_smoothing": [Interval(Real, 0, None, closed="left")],
         "map_normalization": [None, StrOptions({"intensity"})],
+        "map_standardization": [None, StrOptions({"location"})],
         "map_erosion": [Interval(Integral, 0, None, closed="left")],
         "score_reduction": [StrOptions({"topk", "mean", "max"})],
         "top_k": [
@@ -401,6 +418,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         inference_batch_size=64,
         map_smoothing=0.0,
         map_normalization=None,
+        map_standardization=None,
         map_erosion=0,
         score_reduction="topk",
         top_k=0.01,
@@ -442,6 +460,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.inference_batch_size = inference_batch_size
         self.map_smoothing = map_smoothing
         self.map_normalization = map_normalization
+        self.map_standardization = map_standardization
         self.map_erosion = map_erosion
         self.score_reduction = score_reduction
         self.top_k = top_k
@@ -632,6 +651,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.precision_ = precision
         self.network_ = network
         self.residual_profile_ = None
+        self.location_mean_ = self.location_scale_ = None
         # The profile is learned after training: validation maps the raw residual.
         validator = monitor.make_validator(
             self, plan, self._restorer(post_process=False), is_volume=layout.is_volume
@@ -674,9 +694,12 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.history_ = history
         if self.map_normalization == "intensity":
             self.residual_profile_ = self._residual_profile(slices, slice_fg, rng)
-        train_scores = -world.gather_shards(
-            lambda part: self._anomaly_scores(images[part], foreground[part]), len(images)
-        )
+        if self.map_standardization == "location":
+            train_scores = -self._fit_location_reference(world, images, foreground)
+        else:
+            train_scores = -world.gather_shards(
+                lambda part: self._anomaly_scores(images[part], foreground[part]), len(images)
+            )
         self.offset_ = self._offset(train_scores)
         self._offset_settings = self._scoring_settings()
         return self
@@ -732,6 +755,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "window_size",
             "map_smoothing",
             "map_normalization",
+            "map_standardization",
             "map_erosion",
             "score_reduction",
             "top_k",
@@ -749,6 +773,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "inference_batch_size",
             "map_smoothing",
             "map_normalization",
+            "map_standardization",
             "map_erosion",
             "score_reduction",
             "top_k",
@@ -798,6 +823,40 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         # overall mean) keeps a near-empty, near-perfectly restored bin from exploding.
         mean = np.where(count >= 50, total / np.maximum(count, 1), overall)
         return tuple(float(v) for v in mean + 0.1 * max(overall, 1e-8))
+
+    def _fit_location_reference(self, world, images, foreground) -> np.ndarray:
+        """Learn ``location_mean_``/``location_scale_``; return the training scans' scores.
+
+        One mapping pass: each process maps its shard, the per-voxel sums are pooled over
+        processes, and the same maps, standardised, give the scores ``offset_`` needs.
+        """
+        part = world.shard(len(images))
+        fg = foreground[part]
+        maps = self._maps(images[part], fg, standardize=False)
+        sums = sum(world.all_gather(reference.reference_sums(maps, fg)))
+        self.location_mean_, self.location_scale_ = reference.location_reference(sums)
+        z = reference.standardize(maps, fg, self.location_mean_, self.location_scale_)
+        mine = _data.reduce_scores(z, fg, self.score_reduction, self.top_k)
+        return np.concatenate([np.asarray(s) for s in world.all_gather(mine)])
+
+    def _checked_reference(self):
+        if self.map_standardization is None:
+            return None
+        if not (
+            isinstance(self.map_standardization, str) and self.map_standardization == "location"
+        ):
+            raise ValueError(
+                f"map_standardization must be None or 'location', got {self.map_standardization!r}."
+            )
+        mean = getattr(self, "location_mean_", None)
+        scale = getattr(self, "location_scale_", None)
+        if mean is None or scale is None:
+            raise ValueError(
+                "map_standardization='location' needs the healthy reference maps that fit "
+                "learns when the parameter is set; this detector was fitted without them. "
+                "Fit again with map_standardization='location', or set it back to None."
+            )
+        return mean, scale
 
     def _checked_profile(self):
         if self.map_normalization is None:
@@ -875,10 +934,17 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             verbose=bool(self.verbose),
         )
 
-    def _maps(self, images: np.ndarray, foreground: np.ndarray) -> np.ndarray:
-        """Maps of ``(n, *image_shape)`` raw images, one group of samples at a time."""
+    def _maps(
+        self, images: np.ndarray, foreground: np.ndarray, *, standardize: bool = True
+    ) -> np.ndarray:
+        """Maps of ``(n, *image_shape)`` raw images, one group of samples at a time.
+
+        ``standardize=False`` skips the location standardisation (``fit`` learns it from
+        these maps).
+        """
         layout = self._layout
         restorer = self._restorer()
+        location = self._checked_reference() if standardize else None
         out = np.empty(images.shape, dtype=np.float32)
         per_sample = int(np.prod(images.shape[1:]))
         group = max(1, _MAX_VOXELS_PER_GROUP // per_sample)
@@ -900,6 +966,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 "are damaged or diverged. Load a model file that passes its checksum, or "
                 "refit (a lower learning_rate, grad_clip) if this model came from fit."
             )
+        if location is not None:
+            out = reference.standardize(out, foreground, *location)
         return out
 
     def _anomaly_scores(self, images, foreground) -> np.ndarray:
@@ -1133,7 +1201,11 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             cls, path, device=device, check_params=lambda det: det._check_params_now()
         )
         detector._layout = private["layout"]
-        detector._offset_settings = private["offset_settings"]
+        settings = private["offset_settings"]
+        if isinstance(settings, dict):
+            # Files from before the parameter existed were scored without it.
+            settings.setdefault("map_standardization", None)
+        detector._offset_settings = settings
         return detector
 
     # ------------------------------------------------------------------ pickling

@@ -13,6 +13,8 @@ from toy import smooth_brains
 
 from disyre_sk import DISYREDetector
 from disyre_sk._demo import QUICK
+from disyre_sk._engine.persist import ModelFileError
+from disyre_sk._engine.reference import location_reference, reference_sums
 
 TINY = dict(
     patch_size=16,
@@ -545,6 +547,109 @@ def test_model_file_without_residual_profile_still_loads(fitted, healthy, tmp_pa
     np.testing.assert_array_equal(
         loaded.decision_map(healthy[:2]), fitted.decision_map(healthy[:2])
     )
+
+
+# ------------------------------------------------------------------ location standardisation
+@pytest.fixture(scope="module")
+def standardized(healthy):
+    return DISYREDetector(**TINY, map_standardization="location").fit(healthy)
+
+
+def _without_standardization(det):
+    raw = clone(det).set_params(map_standardization=None)
+    raw.__dict__.update({k: v for k, v in vars(det).items() if k.endswith("_")})
+    raw._layout = det._layout
+    return raw
+
+
+def test_location_reference_is_learned_from_the_training_maps(standardized, healthy):
+    det = standardized
+    assert det.location_mean_.shape == det.image_shape_ == healthy.shape[1:]
+    assert det.location_mean_.dtype == det.location_scale_.dtype == np.float32
+    assert (det.location_scale_ > 0).all()
+    # An independent recomputation from the raw maps of the same network.
+    raw = _without_standardization(det).decision_map(healthy)
+    fg = healthy != 0
+    expected_mean, expected_scale = location_reference(reference_sums(raw, fg))
+    np.testing.assert_allclose(det.location_mean_, expected_mean, rtol=1e-6)
+    np.testing.assert_allclose(det.location_scale_, expected_scale, rtol=1e-6)
+
+
+def test_location_standardized_maps_and_offset(standardized, healthy):
+    det = standardized
+    maps = det.decision_map(healthy[:4])
+    raw = _without_standardization(det).decision_map(healthy[:4])
+    fg = healthy[:4] != 0
+    z = np.maximum(raw - det.location_mean_, 0) / det.location_scale_
+    np.testing.assert_allclose(maps[fg], z[fg], rtol=1e-6)
+    assert (maps[~fg] == 0).all()
+    # offset_ is the 1st percentile of the standardised training scores, as for raw maps.
+    assert det.offset_ == pytest.approx(np.percentile(det.score_samples(healthy), 1.0), rel=1e-9)
+
+
+def test_location_reference_travels_with_the_model_file(standardized, healthy, tmp_path):
+    path = standardized.save(tmp_path / "m.disyre")
+    payload = torch.load(path, weights_only=True)
+    assert payload["format_version"] == 3 and set(payload["reference_maps"]) == {"mean", "scale"}
+    loaded = DISYREDetector.load(path)
+    np.testing.assert_array_equal(loaded.location_mean_, standardized.location_mean_)
+    np.testing.assert_array_equal(
+        loaded.decision_map(healthy[:2]), standardized.decision_map(healthy[:2])
+    )
+    # Damage to the reference maps is caught by the checksum.
+    payload["reference_maps"]["scale"][0, 0] += 1.0
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match="SHA-256 check in reference_maps/scale"):
+        DISYREDetector.load(path)
+
+
+def test_files_without_standardization_keep_format_2(fitted, tmp_path):
+    payload = torch.load(fitted.save(tmp_path / "m.disyre"), weights_only=True)
+    assert payload["format_version"] == 2 and "reference_maps" not in payload
+
+
+def test_reference_maps_of_the_wrong_shape_are_refused(standardized, tmp_path):
+    import json
+
+    from disyre_sk._engine.persist import _checksums
+
+    path = standardized.save(tmp_path / "m.disyre")
+    payload = torch.load(path, weights_only=True)
+    payload["reference_maps"] = {k: v[:-1] for k, v in payload["reference_maps"].items()}
+    payload["checksums"] = json.dumps(_checksums(payload))
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match="invalid reference maps"):
+        DISYREDetector.load(path)
+
+
+def test_location_standardization_without_reference_is_a_clear_error(fitted, healthy):
+    assert fitted.location_mean_ is None and fitted.location_scale_ is None
+    det = clone(fitted).set_params(map_standardization="location")
+    det.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+    det._layout = fitted._layout
+    with pytest.raises(ValueError, match="Fit again with map_standardization='location'"):
+        det.decision_map(healthy[:1])
+
+
+def test_files_from_before_standardization_raise_no_stale_offset_warning(fitted, healthy, tmp_path):
+    import json
+    import warnings
+
+    from disyre_sk._engine.persist import _checksums
+
+    path = fitted.save(tmp_path / "old.disyre")
+    payload = torch.load(path, weights_only=True)
+    params, state = json.loads(payload["params"]), json.loads(payload["state"])
+    del params["map_standardization"], state["offset_settings"]["map_standardization"]
+    payload["params"], payload["state"] = json.dumps(params), json.dumps(state)
+    payload["checksums"] = json.dumps(_checksums(payload))
+    torch.save(payload, path)
+    loaded = DISYREDetector.load(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(
+            loaded.decision_function(healthy[:2]), fitted.decision_function(healthy[:2])
+        )
 
 
 # ------------------------------------------------------------------ network extension point

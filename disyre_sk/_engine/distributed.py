@@ -395,6 +395,11 @@ class World:
             "the training data (every rank must load the same scans, in the same order)",
         )
 
+    def shard(self, n: int) -> slice:
+        """This rank's contiguous share of ``n`` samples (all of them for one process)."""
+        bounds = np.linspace(0, n, self.size + 1).round().astype(int)
+        return slice(int(bounds[self.rank]), int(bounds[self.rank + 1]))
+
     def gather_shards(self, fn: Callable[[slice], np.ndarray], n: int) -> np.ndarray:
         """``fn(slice(0, n))`` computed in contiguous shards, one per rank, concatenated.
 
@@ -402,8 +407,7 @@ class World:
         """
         if not self.is_distributed:
             return fn(slice(0, n))
-        bounds = np.linspace(0, n, self.size + 1).round().astype(int)
-        part = slice(int(bounds[self.rank]), int(bounds[self.rank + 1]))
+        part = self.shard(n)
         mine = fn(part) if part.stop > part.start else np.empty(0)
         return np.concatenate([np.asarray(p) for p in self.all_gather(mine)])
 

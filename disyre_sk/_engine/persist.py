@@ -20,6 +20,7 @@ import math
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import _data
@@ -29,7 +30,12 @@ from .._version import __version__
 from ..nn import UNet
 
 FORMAT_NAME = "disyre_sk.model"
-FORMAT_VERSION = 2
+# Version 3 adds the healthy reference maps of map_standardization='location'; files
+# without them are still written as version 2, so older readers open them.
+FORMAT_VERSION = 3
+_PLAIN_VERSION = 2
+_REFERENCE_VERSION = 3
+_REFERENCE = "reference_maps"
 
 # Learned attributes stored as JSON, beside the network's weights.
 _STATE_ATTRIBUTES = (
@@ -63,6 +69,8 @@ class ModelFileError(ValueError):
 def _checksums(payload: dict) -> dict:
     sums = {k: digest(payload[k]) for k in _ENTRIES if k != "state_dict"}
     sums.update({f"state_dict/{k}": digest(v) for k, v in payload["state_dict"].items()})
+    for k, v in payload.get(_REFERENCE, {}).items():
+        sums[f"{_REFERENCE}/{k}"] = digest(v)
     return sums
 
 
@@ -90,7 +98,7 @@ def save_detector(detector, path, *, layout_kind: str, offset_settings) -> Path:
     state["offset_settings"] = jsonable(offset_settings)
     payload = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": _PLAIN_VERSION,
         "package_version": __version__,
         "torch_version": str(torch.__version__),
         "params": json.dumps(params),
@@ -100,6 +108,15 @@ def save_detector(detector, path, *, layout_kind: str, offset_settings) -> Path:
             k: v.detach().cpu().contiguous() for k, v in detector.network_.state_dict().items()
         },
     }
+    mean = getattr(detector, "location_mean_", None)
+    if mean is not None:
+        payload["format_version"] = _REFERENCE_VERSION
+        payload[_REFERENCE] = {
+            "mean": torch.from_numpy(np.ascontiguousarray(mean, dtype=np.float32)),
+            "scale": torch.from_numpy(
+                np.ascontiguousarray(detector.location_scale_, dtype=np.float32)
+            ),
+        }
     payload["checksums"] = json.dumps(_checksums(payload))
     return atomic_write(Path(path), lambda handle: torch.save(payload, handle))
 
@@ -145,6 +162,8 @@ def read_model_file(path) -> dict:
             "Upgrade disyre_sk to load it",
         )
     expected = set(_ENTRIES) | ({"checksums"} if version >= 2 else set())
+    if version >= _REFERENCE_VERSION and _REFERENCE in payload:
+        expected.add(_REFERENCE)
     if set(payload) != expected:
         extra, missing = sorted(set(payload) - expected), sorted(expected - set(payload))
         raise _fail(path, f"has unexpected entries {extra} and lacks {missing}", _DAMAGED)
@@ -152,6 +171,13 @@ def read_model_file(path) -> dict:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload["state_dict"].items()
     ):
         raise _fail(path, "holds network weights that are not named tensors", _DAMAGED)
+    maps = payload.get(_REFERENCE)
+    if maps is not None and not (
+        isinstance(maps, dict)
+        and set(maps) == {"mean", "scale"}
+        and all(isinstance(v, torch.Tensor) for v in maps.values())
+    ):
+        raise _fail(path, "holds reference maps that are not two named tensors", _DAMAGED)
     if version >= 2:
         _verify(path, payload)
     else:
@@ -311,5 +337,25 @@ def load_detector(cls, path, device="auto", *, check_params=lambda detector: Non
     for name in _STATE_ATTRIBUTES:
         value = state.get(name, _STATE_DEFAULTS[name]) if name in _STATE_DEFAULTS else state[name]
         setattr(detector, name, _tuple_if_list(value))
+    detector.location_mean_, detector.location_scale_ = _reference(path, payload, state)
     detector.precision_ = inference_precision(dev, detector.precision_)
     return detector, private
+
+
+def _reference(path, payload: dict, state: dict):
+    """The healthy reference maps, checked against the image shape; ``(None, None)``."""
+    maps = payload.get(_REFERENCE)
+    if maps is None:
+        return None, None
+    mean, scale = (maps[k].to(torch.float32).numpy() for k in ("mean", "scale"))
+    shape = tuple(state["image_shape_"])
+    ok = (
+        mean.shape == shape
+        and scale.shape == shape
+        and np.isfinite(mean).all()
+        and np.isfinite(scale).all()
+        and (scale > 0).all()
+    )
+    if not ok:
+        raise _fail(path, "holds invalid reference maps", _DAMAGED)
+    return mean, scale
