@@ -12,6 +12,7 @@ import json
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -76,6 +77,23 @@ def _refuse_oversized(config, batch, side, device, *, training, what, advice) ->
 def _comparable(settings: dict) -> str:
     """Settings as canonical JSON: tuples, lists and arrays of one value compare equal."""
     return json.dumps(jsonable(settings), sort_keys=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _FitData:
+    """What ``fit`` reads and derives from its input before training."""
+
+    images: np.ndarray
+    foreground: np.ndarray
+    layout: _data.Layout
+    slices: np.ndarray  # scaled training slices (validation samples held out)
+    slice_fg: np.ndarray
+    intensity_range: tuple
+    plan: object  # monitor.plan_validation's record
+    world: object  # the process group (distributed.World)
+    rng: np.random.RandomState
+    init_seed: int
+    train_seed: int
 
 
 class DISYREDetector(OutlierMixin, BaseEstimator):
@@ -595,8 +613,15 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             raise
 
     def _fit(self, X, X_val=None):
+        widths, attention = self._refuse_before_reading()
+        data = self._fit_data(X, X_val)
+        self._train(data, widths, attention)
+        self._calibrate(data)
+        return self
+
+    def _refuse_before_reading(self) -> tuple[list[int], list[int]]:
+        """Settings checked before any data is read or any step is run, not after an hour."""
         widths, _, attention = self._check_settings()
-        # Refused before any data is read or any step is run, not after an hour.
         _refuse_oversized(
             dict(widths=widths, n_res_blocks=self.n_res_blocks, attention_levels=attention),
             self.batch_size,
@@ -608,6 +633,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         )
         if self.checkpoint_dir is not None:
             check_writable(self.checkpoint_dir, "checkpoint_dir")
+        return widths, attention
+
+    def _fit_data(self, X, X_val) -> _FitData:
+        """Checked inputs, seeds, the process group, the validation plan, training slices."""
         images, layout = self._validate_input(X, reset=True)
         self._layout = layout
         foreground = _data.foreground_of(images, self.background)
@@ -630,23 +659,37 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         )
         intensity_range = world.agree(intensity_range)
         scaled = _data.scale_intensities(fit_images, fit_fg, intensity_range)
-        slices = _data.to_slices(scaled, layout.is_volume, self.slice_axis)
-        slice_fg = _data.to_slices(fit_fg, layout.is_volume, self.slice_axis)
+        return _FitData(
+            images=images,
+            foreground=foreground,
+            layout=layout,
+            slices=_data.to_slices(scaled, layout.is_volume, self.slice_axis),
+            slice_fg=_data.to_slices(fit_fg, layout.is_volume, self.slice_axis),
+            intensity_range=intensity_range,
+            plan=plan,
+            world=world,
+            rng=rng,
+            init_seed=init_seed,
+            train_seed=train_seed,
+        )
 
+    def _train(self, data: _FitData, widths, attention) -> None:
+        """Build the network, train it (resuming a checkpoint), set the training state."""
+        world, plan = data.world, data.plan
         device = world.device
         precision = training_precision(device, self.precision)
         # Initialise the weights from our own seed without touching the caller's
         # global torch RNG state.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
+            torch.manual_seed(data.init_seed)
             network = self._build_network(widths, attention)
         # Contiguous (NCHW) on every device: on an H100, channels_last made the bf16
         # training step 1.22x slower (GroupNorm; benchmarks/results/speed_cuda.md).
         network = network.to(device)
-        bank = SliceBank(slices, slice_fg, self.patch_size, device)
+        bank = SliceBank(data.slices, data.slice_fg, self.patch_size, device)
         # Known before training; the validator maps with them as predict would.
-        self.image_shape_ = layout.image_shape
-        self.intensity_range_ = intensity_range
+        self.image_shape_ = data.layout.image_shape
+        self.intensity_range_ = data.intensity_range
         self.device_ = device
         self.precision_ = precision
         self.network_ = network
@@ -654,7 +697,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.location_mean_ = self.location_scale_ = None
         # The profile is learned after training: validation maps the raw residual.
         validator = monitor.make_validator(
-            self, plan, self._restorer(post_process=False), is_volume=layout.is_volume
+            self, plan, self._restorer(post_process=False), is_volume=data.layout.is_volume
         )
         trainer = Trainer(
             network,
@@ -669,7 +712,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             grad_clip=self.grad_clip,
             device=device,
             precision=precision,
-            seed=train_seed,
+            seed=data.train_seed,
             world=world,
             monitor=validator,
             callbacks=self.callbacks or (),
@@ -680,7 +723,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             checkpointer = Checkpointer(
                 self.checkpoint_dir,
                 self.checkpoint_every,
-                monitor.run_fingerprint(fingerprint(self._training_params(), images), plan),
+                monitor.run_fingerprint(fingerprint(self._training_params(), data.images), plan),
             )
             if checkpointer.restore(trainer) and self.verbose and world.is_main:
                 print(f"Resuming training at step {trainer.step} from {checkpointer.path}")
@@ -689,11 +732,14 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         history.update(monitor.history_entries(plan, validator, bool(self.verbose)))
         if validator is not None:
             self._validation_examples = validator.vset.examples(2)
-        del bank, trainer, validator
         self.network_ = network.eval()
         self.history_ = history
+
+    def _calibrate(self, data: _FitData) -> None:
+        """After training: the map references ``fit`` learns, then ``offset_``."""
+        images, foreground, world = data.images, data.foreground, data.world
         if self.map_normalization == "intensity":
-            self.residual_profile_ = self._residual_profile(slices, slice_fg, rng)
+            self.residual_profile_ = self._residual_profile(data.slices, data.slice_fg, data.rng)
         if self.map_standardization == "location":
             train_scores = -self._fit_location_reference(world, images, foreground)
         else:
@@ -702,7 +748,6 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             )
         self.offset_ = self._offset(train_scores)
         self._offset_settings = self._scoring_settings()
-        return self
 
     def _build_network(self, widths, attention) -> torch.nn.Module:
         """The network ``fit`` trains: the UNet, or what the ``network`` callable builds."""

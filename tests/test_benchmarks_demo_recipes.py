@@ -23,7 +23,8 @@ def test_the_benchmark_measures_the_demo_recipe():
     batch, steps = demo.pop("batch_size"), demo.pop("n_steps")
     assert demo.pop("warmup_steps") == steps // 10
     assert demo == bench.SETTINGS
-    assert (batch, steps) in bench.RECIPES.values()
+    # The demo takes the recipe the benchmark chose, stopped earlier to fit its time.
+    assert bench.RECIPES["b16x1200"][0] == batch and steps <= bench.RECIPES["b16x1200"][1]
     # Equal patches per recipe: the comparison is updates, not data.
     assert len({b * s for b, s in bench.RECIPES.values()}) == 1
     cohort = dict(QUICK["cohort"], contrast="t2", train_bases=TRAIN_BASES, test_bases=TEST_BASES)
