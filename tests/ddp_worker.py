@@ -22,6 +22,7 @@ import disyre_sk._engine.training as training  # noqa: E402
 from disyre_sk import DISYREDetector  # noqa: E402
 from disyre_sk._engine.checkpoint import StopRequested  # noqa: E402
 from disyre_sk._engine.distributed import join_world  # noqa: E402
+from disyre_sk._engine.reference import location_reference, reference_sums  # noqa: E402
 from disyre_sk.corruption import get_corruption  # noqa: E402
 from disyre_sk.nn import UNet  # noqa: E402
 
@@ -140,6 +141,20 @@ def main(folder: Path) -> None:
         "n_loss": len(h["loss"]),
     }
     torch.save(weights(validated), folder / f"rank{rank}_validated.pt")
+
+    # Location standardisation: each rank maps its shard of the training scans; the
+    # reference must be the one all the scans give, and offset_ the scores' percentile.
+    located = DISYREDetector(**dict(params, n_steps=10, map_standardization="location")).fit(X)
+    located.set_params(map_standardization=None)
+    raw = located.decision_map(X)
+    located.set_params(map_standardization="location")
+    mean, _ = location_reference(reference_sums(raw, X != 0))
+    out["location"] = {
+        "max_rel_diff": float(np.abs(mean - located.location_mean_).max() / np.abs(mean).max()),
+        "offset": located.offset_,
+        "score_percentile": float(np.percentile(located.score_samples(X), 1.0)),
+    }
+    np.save(folder / f"rank{rank}_location_mean.npy", located.location_mean_)
     (folder / f"rank{rank}.json").write_text(json.dumps(out))
 
 

@@ -285,3 +285,16 @@ def test_validation_and_early_stopping_agree_across_ranks(two_ranks):
     w0, w1 = _load(folder / "rank0_validated.pt"), _load(folder / "rank1_validated.pt")
     for k in w0:
         assert torch.equal(w0[k], w1[k]), k
+
+
+def test_location_reference_pools_every_rank(two_ranks):
+    folder, (r0, r1) = two_ranks
+    np.testing.assert_array_equal(
+        np.load(folder / "rank0_location_mean.npy"), np.load(folder / "rank1_location_mean.npy")
+    )
+    for r in (r0, r1):
+        # Shard sums added in another order than one pass over all scans: float64 ulps,
+        # then one float32 rounding.
+        assert r["location"]["max_rel_diff"] < 1e-6
+        assert r["location"]["offset"] == pytest.approx(r["location"]["score_percentile"], rel=1e-9)
+    assert r0["location"]["offset"] == r1["location"]["offset"]
