@@ -296,5 +296,6 @@ def test_location_reference_pools_every_rank(two_ranks):
         # Shard sums added in another order than one pass over all scans: float64 ulps,
         # then one float32 rounding.
         assert r["location"]["max_rel_diff"] < 1e-6
-        assert r["location"]["offset"] == pytest.approx(r["location"]["score_percentile"], rel=1e-9)
+        # A shard is mapped in other batches than all scans at once: float32 ulps apart.
+        assert r["location"]["offset"] == pytest.approx(r["location"]["score_percentile"], rel=1e-6)
     assert r0["location"]["offset"] == r1["location"]["offset"]
