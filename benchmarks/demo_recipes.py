@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
-from held_out import FAMILIES, baselines, evaluate
+from held_out import FAMILIES, baselines, evaluate, row_cells
 
 from disyre_sk import DISYREDetector
 from disyre_sk.datasets import make_brain_cohort
@@ -89,10 +89,6 @@ def run(recipe: str, seed: int) -> list[dict]:
     return rows
 
 
-def fmt(v) -> str:
-    return "—" if v is None else f"{v:.3f}"
-
-
 def spread(values) -> str:
     v = np.asarray(values, dtype=float)
     return f"{v.min():.3f} / {v.mean():.3f} / {v.max():.3f}"
@@ -109,18 +105,7 @@ def write(args, info, rows, elapsed) -> Path:
             + [spread([r[k] for r in sel]) for k in ("pixel_ap", "slice_auroc", "volume_auroc")]
             + [f"{np.mean([r['fit_s'] for r in sel]):.0f}" if "fit_s" in sel[0] else ""]
         )
-    per_seed = [
-        [
-            r["seed"],
-            r["method"],
-            fmt(r["pixel_ap"]),
-            *(fmt(r[f]) for f in FAMILIES),
-            fmt(r["slice_auroc"]),
-            fmt(r["volume_auroc"]),
-            f"{r['fit_s']:.0f}" if "fit_s" in r else "",
-        ]
-        for r in rows
-    ]
+    per_seed = [row_cells(r) for r in rows]
     body = "\n\n".join(
         [
             f"Cohort: {COHORT}. Detector: {SETTINGS}; recipes (batch, steps): {RECIPES}.",

@@ -155,6 +155,19 @@ def fmt(v) -> str:
     return "—" if v is None else f"{v:.3f}"
 
 
+def row_cells(r: dict) -> list:
+    """Seed, method, pooled and per-family AP, slice and volume AUROC, fit seconds."""
+    return [
+        r["seed"],
+        r["method"],
+        fmt(r["pixel_ap"]),
+        *(fmt(r[f]) for f in FAMILIES),
+        fmt(r["slice_auroc"]),
+        fmt(r["volume_auroc"]),
+        f"{r['fit_s']:.0f}" if "fit_s" in r else "",
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipes", nargs="+", default=["dag32", "fpi32", "mix32"], choices=RECIPES)
@@ -198,19 +211,7 @@ def write(args, info, rows, cohort_kw, elapsed) -> None:
         "vol. AUROC",
         "fit s",
     ]
-    table = [
-        [
-            r["held_out"],
-            r["seed"],
-            r["method"],
-            fmt(r["pixel_ap"]),
-            *(fmt(r[f]) for f in FAMILIES),
-            fmt(r["slice_auroc"]),
-            fmt(r["volume_auroc"]),
-            f"{r['fit_s']:.0f}" if "fit_s" in r else "",
-        ]
-        for r in rows
-    ]
+    table = [[r["held_out"], *row_cells(r)] for r in rows]
     body = "\n\n".join(
         [
             f"Cohort per fold: {cohort_kw}; training subjects from the two other "
