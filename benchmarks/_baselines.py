@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from _common import resolve_device
 from sklearn.utils import check_random_state
 from torch import nn
 
 from disyre_sk import _data
-from disyre_sk._detector import resolve_device
 from disyre_sk._engine.augment import Augmentation
 from disyre_sk._engine.inference import Restorer
 from disyre_sk._engine.training import SliceBank, Trainer

@@ -78,8 +78,8 @@ from _common import (
     resolve_device,
     write_results,
 )
+from demo_recipes import SETTINGS as DEMO_SETTINGS
 
-from disyre_sk._demo import QUICK as DEMO
 from disyre_sk.datasets import cohort_slices, make_brain_cohort
 from disyre_sk.metrics import (
     best_dice,
@@ -137,7 +137,7 @@ SETTINGS: dict[str, dict] = {
     # patches, whole-slice maps, residuals normalised per intensity, light smoothing).
     "medium": dict(
         cohort=dict(n_healthy=16, n_test=12, voxel_size=3.0),
-        detector=dict(DEMO["detector"], n_steps=250, warmup_steps=25),
+        detector=dict(DEMO_SETTINGS, batch_size=16, n_steps=250, warmup_steps=25),
         autoencoder=dict(widths=(32, 64, 128), latent_channels=16),
         pyod=dict(downsample=2, ae_epochs=5),
         budget_s=3 * 3600,
