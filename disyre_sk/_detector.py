@@ -304,10 +304,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         With ``map_normalization='intensity'``: the mean healthy residual per intensity
         bin (plus a tenth of the overall mean, so no bin divides by almost nothing);
         ``None`` otherwise.
-    location_mean_ : ndarray of float32 of shape image_shape_, or None
+    location_mean_ : ndarray of float32, or None
         With ``map_standardization='location'``: the per-voxel mean of the healthy
-        training maps; ``None`` otherwise.
-    location_scale_ : ndarray of float32 of shape image_shape_, or None
+        training maps, of shape ``image_shape_``; ``None`` otherwise.
+    location_scale_ : ndarray of float32, or None
         With ``map_standardization='location'``: their per-voxel spread plus a floor
         (the median spread inside the brain), always positive; ``None`` otherwise.
     image_shape_ : tuple of int
