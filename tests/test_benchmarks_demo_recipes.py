@@ -1,24 +1,12 @@
 """``benchmarks/demo_recipes.py`` measures the demo's own recipe: the two stay in step."""
 
-import importlib.util
-import sys
-from pathlib import Path
+from _benchmarks import load_benchmark
 
 from disyre_sk._demo import QUICK, TEST_BASES, TRAIN_BASES
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCH))  # the script imports its shared _common module
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_the_benchmark_measures_the_demo_recipe():
-    bench = _load("demo_recipes")
+    bench = load_benchmark("demo_recipes")
     demo = dict(QUICK["detector"])
     batch, steps = demo.pop("batch_size"), demo.pop("n_steps")
     assert demo.pop("warmup_steps") == steps // 10

@@ -1,29 +1,17 @@
 """Checks of ``benchmarks/false_positives.py``'s attribution and ``bit_identity.py``'s
 canonical form on hand-built cases, where the right answer is known exactly."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _benchmarks import load_benchmark
 from scipy import ndimage as ndi
-
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCH))  # the scripts import their shared _common module
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def fp():
-    return _load("false_positives")
+    return load_benchmark("false_positives")
 
 
 def _cube(shape=(10, 12, 12)):
@@ -86,7 +74,7 @@ def test_slice_analysis_counts_lesion_slices_by_area(fp):
 
 
 def test_exact_writes_floats_without_rounding():
-    bi = _load("bit_identity")
+    bi = load_benchmark("bit_identity")
     value = {"loss": [0.1, np.float32(1 / 3)], "n": np.int64(3), "a": np.arange(2.0)}
     text = json.dumps(bi.exact(value), sort_keys=True)
     back = json.loads(text)
