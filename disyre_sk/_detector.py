@@ -887,14 +887,9 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         return np.concatenate([np.asarray(s) for s in world.all_gather(mine)])
 
     def _checked_reference(self):
+        # The value itself was checked by the constraint table (_restorer runs it first).
         if self.map_standardization is None:
             return None
-        if not (
-            isinstance(self.map_standardization, str) and self.map_standardization == "location"
-        ):
-            raise ValueError(
-                f"map_standardization must be None or 'location', got {self.map_standardization!r}."
-            )
         mean = getattr(self, "location_mean_", None)
         scale = getattr(self, "location_scale_", None)
         if mean is None or scale is None:
