@@ -1,14 +1,16 @@
-"""More updates for the same patches: the demo's recipe at batch 64, 16 and 8.
+"""The demo's recipe against its neighbours: batch size, corruption and context.
 
-    python benchmarks/demo_recipes.py [--seeds 0 1 2] [--recipes b64x300 b16x1200 [b8x2400]]
+    python benchmarks/demo_recipes.py [--seeds 0 1 2] [--recipes b64x300 b16x1200 ...]
                                       [--out benchmarks/results/demo_recipes_cpu.md]
 
 The demo's protocol (``disyre demo``): healthy training subjects rendered from MNI152 and
 the ITK brain, healthy and lesioned test subjects from Colin27, a brain no training
 subject comes from; T2, 3 mm voxels, 16 training and 12 test subjects. Each recipe trains
-on the same number of 32-pixel patches (19,200) split into fewer or more optimiser
-steps, with the demo's other settings (``SETTINGS`` below, the same as
-``disyre_sk/_demo.py``'s CPU setting; a test keeps the two in step). Every detector is
+on the same number of pixels (19,200 patches of 32 pixels, or 4,800 of 64: the whole
+64 x 51 slice) split into fewer or more optimiser steps, with the demo's other settings
+(``SETTINGS`` below, the same as ``disyre_sk/_demo.py``'s CPU setting; a test keeps the
+two in step) unless the recipe overrides them: ``fpi`` recipes train with FPI instead of
+DAG, ``mix`` recipes with a DAG/FPI mixture, ``*64`` recipes on whole slices. Every detector is
 fitted with ``map_standardization='location'`` and maps the test subjects twice: with
 it, and with it switched off at predict time (``set_params``), so the two maps come from
 one network. Baselines: intensity thresholding one-sided and two-sided
@@ -32,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
-from held_out import FAMILIES, baselines, evaluate, row_cells
+from held_out import FAMILIES, DAGFPIMixture, baselines, evaluate, row_cells
 
 from disyre_sk import DISYREDetector
 from disyre_sk.datasets import make_brain_cohort
@@ -60,15 +62,28 @@ SETTINGS = dict(
     map_erosion=2,
     inference_batch_size=64,
 )
-# name -> (batch size, steps): 19,200 patches each; warm-up a tenth of the steps.
-RECIPES = {"b64x300": (64, 300), "b16x1200": (16, 1200), "b8x2400": (8, 2400)}
+# name -> (batch size, steps, overrides of SETTINGS): the same pixels each (19,200 patches
+# of 32 px); warm-up a tenth of the steps.
+RECIPES = {
+    "b64x300": (64, 300, {}),
+    "b16x1200": (16, 1200, {}),
+    "b8x2400": (8, 2400, {}),
+    "fpi32_b16x1200": (16, 1200, {"corruption": "fpi"}),
+    "mix32_b16x1200": (16, 1200, {"corruption": "mix"}),
+    "dag64_b4x1200": (4, 1200, {"patch_size": 64}),
+    "fpi64_b4x1200": (4, 1200, {"corruption": "fpi", "patch_size": 64}),
+    "mix64_b4x1200": (4, 1200, {"corruption": "mix", "patch_size": 64}),
+}
 
 
 def run(recipe: str, seed: int) -> list[dict]:
     cohort = make_brain_cohort(**COHORT, random_state=seed)
-    batch, steps = RECIPES[recipe]
+    batch, steps, overrides = RECIPES[recipe]
+    settings = {**SETTINGS, **overrides}
+    if settings["corruption"] == "mix":
+        settings["corruption"] = DAGFPIMixture()
     det = DISYREDetector(
-        **SETTINGS,
+        **settings,
         batch_size=batch,
         n_steps=steps,
         warmup_steps=steps // 10,
@@ -108,7 +123,8 @@ def write(args, info, rows, elapsed) -> Path:
     per_seed = [row_cells(r) for r in rows]
     body = "\n\n".join(
         [
-            f"Cohort: {COHORT}. Detector: {SETTINGS}; recipes (batch, steps): {RECIPES}.",
+            f"Cohort: {COHORT}. Detector: {SETTINGS}; recipes (batch, steps, overrides): "
+            f"{RECIPES}; 'mix' is held_out.py's DAG/FPI mixture.",
             f"### min / mean / max over seeds {', '.join(map(str, seeds))}",
             md_table(
                 ["method", "seeds", "pixel AP", "slice AUROC", "volume AUROC", "fit s (mean)"],

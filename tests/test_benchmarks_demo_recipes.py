@@ -12,8 +12,11 @@ def test_the_benchmark_measures_the_demo_recipe():
     assert demo.pop("warmup_steps") == steps // 10
     assert demo == bench.SETTINGS
     # The demo takes the recipe the benchmark chose, stopped earlier to fit its time.
-    assert bench.RECIPES["b16x1200"][0] == batch and steps <= bench.RECIPES["b16x1200"][1]
-    # Equal patches per recipe: the comparison is updates, not data.
-    assert len({b * s for b, s in bench.RECIPES.values()}) == 1
+    chosen_batch, chosen_steps, overrides = bench.RECIPES["b16x1200"]
+    assert chosen_batch == batch and steps <= chosen_steps and overrides == {}
+    # Equal pixels per recipe: the comparison is updates, corruption and context, not data.
+    side = demo["patch_size"]
+    pixels = {b * s * o.get("patch_size", side) ** 2 for b, s, o in bench.RECIPES.values()}
+    assert len(pixels) == 1
     cohort = dict(QUICK["cohort"], contrast="t2", train_bases=TRAIN_BASES, test_bases=TEST_BASES)
     assert cohort == bench.COHORT
