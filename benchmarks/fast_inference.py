@@ -156,7 +156,7 @@ def variants(patch: int) -> list[Variant]:
             {**whole, **smooth, "severities": (0.25,)},
             model="slice",
         ),
-        Variant("bf16 (package default on CUDA)", "bf16", ref, cuda_only=True),
+        Variant("bf16 (precision='bf16')", "bf16", ref, cuda_only=True),
         Variant("fp32, stride P/2", "fp32", {**ref, "stride": patch // 2}),
         Variant(
             "windows P/4, 1 severity, bf16, torch.compile",
@@ -239,6 +239,7 @@ def profile_fastest(det, x_test, dev, report, budget) -> None:
     try:
         det.set_params(window_size="slice", severities=REFERENCE_SEVERITIES)
         det.set_params(inference_batch_size=64)
+        det.set_params(precision="bf16")  # 'auto' maps in fp32
         det.precision_ = "bf16"
         vol = x_test[:1]
         fg = vol != 0
@@ -416,6 +417,7 @@ def main(argv=None) -> int:
             det.set_params(**{"inference_batch_size": 64, "map_smoothing": 0.0, **v.params})
             # bf16 autocast is a GPU lever; on a CPU every variant runs in fp32.
             det.precision_ = v.precision if dev.type == "cuda" else "fp32"
+            det.set_params(precision=det.precision_)  # 'auto' would map in fp32
             det.network_ = torch.compile(network) if v.compile else network
             if v.union_box:
                 det._restorer = lambda det=det: union_box_restorer(det)

@@ -189,7 +189,11 @@ def main() -> int:
                     shutil.rmtree(folder)
         t_naive = best[("naive", 0)]
         rows = [["naive loop (read → map → write)", devices[0], "—", t_naive]]
-        rows += [["streaming", ", ".join(devices), str(k), best[("streaming", k)]] for k in (1, 2)]
+        # Streaming with two readers/writers is optional within the budget: a row it did
+        # not reach says so rather than failing the run.
+        rows += [
+            ["streaming", ", ".join(devices), str(k), best.get(("streaming", k))] for k in (1, 2)
+        ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -197,6 +201,8 @@ def main() -> int:
     bound = sum(per.values()) / max(per.values())
     table = [
         [name, devs, io, f"{t:.1f}", f"{n_scans / t:.2f}", f"{t_naive / t:.2f}×"]
+        if t is not None
+        else [name, devs, io, "not run (time budget)", "—", "—"]
         for name, devs, io, t in rows
     ]
     stage_rows = [[k, f"{v:.3f}", f"{100 * v / sum(per.values()):.0f} %"] for k, v in per.items()]

@@ -49,6 +49,22 @@ def training_precision(device: torch.device, precision: str) -> str:
     return precision
 
 
+def mapping_precision(device: torch.device, requested: str, trained: str) -> str:
+    """The precision ``decision_map`` runs in: bf16 only when asked for.
+
+    ``'auto'`` and ``'fp32'`` map in fp32. On an H200, bf16 mapping was slower than fp32
+    with TF32 convolutions (3.43 against 3.13 s per volume in
+    ``benchmarks/results/speed_cuda.md``, 1.07 against 0.799 s in
+    ``benchmarks/results/fast_inference_cuda.md``): the GroupNorm that keeps bf16 in
+    bf16 saves the memory training needs, not time. ``'bf16'`` maps in bf16 on CUDA;
+    on the CPU only a model trained there in bf16 does (``trained``, the resolved
+    training precision).
+    """
+    if requested != "bf16":
+        return "fp32"
+    return "bf16" if device.type == "cuda" else trained
+
+
 def inference_precision(device: torch.device, precision: str) -> str:
     """The precision a loaded model runs in: bf16 only where it was meant for, CUDA."""
     return "fp32" if device.type != "cuda" and precision == "bf16" else precision

@@ -10,7 +10,6 @@ import pickle
 
 import pytest
 import torch
-from numpydoc.docscrape import NumpyDocString
 
 from disyre_sk.corruption import (
     Compose,
@@ -272,6 +271,9 @@ def test_get_corruption():
 def test_defaults_are_the_documented_ones(cls):
     # the Parameters section is the specification of every default
     documented = {}
+    # Imported here: the GPU check runs this module where numpydoc (docs only) is absent.
+    from numpydoc.docscrape import NumpyDocString
+
     for param in NumpyDocString(inspect.getdoc(cls))["Parameters"]:
         if "default=" in param.type:
             documented[param.name] = ast.literal_eval(param.type.split("default=", 1)[1])

@@ -256,6 +256,19 @@ def test_pickle_holds_cpu_weights(fitted, healthy):
     )
 
 
+def test_auto_precision_maps_in_fp32_and_bf16_is_kept_when_asked(fitted, healthy):
+    det = pickle.loads(pickle.dumps(fitted))
+    det.precision_ = "bf16"  # as a CUDA fit under 'auto' resolves it
+    assert det.precision == "auto" and det._restorer().precision == "fp32"
+    det.set_params(precision="bf16")
+    assert det._restorer().precision == "bf16"
+    det.set_params(precision="fp32")
+    assert det._restorer().precision == "fp32"
+    # bf16 autocast changes the maps on a CPU too: the setting reaches the network.
+    bf16 = det.set_params(precision="bf16").decision_map(healthy[:2])
+    assert not np.array_equal(bf16, fitted.decision_map(healthy[:2]))
+
+
 @pytest.mark.gpu
 def test_gpu_trained_pickle_loads_on_cpu(healthy):
     det = DISYREDetector(**TINY, device="cuda").fit(healthy)
