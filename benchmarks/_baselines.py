@@ -1,39 +1,33 @@
 """Baselines of the quality benchmark that are not DISYRE.
 
-- :class:`ConvAutoencoder` with :func:`fit_autoencoder` and :func:`autoencoder_maps`: a plain
-  reconstruction autoencoder trained exactly as DISYRE is (the package's ``SliceBank``,
-  ``Augmentation``, ``Trainer`` and ``Restorer``; same patches, augmentation, optimiser,
-  schedule and inference windows), but with an identity "corruption": it learns to
-  reproduce healthy patches through a bottleneck, and its map is ``|x - reconstruction|``.
+- :func:`autoencoder`: a plain reconstruction autoencoder (:class:`ConvAutoencoder`)
+  trained exactly as DISYRE is, through :class:`~disyre_sk.DISYREDetector` itself with
+  its public ``network`` and ``corruption`` parameters (same patches, augmentation,
+  optimiser, schedule and inference windows), but with an identity "corruption": it
+  learns to reproduce healthy patches through a bottleneck, and its map is
+  ``|x - reconstruction|``.
 - :func:`intensity_maps`, :func:`two_sided_intensity_maps` and :func:`mean_image_maps`:
   intensity thresholding (one-sided: bright lesions; two-sided: the distance to the
   brain's median intensity, bright or dark) and the distance to the mean healthy image.
 - :func:`pyod_detectors`: PyOD detectors for slice-level scores on flattened slices.
-
-``Trainer``, ``Restorer``, ``SliceBank`` and ``disyre_sk._data`` are private to the
-package; the benchmark uses them on purpose, so that the only difference between DISYRE
-and the autoencoder is the network and the corruption.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
-from _common import resolve_device
-from sklearn.utils import check_random_state
 from torch import nn
 
-from disyre_sk import _data
-from disyre_sk._engine.augment import Augmentation
-from disyre_sk._engine.inference import Restorer
-from disyre_sk._engine.training import SliceBank, Trainer
-from disyre_sk.corruption import Corrupted
+from disyre_sk import DISYREDetector
+from disyre_sk.corruption import Corrupted, Corruption
 
 # ----------------------------------------------------------------------------- autoencoder
 
 
-class IdentityCorruption:
-    """The corruption protocol's do-nothing member: image unchanged, empty mask, severity 0.
+class IdentityCorruption(Corruption):
+    """The corruption that does nothing: image unchanged, empty mask, severity 0.
 
     Trained with it, a restoration network learns plain reconstruction.
     """
@@ -43,9 +37,6 @@ class IdentityCorruption:
 
     def apply(self, x, params, foreground=None):
         return Corrupted(x, torch.zeros_like(x), params["severity"])
-
-    def __call__(self, x, generator, foreground=None, severity=None):
-        return self.apply(x, self.sample_params(x, generator, foreground, severity), foreground)
 
 
 def _conv_block(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -69,7 +60,7 @@ class ConvAutoencoder(nn.Module):
     healthy patches look like.
 
     ``forward(x, severity)`` takes the severity only to fit the restoration protocol of
-    ``Trainer`` and ``Restorer``; it is ignored.
+    :class:`~disyre_sk.DISYREDetector`'s ``network``; it is ignored.
     """
 
     def __init__(self, widths=(16, 32, 64), latent_channels: int = 16):
@@ -93,119 +84,49 @@ class ConvAutoencoder(nn.Module):
         dec.append(nn.Conv2d(cin, 1, 3, padding=1))
         self.decoder = nn.Sequential(*dec)
         self.n_levels = len(widths)
+        # Inputs are halved len(widths) times: DISYREDetector pads its windows to this.
+        self.size_multiple = 2 ** len(widths)
+
+    @classmethod
+    def from_config(cls, *, widths, latent_channels: int = 16, **unet_config) -> ConvAutoencoder:
+        """Build from the UNet keyword arguments ``DISYREDetector`` passes to ``network``;
+        the UNet-only ones (residual, attention, ...) do not apply and are ignored."""
+        return cls(widths, latent_channels)
 
     def forward(self, x: torch.Tensor, severity=None) -> torch.Tensor:
         return self.decoder(self.encoder(x))
 
 
-def scaled_slices(volumes: np.ndarray, intensity_range, slice_axis: int = 0):
-    """Volumes as the detector's ``[0, 1]`` slices and their foregrounds (``_detector._fit``)."""
-    foreground = _data.foreground_of(volumes, 0.0)
-    scaled = _data.scale_intensities(volumes, foreground, intensity_range)
-    return (
-        _data.to_slices(scaled, True, slice_axis),
-        _data.to_slices(foreground, True, slice_axis),
-    )
+def autoencoder(
+    *, widths=(16, 32, 64), latent_channels: int = 16, **detector_settings
+) -> DISYREDetector:
+    """The autoencoder baseline: a ``DISYREDetector`` whose network is a
+    :class:`ConvAutoencoder` and whose corruption does nothing.
 
-
-def learn_range(volumes: np.ndarray, percentiles, random_state) -> tuple[float, float]:
-    """The detector's intensity range of the training foreground."""
-    foreground = _data.foreground_of(volumes, 0.0)
-    rng = check_random_state(random_state)
-    return _data.learn_intensity_range(volumes, foreground, tuple(percentiles), rng)
-
-
-class AutoencoderBaseline:
-    """Fit and map with :class:`ConvAutoencoder` through the package's own machinery.
-
-    Parameters mirror :class:`~disyre_sk.DISYREDetector`'s training and inference
-    parameters; ``severity`` is the single (ignored) severity handed to ``Restorer``.
+    ``detector_settings`` are DISYRE's own training and inference settings (patch size,
+    steps, batch, learning rate, stride, device, seed ...), so that only the network and
+    the corruption differ. The map is the raw residual ``|x - reconstruction|`` at one
+    (ignored) severity: no post-processing, no synthetic validation.
     """
-
-    def __init__(
-        self,
-        *,
-        patch_size: int,
-        widths,
-        n_steps: int,
-        batch_size: int,
-        learning_rate: float,
-        warmup_steps: int,
-        stride: int,
-        weight_decay: float = 1e-6,
-        grad_clip: float | None = 1.0,
-        inference_batch_size: int = 64,
-        latent_channels: int = 16,
-        intensity_percentiles=(0.5, 99.5),
-        device="auto",
-        random_state: int = 0,
-    ):
-        self.patch_size = patch_size
-        self.widths = tuple(widths)
-        self.n_steps = n_steps
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.warmup_steps = warmup_steps
-        self.stride = stride
-        self.weight_decay = weight_decay
-        self.grad_clip = grad_clip
-        self.inference_batch_size = inference_batch_size
-        self.latent_channels = latent_channels
-        self.intensity_percentiles = intensity_percentiles
-        self.device = device
-        self.random_state = random_state
-
-    def fit(self, volumes: np.ndarray) -> AutoencoderBaseline:
-        multiple = 2 ** len(self.widths)
-        if self.patch_size % multiple:
-            raise ValueError(f"patch_size must be a multiple of {multiple} for this autoencoder")
-        rng = check_random_state(self.random_state)
-        init_seed, train_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
-        self.device_ = resolve_device(self.device)
-        self.precision_ = "bf16" if self.device_.type == "cuda" else "fp32"
-        self.intensity_range_ = learn_range(volumes, self.intensity_percentiles, rng)
-        slices, fg = scaled_slices(volumes, self.intensity_range_)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
-            network = ConvAutoencoder(self.widths, self.latent_channels)
-        network = network.to(self.device_)
-        bank = SliceBank(slices, fg, self.patch_size, self.device_)
-        trainer = Trainer(
-            network,
-            bank,
-            IdentityCorruption(),
-            Augmentation(),
-            n_steps=self.n_steps,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps,
-            grad_clip=self.grad_clip,
-            device=self.device_,
-            precision=self.precision_,
-            seed=train_seed,
-        )
-        self.history_ = trainer.run()
-        self.network_ = network.eval()
-        return self
-
-    def decision_map(self, volumes: np.ndarray) -> np.ndarray:
-        """``|x - reconstruction|`` on the detector's scaled intensities, 0 off the brain."""
-        restorer = Restorer(
-            self.network_,
-            patch_size=self.patch_size,
-            stride=self.stride,
-            severities=(0.5,),
-            mode="ensemble",
-            batch_size=self.inference_batch_size,
-            device=self.device_,
-            precision=self.precision_,
-        )
-        out = np.empty(volumes.shape, dtype=np.float32)
-        for i in range(volumes.shape[0]):  # one volume at a time: bounded memory
-            slices, fg = scaled_slices(volumes[i : i + 1], self.intensity_range_)
-            out[i] = restorer.maps(slices, fg).reshape(volumes.shape[1:])
-        return out
+    multiple = 2 ** len(widths)
+    if detector_settings["patch_size"] % multiple:
+        raise ValueError(f"patch_size must be a multiple of {multiple} for this autoencoder")
+    settings = dict(
+        severities=(0.5,),
+        inference="ensemble",
+        validation_fraction=0.0,
+        map_smoothing=0.0,
+        map_normalization=None,
+        map_standardization=None,
+        map_erosion=0,
+    )
+    settings.update(detector_settings)
+    return DISYREDetector(
+        network=partial(ConvAutoencoder.from_config, latent_channels=latent_channels),
+        widths=tuple(widths),
+        corruption=IdentityCorruption(),
+        **settings,
+    )
 
 
 # ----------------------------------------------------------------------------- intensity

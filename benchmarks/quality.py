@@ -16,8 +16,8 @@ Then, on the same data:
   fitted network, ``multistep`` inference), with ``fpi``, and with ``gaussian`` noise
   (the ablation): one detector per corruption and seed;
 - a plain convolutional reconstruction autoencoder (bottleneck, no skip connections)
-  trained *the same way*: the package's ``SliceBank``, augmentation, ``Trainer`` and
-  ``Restorer`` with an identity corruption (``benchmarks/_baselines.py``);
+  trained *the same way*: ``DISYREDetector`` with this network (``network=``) and an
+  identity corruption (``benchmarks/_baselines.py``);
 - intensity thresholding, one-sided (the scan itself inside the brain: bright lesions)
   and two-sided (``|x - median of the brain|``: bright and dark lesions), and
   ``|x - mean healthy image|``;
@@ -58,7 +58,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _baselines import (
-    AutoencoderBaseline,
+    autoencoder,
     downsample,
     intensity_maps,
     mean_image_maps,
@@ -325,7 +325,7 @@ def run_seed(
     if want(AUTOENCODER):
         d = setting["detector"]
         say(f"[seed {seed}] training the reconstruction autoencoder ({d['n_steps']} steps)...")
-        ae = AutoencoderBaseline(
+        ae = autoencoder(
             patch_size=d["patch_size"],
             n_steps=d["n_steps"],
             batch_size=d["batch_size"],
