@@ -17,7 +17,7 @@ def baselines():
 
 def brains(n, seed):
     rng = np.random.default_rng(seed)
-    z, y, x = np.mgrid[:4, :32, :32]
+    _, y, x = np.mgrid[:4, :32, :32]
     inside = (y - 15.5) ** 2 + (x - 15.5) ** 2 < 13**2
     vols = 0.5 + 0.1 * np.sin(x / 3.0) + 0.02 * rng.standard_normal((n, 4, 32, 32))
     return np.where(inside, vols, 0).astype(np.float32)
