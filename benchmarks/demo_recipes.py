@@ -10,7 +10,8 @@ on the same number of pixels (19,200 patches of 32 pixels, or 4,800 of 64: the w
 64 x 51 slice) split into fewer or more optimiser steps, with the demo's other settings
 (``SETTINGS`` below, the same as ``disyre_sk/_demo.py``'s CPU setting; a test keeps the
 two in step) unless the recipe overrides them: ``fpi`` recipes train with FPI instead of
-DAG, ``mix`` recipes with a DAG/FPI mixture, ``*64`` recipes on whole slices. Every detector is
+DAG, ``mix`` recipes with a DAG/FPI mixture, ``*64`` recipes on whole slices, ``r1``
+recipes with one residual block per level instead of two. Every detector is
 fitted with ``map_standardization='location'`` and maps the test subjects twice: with
 it, and with it switched off at predict time (``set_params``), so the two maps come from
 one network. Baselines: intensity thresholding one-sided and two-sided
@@ -73,6 +74,7 @@ RECIPES = {
     "dag64_b4x1200": (4, 1200, {"patch_size": 64}),
     "fpi64_b4x1200": (4, 1200, {"corruption": "fpi", "patch_size": 64}),
     "mix64_b4x1200": (4, 1200, {"corruption": "mix", "patch_size": 64}),
+    "r1_b16x1200": (16, 1200, {"n_res_blocks": 1}),
 }
 
 
