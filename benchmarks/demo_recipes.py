@@ -141,9 +141,7 @@ def write(args, info, rows, elapsed) -> Path:
             f"Run time so far: {elapsed:.0f} s. Raw rows: the JSON beside.",
         ]
     )
-    return write_results(
-        args.out, "The demo's recipe against its neighbours", info, body, raw=rows
-    )
+    return write_results(args.out, "The demo's recipe against its neighbours", info, body, raw=rows)
 
 
 def main() -> int:
