@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
 import shlex
 import subprocess
@@ -47,16 +48,24 @@ def git_commit() -> str:
     tracked files differ from it, so a dirty run still names exactly what ran.
 
     A copy of the tree made elsewhere may carry no ``.git``, or an older one: there
-    ``DISYRE_GIT_COMMIT`` (set by whoever made the copy) names the commit instead.
-    Without either, ``unknown``.
+    ``DISYRE_GIT_COMMIT`` (set by whoever made the copy, ideally ``git rev-parse HEAD``)
+    names the commit instead; an abbreviated value is expanded where git knows it and
+    otherwise marked ``(abbreviated)``. Without either, ``unknown``.
     """
-    if os.environ.get("DISYRE_GIT_COMMIT"):
-        return os.environ["DISYRE_GIT_COMMIT"]
 
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30, check=True
         ).stdout
+
+    given = os.environ.get("DISYRE_GIT_COMMIT", "").strip()
+    if given:
+        if re.fullmatch(r"[0-9a-f]{40}", given):
+            return given
+        try:
+            return git("rev-parse", "--verify", "--quiet", f"{given}^{{commit}}").strip()
+        except (OSError, subprocess.SubprocessError):
+            return f"{given} (abbreviated)"
 
     try:
         commit = git("rev-parse", "HEAD").strip()

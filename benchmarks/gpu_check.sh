@@ -13,7 +13,7 @@
 # speed_cuda_compile.md, summary.txt. PYTEST_S, SPEED_S and SPEED_ARGS (default: training
 # rows 0-4 and inference rows 0-3 of speed.py), STREAM_S, FAST_S, FAST_STEPS, COMPILE_ARGS
 # (default '--only compile --compile-what train') and TOTAL_S tune it;
-# DISYRE_GIT_COMMIT names the commit.
+# DISYRE_GIT_COMMIT names the commit: the full one (git rev-parse HEAD of the tree copied).
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
