@@ -45,49 +45,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, Budget, Report, command_line, failure, free, git_commit, hardware, now
-from _speed import SECTIONS, Config, load_cohort, make_config
+from _speed import SECTIONS, load_cohort, make_config
 from speed_compile import bench_compile, child_compile
 from speed_infer import (
-    INFER_VARIANTS,
-    PACKAGE_INFER,
     InferenceBench,
-    InferVariant,
     bench_inference,
     bench_scaling,
 )
 from speed_train import (
-    PACKAGE_TRAIN,
-    TRAIN_VARIANTS,
-    TrainVariant,
     bench_train_e2e,
     bench_train_network,
-    make_train_step,
 )
-
-# Re-exported: these were defined here before the sections moved to their own modules,
-# and `speed.TRAIN_VARIANTS` and the like should keep working for whoever imports them.
-__all__ = [
-    "INFER_VARIANTS",
-    "PACKAGE_INFER",
-    "PACKAGE_TRAIN",
-    "SECTIONS",
-    "TRAIN_VARIANTS",
-    "Config",
-    "InferVariant",
-    "InferenceBench",
-    "TrainVariant",
-    "bench_compile",
-    "bench_inference",
-    "bench_scaling",
-    "bench_train_e2e",
-    "bench_train_network",
-    "child_compile",
-    "main",
-    "make_config",
-    "make_train_step",
-    "parse_args",
-]
-
 
 # --------------------------------------------------------------------------- main
 

@@ -82,37 +82,34 @@ def test_sections_and_options(speed, modules):
 
 def test_each_section_module_exposes_its_bench(speed, modules):
     train, infer, comp = modules["speed_train"], modules["speed_infer"], modules["speed_compile"]
-    # speed.py runs (and re-exports) the very functions and tables of its section modules.
+    # speed.py runs the very functions of its section modules.
     assert speed.bench_train_network is train.bench_train_network
     assert speed.bench_train_e2e is train.bench_train_e2e
     assert speed.bench_inference is infer.bench_inference
     assert speed.bench_scaling is infer.bench_scaling
     assert speed.bench_compile is comp.bench_compile
     assert speed.child_compile is comp.child_compile
-    assert speed.TRAIN_VARIANTS is train.TRAIN_VARIANTS
-    assert speed.INFER_VARIANTS is infer.INFER_VARIANTS
-    assert speed.PACKAGE_TRAIN is train.PACKAGE_TRAIN
-    assert speed.PACKAGE_INFER is infer.PACKAGE_INFER
     # The compile child is the entry point run again.
     assert comp.SPEED_SCRIPT.name == "speed.py" and comp.SPEED_SCRIPT.is_file()
 
 
-def test_package_markers_name_existing_variants(speed):
-    train_names = [v.name for v in speed.TRAIN_VARIANTS]
-    infer_names = [v.name for v in speed.INFER_VARIANTS]
+def test_package_markers_name_existing_variants(modules):
+    train, infer = modules["speed_train"], modules["speed_infer"]
+    train_names = [v.name for v in train.TRAIN_VARIANTS]
+    infer_names = [v.name for v in infer.INFER_VARIANTS]
     # Rows are looked up and starred by name: names must be unique.
     assert len(set(train_names)) == len(train_names)
     assert len(set(infer_names)) == len(infer_names)
-    assert set(speed.PACKAGE_TRAIN) == set(speed.PACKAGE_INFER) == {"cpu", "cuda"}
-    assert set(speed.PACKAGE_TRAIN.values()) <= set(train_names)
-    assert set(speed.PACKAGE_INFER.values()) <= set(infer_names)
+    assert set(train.PACKAGE_TRAIN) == set(infer.PACKAGE_INFER) == {"cpu", "cuda"}
+    assert set(train.PACKAGE_TRAIN.values()) <= set(train_names)
+    assert set(infer.PACKAGE_INFER.values()) <= set(infer_names)
     # The CPU's ★ rows run on a CPU, in the --quick smoke test too.
-    cpu_train = speed.TRAIN_VARIANTS[train_names.index(speed.PACKAGE_TRAIN["cpu"])]
+    cpu_train = train.TRAIN_VARIANTS[train_names.index(train.PACKAGE_TRAIN["cpu"])]
     assert cpu_train.quick and not cpu_train.cuda_only
-    assert speed.INFER_VARIANTS[infer_names.index(speed.PACKAGE_INFER["cpu"])].quick
+    assert infer.INFER_VARIANTS[infer_names.index(infer.PACKAGE_INFER["cpu"])].quick
     # Rows 0 are the baselines every "×" column divides by, and always run.
-    assert speed.TRAIN_VARIANTS[0].quick and not speed.TRAIN_VARIANTS[0].cuda_only
-    assert speed.INFER_VARIANTS[0].quick and speed.INFER_VARIANTS[0].name.startswith("reference")
+    assert train.TRAIN_VARIANTS[0].quick and not train.TRAIN_VARIANTS[0].cuda_only
+    assert infer.INFER_VARIANTS[0].quick and infer.INFER_VARIANTS[0].name.startswith("reference")
 
 
 def test_train_and_infer_rows_in_the_results_file(speed, modules, tmp_path, monkeypatch):
@@ -137,13 +134,16 @@ def test_train_and_infer_rows_in_the_results_file(speed, modules, tmp_path, monk
         "peak GPU GiB",
     ]
     # Row 0 always runs; --train-variants 4 adds plain fp32, what `fit` runs on a CPU (★).
-    assert [r[0] for r in rows] == [speed.TRAIN_VARIANTS[0].name, "fp32 ★"]
+    assert [r[0] for r in rows] == [modules["speed_train"].TRAIN_VARIANTS[0].name, "fp32 ★"]
     assert rows[0][4] == "1.00×" and all(float(r[1]) > 0 for r in rows)
 
     headers, rows = table(text, "2. Inference: `Restorer` (ensemble mode), seconds per volume")
     assert headers[:3] == ["variant", "window", "s/volume"]
     assert headers[-1] == "Δ map vs reference" and len(headers) == 10
-    assert [r[0] for r in rows] == [speed.INFER_VARIANTS[0].name + " ★", "stride P/2"]
+    assert [r[0] for r in rows] == [
+        modules["speed_infer"].INFER_VARIANTS[0].name + " ★",
+        "stride P/2",
+    ]
     assert [r[1] for r in rows] == ["64×64/16", "64×64/32"]
     # Windows are counted at every severity; half the stride, fewer windows.
     assert int(rows[1][3]) < int(rows[0][3]) and rows[0][6] == "1.00×"
@@ -151,13 +151,13 @@ def test_train_and_infer_rows_in_the_results_file(speed, modules, tmp_path, monk
     assert "- completed; wall time" in text and "0 row(s) skipped for time" in text
 
 
-def test_a_spent_budget_lists_every_row_as_skipped(speed, tmp_path, monkeypatch):
+def test_a_spent_budget_lists_every_row_as_skipped(speed, modules, tmp_path, monkeypatch):
     out = tmp_path / "speed.md"
     argv = ["--device", "cpu", "--quick", "--threads", "1", "--only", "train-net", "scaling"]
     argv += ["--budget-s", "1e-6", "--out", str(out)]
     assert run_main(speed, argv, monkeypatch) == 0
     text = out.read_text()
-    quick_cpu = [v for v in speed.TRAIN_VARIANTS if v.quick and not v.cuda_only]
+    quick_cpu = [v for v in modules["speed_train"].TRAIN_VARIANTS if v.quick and not v.cuda_only]
     _, rows = table(text, "1a. Training step, network alone")
     assert len(rows) == len(quick_cpu)
     assert all(r[1] == "skipped (time budget)" for r in rows)
