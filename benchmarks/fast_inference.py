@@ -240,7 +240,6 @@ def profile_fastest(det, x_test, dev, report, budget) -> None:
         det.set_params(window_size="slice", severities=REFERENCE_SEVERITIES)
         det.set_params(inference_batch_size=64)
         det.set_params(precision="bf16")  # 'auto' maps in fp32
-        det.precision_ = "bf16"
         vol = x_test[:1]
         fg = vol != 0
         scaled = _data.scale_intensities(vol, fg, det.intensity_range_)[0]
@@ -415,9 +414,9 @@ def main(argv=None) -> int:
         det, network = detectors[v.model]
         try:
             det.set_params(**{"inference_batch_size": 64, "map_smoothing": 0.0, **v.params})
-            # bf16 autocast is a GPU lever; on a CPU every variant runs in fp32.
-            det.precision_ = v.precision if dev.type == "cuda" else "fp32"
-            det.set_params(precision=det.precision_)  # 'auto' would map in fp32
+            # The mapping precision is a parameter ('auto' maps in fp32); bf16 autocast is
+            # a GPU lever, so on a CPU every variant runs in fp32.
+            det.set_params(precision=v.precision if dev.type == "cuda" else "fp32")
             det.network_ = torch.compile(network) if v.compile else network
             if v.union_box:
                 det._restorer = lambda det=det: union_box_restorer(det)
