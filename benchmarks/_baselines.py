@@ -108,9 +108,6 @@ def autoencoder(
     the corruption differ. The map is the raw residual ``|x - reconstruction|`` at one
     (ignored) severity: no post-processing, no synthetic validation.
     """
-    multiple = 2 ** len(widths)
-    if detector_settings["patch_size"] % multiple:
-        raise ValueError(f"patch_size must be a multiple of {multiple} for this autoencoder")
     settings = dict(
         severities=(0.5,),
         inference="ensemble",

@@ -776,6 +776,11 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             )
         if not hasattr(network, "size_multiple"):
             network.size_multiple = 2 ** (len(widths) - 1)
+        if self.patch_size % network.size_multiple:
+            raise ValueError(
+                f"patch_size={self.patch_size} must be a multiple of "
+                f"{network.size_multiple}, the network's size_multiple."
+            )
         if not hasattr(network, "config"):
             network.config = config
         # One tiny call now: a network that does not fit the contract fails here, with

@@ -719,5 +719,11 @@ def test_network_that_breaks_the_contract_is_refused_before_training(healthy):
 
     with pytest.raises(TypeError, match="input's shape"):
         DISYREDetector(**TINY, network=Wrong).fit(healthy)
+
+    class Deep(_TinyRestorer):
+        size_multiple = 32  # e.g. five halvings: a 16-px patch cannot go through
+
+    with pytest.raises(ValueError, match="multiple of 32, the network's size_multiple"):
+        DISYREDetector(**TINY, network=Deep).fit(healthy)
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         DISYREDetector(**TINY, network=lambda **config: "not a module").fit(healthy)
