@@ -9,6 +9,7 @@ command line, or a silently wrong result. Used by ``hostile_input_table.py``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import pickle
@@ -235,12 +236,54 @@ def _payload(path: Path) -> dict:
     return torch.load(path, weights_only=True)
 
 
-def _resave(payload: dict, path: Path, resum: bool = True) -> Path:
-    from disyre_sk._engine import persist  # only to re-sign edited files, as an attacker could
+def _encode(h, value) -> None:
+    """Feed ``value`` to ``h`` in the tagged encoding the user guide's format page gives."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}|".encode())
+        for key in sorted(value, key=repr):
+            _encode(h, key)
+            _encode(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(f"L{len(value)}|".encode())
+        for item in value:
+            _encode(h, item)
+    elif isinstance(value, str):
+        h.update(f"S{len(value.encode())}|".encode() + value.encode())
+    elif isinstance(value, bytes):
+        h.update(f"B{len(value)}|".encode() + value)
+    else:
+        h.update(f"{type(value).__name__}:{value!r}|".encode())
 
+
+def _sha256(value) -> str:
+    h = hashlib.sha256()
+    _encode(h, value)
+    return h.hexdigest()
+
+
+def resign(payload: dict) -> dict:
+    """The ``checksums`` entry an editor of ``payload`` would write, from the documented
+    recipe alone (no package code): one digest per entry, tensor by tensor for
+    ``state_dict`` and ``reference_maps``."""
+    sums = {}
+    for key, value in payload.items():
+        if key == "checksums":
+            continue
+        if key in ("state_dict", "reference_maps"):
+            sums.update({f"{key}/{name}": _sha256(t) for name, t in value.items()})
+        else:
+            sums[key] = _sha256(value)
+    return sums
+
+
+def _resave(payload: dict, path: Path, resum: bool = True) -> Path:
     payload = dict(payload)
     if resum and "checksums" in payload:
-        payload["checksums"] = json.dumps(persist._checksums(payload))
+        payload["checksums"] = json.dumps(resign(payload))
     torch.save(payload, path)
     return path
 

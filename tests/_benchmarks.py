@@ -13,5 +13,7 @@ def load_benchmark(name: str):
         sys.path.insert(0, str(BENCH))  # the scripts import their shared _common module
     spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as an import would: dataclasses look their module up.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
