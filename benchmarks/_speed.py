@@ -170,6 +170,11 @@ def build_net(
     return set_norm_fp32(net, norm_fp32)
 
 
+def autocast(dev, precision: str):
+    """Autocast to bf16 for ``precision='bf16'``, else a context that does nothing."""
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def set_norm_fp32(net: nn.Module, on: bool) -> nn.Module:
     """Switch every GroupNorm of ``net`` to autocast's float32 (``on``) or back."""
     for module in net.modules():

@@ -2,12 +2,14 @@
 
 - ``train-net`` (:func:`bench_train_network`): one optimisation step of the restoration
   UNet on a fixed random batch (forward, MSE, backward, grad-norm clip, AdamW step, as
-  ``Trainer.train_step``), for each setting of :data:`TRAIN_VARIANTS` (precision, fused
+  ``fit`` takes it), for each setting of :data:`TRAIN_VARIANTS` (precision, fused
   AdamW, channels_last, cudnn.benchmark, clipping, TF32) against the reference recipe
   (row 0); s/step, patches/s, TFLOP/s, peak GPU memory.
-- ``train-e2e`` (:func:`bench_train_e2e`): the same step fed by ``Trainer.make_batch()``
-  (patch sampling, augmentation, DAG corruption), each stage timed alone, and the ratio
-  end to end / network alone.
+- ``train-e2e`` (:func:`bench_train_e2e`): the steps of a real ``DISYREDetector.fit``,
+  timed by a training callback (patch sampling, augmentation, DAG corruption and the
+  step), the corruptions timed alone, and the ratio end to end / network alone.
+
+Only the public API: the estimator, its callbacks, the corruptions and the UNet.
 
 :func:`make_train_step` (eager, or compiled whole or per block) is also what the scaling
 (``speed_infer.py``) and compile (``speed_compile.py``) sections time.
@@ -15,10 +17,11 @@
 
 from __future__ import annotations
 
-import math
 import statistics
+import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import (
@@ -31,12 +34,13 @@ from _common import (
     free,
     measure,
     peak_memory,
+    sync,
 )
-from _speed import build_net, flops_per_sample, training_slices
+from _speed import autocast, build_net, flops_per_sample, training_slices
 from torch import nn
 
-from disyre_sk._engine.augment import Augmentation
-from disyre_sk._engine.training import SliceBank, Trainer, autocast_for
+from disyre_sk import DISYREDetector
+from disyre_sk.callbacks import TrainingCallback
 from disyre_sk.corruption import get_corruption
 
 # --------------------------------------------------------------------------- 1. training
@@ -77,7 +81,7 @@ TRAIN_VARIANTS = [
     TrainVariant("fp32, fused, channels_last", fused=True, channels_last=True, quick=True),
     TrainVariant("fp32 with TF32 off (strict fp32)", tf32=False, cuda_only=True),
 ]
-# What DISYREDetector.fit runs (Trainer: fused AdamW and bf16 autocast on CUDA, the
+# What DISYREDetector.fit runs (fused AdamW and bf16 autocast on CUDA, the
 # network's GroupNorm keeping bf16).
 PACKAGE_TRAIN = {
     "cuda": "bf16, fused AdamW",
@@ -110,12 +114,12 @@ def compile_regions(net: nn.Module) -> nn.Module:
 
 
 def make_train_step(widths, patch, batch, dev, v: TrainVariant, *, compiled: bool | str = False):
-    """A closure doing one step like ``Trainer.train_step``, on a fixed random batch.
+    """A closure doing one optimisation step as ``fit`` does, on a fixed random batch.
 
     With ``compiled=True``, the forward goes through ``torch.compile(net)``;
     with ``"regional"``, each residual and attention block is compiled in place
     (:func:`compile_regions`). The optimiser and the clipping stay eager, as they would
-    in the Trainer.
+    in ``fit``.
     """
     net = build_net(widths, dev, channels_last=v.channels_last, norm_fp32=v.norm_fp32)
     if compiled == "regional":
@@ -135,7 +139,7 @@ def make_train_step(widths, patch, batch, dev, v: TrainVariant, *, compiled: boo
         corrupted = corrupted.contiguous(memory_format=torch.channels_last)
 
     def step():
-        with autocast_for(dev, v.precision):
+        with autocast(dev, v.precision):
             restored = forward(corrupted, severity)
         loss = F.mse_loss(restored.float(), clean)
         opt.zero_grad(set_to_none=True)
@@ -216,101 +220,132 @@ def bench_train_network(cfg, dev, budget, report) -> None:
         report.note("train-net", f"× vs fp32: {ratios}.")
 
 
+class StepClock(TrainingCallback):
+    """Wall time of every step of a real ``fit``, the device synchronised after each.
+
+    The per-step hook is public (:meth:`TrainingCallback.on_step_end`); the sync it adds
+    on a GPU is the only change to the fit it watches.
+    """
+
+    def __init__(self, dev):
+        self.dev = dev
+        self.times: list[float] = []
+        self._last = 0.0
+
+    def on_train_begin(self, detector, info):
+        sync(self.dev)
+        self._last = time.perf_counter()
+
+    def on_step_end(self, detector, info):
+        sync(self.dev)
+        now = time.perf_counter()
+        self.times.append(now - self._last)
+        self._last = now
+
+
+def random_patches(slices, fg, batch, patch, dev, seed=0):
+    """``batch`` random ``patch``-px crops of the slices with foreground, as tensors."""
+    rng = np.random.default_rng(seed)
+    keep = np.flatnonzero(fg.reshape(len(fg), -1).mean(axis=1) > 0.2)
+    h, w = slices.shape[1:]
+    xs, fgs = [], []
+    for i in rng.choice(keep, size=batch):
+        y, x = rng.integers(0, h - patch + 1), rng.integers(0, w - patch + 1)
+        xs.append(slices[i, y : y + patch, x : x + patch])
+        fgs.append(fg[i, y : y + patch, x : x + patch])
+    as_tensor = lambda a: torch.from_numpy(np.stack(a)[:, None].astype(np.float32)).to(dev)  # noqa: E731
+    return as_tensor(xs), as_tensor(fgs) > 0
+
+
 def bench_train_e2e(cfg, dev, budget, report, cohort) -> None:
     b, p = cfg.train_batch, cfg.patch
     slices, fg = training_slices(cfg, cohort)
-    precision = "bf16" if dev.type == "cuda" else "fp32"
+    # A fit trains on what it is given and then scores it (offset_): a few slices, each
+    # mapped once at one severity, keep that epilogue short; sampling from them costs
+    # what sampling from many does.
+    pick = np.linspace(0, len(slices) - 1, min(len(slices), 16)).round().astype(int)
+    n_steps = max(1, cfg.train_warmup) + cfg.train_repeats
+    package = PACKAGE_TRAIN[dev.type]
     report.section(
         "train-e2e",
-        "1b. Training step, end to end (Trainer.make_batch + Trainer.train_step)",
-        f"`SliceBank` of {len(slices)} axial slices of {cfg.bank_subjects} healthy "
-        f"`make_brain_cohort` subjects ({slices.shape[1]}×{slices.shape[2]} px, in-plane "
-        f"zoom {cfg.bank_zoom}), batch {b} of {p}×{p}; `Augmentation()`, DAG corruption; "
-        f"the network set up as `DISYREDetector.fit` does ({precision}"
-        f"{', fused AdamW' if dev.type == 'cuda' else ''}). Each stage "
-        "timed alone, median of the timed calls.",
+        "1b. Training step, end to end (`DISYREDetector.fit`, every step timed)",
+        f"`DISYREDetector(patch_size={p}, widths={tuple(cfg.widths)}, batch_size={b}, "
+        f"corruption='dag')` fitted for {n_steps} steps on {len(pick)} axial slices of "
+        f"{cfg.bank_subjects} healthy `make_brain_cohort` subjects ({slices.shape[1]}×"
+        f"{slices.shape[2]} px, in-plane zoom {cfg.bank_zoom}); each step timed by a "
+        "training callback (`on_step_end`, device synchronised), median after "
+        f"{max(1, cfg.train_warmup)} warm-up step(s): patch sampling, augmentation, "
+        f"corruption and the optimisation step as `fit` runs them ({package}). The "
+        "network alone is section 1a's step on a fixed random batch (median of runs before "
+        "and after the fit); the corruptions are timed alone on random patches through "
+        "their public call.",
         ["stage", "s/batch", "patches/s", "share of end to end"],
     )
     if budget.left() < 2 * cfg.need_train_s:
         report.row("train-e2e", ["all stages", "skipped (time budget)", None, None])
         return
+    alone_name = f"network alone, fixed batch ({package})"
+    e2e_name = "fit, one step end to end"
+    variant = next(v for v in TRAIN_VARIANTS if v.name == package)
     try:
-        bank = SliceBank(slices, fg, p, dev)
-        net = build_net(cfg.widths, dev, channels_last=False)
-        trainer = Trainer(
-            net,
-            bank,
-            get_corruption("dag"),
-            Augmentation(),
-            n_steps=10**6,
-            batch_size=b,
-            learning_rate=1e-4,
-            weight_decay=1e-6,
-            warmup_steps=500,
-            grad_clip=1.0,
-            device=dev,
-            precision=precision,
-            seed=0,
-        )
-        g = trainer.generator
-        x, xfg = bank.sample(b, g)
-        xa, fga = trainer.augmentation(x, xfg, g)
-        fixed = trainer.make_batch()
-        dag, fpi = get_corruption("dag"), get_corruption("fpi")
-        alone_name = "train_step on a fixed batch (network alone)"
-        e2e_name = "make_batch + train_step (end to end)"
-        data_stages = [
-            ("bank.sample", lambda: bank.sample(b, g)),
-            ("Augmentation()", lambda: trainer.augmentation(x, xfg, g)),
-            ("DAG corruption", lambda: dag(xa, g, foreground=fga)),
-            ("FPI corruption (for comparison)", lambda: fpi(xa, g, foreground=fga)),
-            ("make_batch (sample + augment + DAG)", trainer.make_batch),
-        ]
-        results: dict[str, float] = {}
-        for name, fn in data_stages:
-            if budget.left() < cfg.need_train_s / 2:
-                results[name] = math.nan
-                continue
-            # Data stages are cheap: more repeats for a stable median.
-            times = measure(
-                fn,
+        step = make_train_step(cfg.widths, p, b, dev, variant)
+
+        def alone():
+            return measure(
+                step,
                 dev,
                 warmup=max(1, cfg.train_warmup),
-                repeats=3 * cfg.train_repeats,
+                repeats=cfg.train_repeats,
+                cap_s=cfg.cap_s,
+                budget=budget,
+            )
+
+        results: dict[str, float] = {}
+        before = alone()
+        x, xfg = random_patches(slices, fg, b, p, dev)
+        g = torch.Generator(device=dev).manual_seed(0)
+        for name, corruption in (
+            ("DAG corruption", get_corruption("dag")),
+            ("FPI corruption (for comparison)", get_corruption("fpi")),
+        ):
+            times = measure(
+                lambda c=corruption: c(x, g, foreground=xfg),
+                dev,
+                warmup=max(1, cfg.train_warmup),
+                repeats=3 * cfg.train_repeats,  # cheap: more repeats for a stable median
                 cap_s=cfg.cap_s,
                 budget=budget,
             )
             results[name] = statistics.median(times)
-        # Network alone and end to end interleaved step by step, so that a change of
-        # machine load (shared CPUs) hits both sides of the ratio alike.
-        pair = {alone_name: [], e2e_name: []}
-        fns = {alone_name: lambda: trainer.train_step(*fixed), e2e_name: None}
-        fns[e2e_name] = lambda: trainer.train_step(*trainer.make_batch())
-        if budget.left() >= cfg.need_train_s:
-            for _ in range(max(1, cfg.train_warmup)):
-                fns[alone_name]()
-                fns[e2e_name]()
-            while len(pair[e2e_name]) < cfg.train_repeats:
-                for name, fn in fns.items():
-                    pair[name] += measure(fn, dev, warmup=0, repeats=1, cap_s=0, budget=budget)
-                if sum(pair[e2e_name]) + sum(pair[alone_name]) > cfg.cap_s or budget.left() <= 0:
-                    break
-        for name, times in pair.items():
-            results[name] = statistics.median(times) if times else math.nan
+        clock = StepClock(dev)
+        DISYREDetector(
+            patch_size=p,
+            widths=tuple(cfg.widths),
+            corruption="dag",
+            n_steps=n_steps,
+            batch_size=b,
+            learning_rate=1e-4,
+            warmup_steps=0,
+            validation_fraction=0.0,
+            window_size="slice",
+            severities=(0.5,),
+            device=dev,
+            random_state=0,
+            callbacks=[clock],
+        ).fit(slices[pick])
+        results[e2e_name] = statistics.median(clock.times[max(1, cfg.train_warmup) :])
+        results[alone_name] = statistics.median(before + alone())
+        del step
         e2e = results[e2e_name]
         for name, s in results.items():
-            if math.isnan(s):
-                report.row("train-e2e", [name, "skipped (time budget)", None, None])
-            else:
-                share = None if math.isnan(e2e) else f"{100 * s / e2e:.1f} %"
-                report.row("train-e2e", [name, fmt_s(s), fmt_rate(b / s), share])
-        alone = results[alone_name]
-        if not (math.isnan(e2e) or math.isnan(alone)):
-            report.note(
-                "train-e2e",
-                f"end to end / network alone = {e2e / alone:.3f} "
-                f"({fmt_s(e2e)} vs {fmt_s(alone)} s/step).",
-            )
+            report.row("train-e2e", [name, fmt_s(s), fmt_rate(b / s), f"{100 * s / e2e:.1f} %"])
+        alone_s = results[alone_name]
+        report.note(
+            "train-e2e",
+            f"end to end / network alone = {e2e / alone_s:.3f} ({fmt_s(e2e)} vs "
+            f"{fmt_s(alone_s)} s/step); the difference is what `fit` adds to the network's "
+            "step: sampling, augmentation, corruption and bookkeeping.",
+        )
     except Exception as exc:
         report.row("train-e2e", ["(setup)", failure(exc), None, None])
     free(dev)

@@ -2,9 +2,9 @@
 
 A callback is an object with any of the methods of :class:`TrainingCallback`; pass a list
 of them as ``DISYREDetector(callbacks=[...])``. ``fit`` calls them at the start of
-training, each time the losses reach the host (every few steps, so that a GPU is not made
-to wait at every step), after each synthetic validation and at the end of training. Each
-call receives the detector being fitted and a :class:`TrainingInfo`.
+training, after every step, each time the losses reach the host (every few steps, so that
+a GPU is not made to wait at every step), after each synthetic validation and at the end
+of training. Each call receives the detector being fitted and a :class:`TrainingInfo`.
 
 Callbacks observe; they do not steer. What they do to the network or the detector is
 the caller's responsibility. Under ``torchrun`` every process calls its own callbacks;
@@ -90,6 +90,15 @@ class TrainingCallback:
 
     def on_train_begin(self, detector, info: TrainingInfo) -> None:
         """Called once the network, data and optimiser are ready, before the first step."""
+
+    def on_step_end(self, detector, info: TrainingInfo) -> None:
+        """Called after every optimisation step, before the next batch is drawn.
+
+        The step's loss may still be on the device (``info.losses`` is empty): on a GPU
+        the step has been queued, not necessarily run. A callback that times steps must
+        synchronise the device itself (``torch.cuda.synchronize()``), which slows the
+        fit it watches.
+        """
 
     def on_log(self, detector, info: TrainingInfo) -> None:
         """Called when the losses of the last few steps reach the host."""

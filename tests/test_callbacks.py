@@ -108,3 +108,33 @@ def test_callbacks_are_not_saved_and_do_not_invalidate_checkpoints(images, tmp_p
 def test_a_callback_that_is_not_a_list_is_refused(images):
     with pytest.raises(ValueError, match="callbacks"):
         DISYREDetector(**TINY, callbacks=Recorder()).fit(images)
+
+
+class StepClock(TrainingCallback):
+    def __init__(self):
+        self.steps = []
+
+    def on_step_end(self, detector, info):
+        assert info.losses == []
+        self.steps.append(info.step)
+
+
+def test_step_end_is_called_after_every_step_and_changes_nothing(images):
+    clock = StepClock()
+    plain = DISYREDetector(**TINY, validation_fraction=0.0).fit(images)
+    watched = DISYREDetector(**TINY, validation_fraction=0.0, callbacks=[clock]).fit(images)
+    assert clock.steps == list(range(1, TINY["n_steps"] + 1))
+    assert watched.history_["loss"] == plain.history_["loss"]
+
+
+def test_step_end_on_any_object_with_the_method(images):
+    class Plain:
+        def __init__(self):
+            self.n = 0
+
+        def on_step_end(self, detector, info):
+            self.n += 1
+
+    plain = Plain()
+    DISYREDetector(**{**TINY, "n_steps": 5}, validation_fraction=0.0, callbacks=[plain]).fit(images)
+    assert plain.n == 5

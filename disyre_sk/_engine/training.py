@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .._data import foreground_boxes, union_box
 from .._device import autocast_for
-from ..callbacks import TrainingInfo
+from ..callbacks import TrainingCallback, TrainingInfo
 from ..schedule import warmup_cosine_factor
 from .checkpoint import StopRequested, stop_on_signals
 from .distributed import World, resume_generators
@@ -290,11 +290,21 @@ class Trainer:
             # Early stopping is agreed by every process (a collective) at each validation.
             monitor_stop = self._monitor_stop()
             self._notify("train_begin")
+            # Notified only when a callback overrides the event: most fits have no
+            # per-step observer, and each notification builds a TrainingInfo.
+            per_step = any(
+                getattr(getattr(c, "on_step_end", None), "__func__", None)
+                is not TrainingCallback.on_step_end
+                and hasattr(c, "on_step_end")
+                for c in self.callbacks
+            )
             while self.step < self.n_steps and not halt and not monitor_stop:
                 lrs.append(self.optimizer.param_groups[0]["lr"])
                 pending.append(self.train_step(*self.make_batch()))
                 self.step += 1
                 bar.update(1)
+                if per_step:
+                    self._notify("step_end")
                 # `due` depends on the step alone, so every process agrees on `synced`.
                 due = self.monitor is not None and self.monitor.due(self.step, self.n_steps)
                 synced = len(pending) == _SYNC_EVERY or self.step == self.n_steps or due
