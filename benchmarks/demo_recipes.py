@@ -1,6 +1,7 @@
 """The demo's recipe against its neighbours: batch size, corruption and context.
 
     python benchmarks/demo_recipes.py [--seeds 0 1 2] [--recipes b64x300 b16x1200 ...]
+                                      [--voxel-size 3] [--contrast t2]
                                       [--out benchmarks/results/demo_recipes_cpu.md]
 
 The demo's protocol (``disyre demo``): healthy training subjects rendered from MNI152 and
@@ -76,11 +77,20 @@ RECIPES = {
     "mix64_b4x1200": (4, 1200, {"corruption": "mix", "patch_size": 64}),
     "r1_b16x1200": (16, 1200, {"n_res_blocks": 1}),
 }
+# The setting of an outside check on real lesion shapes (1,500 steps whatever the patch:
+# not equal pixels): FPI on nearly whole slices at batch 8 against DAG on the demo's
+# patches and on the same context; meant for --voxel-size 2, where 96 px spans a slice.
+CHECK_RECIPES = {
+    "dag32_b16x1500": (16, 1500, {}),
+    "fpi96_b8x1500": (8, 1500, {"corruption": "fpi", "patch_size": 96}),
+    "dag96_b8x1500": (8, 1500, {"patch_size": 96}),
+}
+ALL_RECIPES = {**RECIPES, **CHECK_RECIPES}
 
 
-def run(recipe: str, seed: int) -> list[dict]:
-    cohort = make_brain_cohort(**COHORT, random_state=seed)
-    batch, steps, overrides = RECIPES[recipe]
+def run(recipe: str, seed: int, cohort_settings: dict = COHORT) -> list[dict]:
+    cohort = make_brain_cohort(**cohort_settings, random_state=seed)
+    batch, steps, overrides = ALL_RECIPES[recipe]
     settings = {**SETTINGS, **overrides}
     if settings["corruption"] == "mix":
         settings["corruption"] = DAGFPIMixture()
@@ -126,8 +136,9 @@ def write(args, info, rows, elapsed) -> Path:
     per_seed = [row_cells(r) for r in rows]
     body = "\n\n".join(
         [
-            f"Cohort: {COHORT}. Detector: {SETTINGS}; recipes (batch, steps, overrides): "
-            f"{RECIPES}; 'mix' is held_out.py's DAG/FPI mixture.",
+            f"Cohort: {cohort_of(args)}. Detector: {SETTINGS}; recipes (batch, steps, overrides): "
+            f"{ {k: ALL_RECIPES[k] for k in args.recipes} }; 'mix' is held_out.py's DAG/FPI "
+            "mixture.",
             f"### min / mean / max over seeds {', '.join(map(str, seeds))}",
             md_table(
                 ["method", "seeds", "pixel AP", "slice AUROC", "volume AUROC", "fit s (mean)"],
@@ -144,11 +155,20 @@ def write(args, info, rows, elapsed) -> Path:
     return write_results(args.out, "The demo's recipe against its neighbours", info, body, raw=rows)
 
 
+def cohort_of(args) -> dict:
+    """The demo's cohort with the voxel size and contrast of the command line."""
+    return {**COHORT, "voxel_size": args.voxel_size, "contrast": args.contrast}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--recipes", nargs="+", default=["b64x300", "b16x1200"], choices=RECIPES)
+    ap.add_argument(
+        "--recipes", nargs="+", default=["b64x300", "b16x1200"], choices=[*RECIPES, *CHECK_RECIPES]
+    )
     ap.add_argument("--out", default="benchmarks/results/demo_recipes_cpu.md")
+    ap.add_argument("--voxel-size", type=float, default=COHORT["voxel_size"])
+    ap.add_argument("--contrast", choices=["t1", "t2", "flair"], default=COHORT["contrast"])
     args = ap.parse_args()
     info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
     rows: list[dict] = []
@@ -156,7 +176,7 @@ def main() -> int:
     for seed in args.seeds:
         for recipe in args.recipes:
             print(f"{recipe}, seed {seed}...", flush=True)
-            rows += run(recipe, seed)
+            rows += run(recipe, seed, cohort_of(args))
             path = write(args, info, rows, time.perf_counter() - t0)
     print(Path(path).read_text())
     return 0

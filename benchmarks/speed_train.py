@@ -290,9 +290,9 @@ def bench_train_e2e(cfg, dev, budget, report, cohort) -> None:
     try:
         step = make_train_step(cfg.widths, p, b, dev, variant)
 
-        def alone():
+        def alone(fn=step):
             return measure(
-                step,
+                fn,
                 dev,
                 warmup=max(1, cfg.train_warmup),
                 repeats=cfg.train_repeats,
