@@ -1,20 +1,22 @@
 """Sections 2 and 3 of ``speed.py``: the speed of inference, and how it scales.
 
-- ``infer`` (:func:`bench_inference`): seconds per volume through ``Restorer`` in
-  ensemble mode, numpy in and map out, for each setting of :data:`INFER_VARIANTS`
-  (precision, stride, whole slice, batch, channels_last, cudnn.benchmark, cropping)
-  against the reference way (row 0): windows/s, TFLOP/s, peak GPU memory and RSS, and
-  how far each map is from the reference map.
+- ``infer`` (:func:`bench_inference`): seconds per volume through
+  ``DISYREDetector.decision_map`` in ensemble mode, numpy in and map out, for each
+  setting of :data:`INFER_VARIANTS` (precision, stride, whole slice, batch,
+  channels_last, cudnn.benchmark, cropping) against the reference way (row 0):
+  windows/s, TFLOP/s, peak GPU memory and RSS, and how far each map is from the
+  reference map.
 - ``scaling`` (:func:`bench_scaling`): inference time vs the number of severities, and
   the training step (``speed_train.make_train_step``) vs batch size and patch size.
 
 :class:`InferenceBench` (one volume, one set of weights) is also what the compile section
-(``speed_compile.py``) maps with.
+(``speed_compile.py``) maps with. Only public API: the estimator with its ``network=``
+parameter, and the UNet.
 """
 
 from __future__ import annotations
 
-import copy
+import math
 import statistics
 from dataclasses import dataclass, replace
 
@@ -36,6 +38,7 @@ from _speed import (
     REFERENCE_SEVERITIES,
     Config,
     Counting,
+    autocast,
     build_net,
     flops_per_sample,
     inference_volume,
@@ -43,10 +46,9 @@ from _speed import (
     set_norm_fp32,
 )
 from speed_train import PACKAGE_TRAIN, TRAIN_VARIANTS, make_train_step
-from torch import nn
 
-from disyre_sk._engine.inference import Restorer
-from disyre_sk._engine.training import autocast_for
+from disyre_sk import DISYREDetector
+from disyre_sk.nn import UNet
 
 # --------------------------------------------------------------------------- 2. inference
 
@@ -102,55 +104,105 @@ PACKAGE_INFER = {"cuda": INFER_VARIANTS[0].name, "cpu": INFER_VARIANTS[0].name}
 
 
 class InferenceBench:
-    """Runs Restorer variants on one volume with one set of weights."""
+    """Maps one volume with ``DISYREDetector.decision_map``, one set of weights for all.
+
+    For each network setting (channels_last, GroupNorm precision) and input (whole or
+    cropped slices) a detector is fitted for one step on the warm-up slices, with
+    ``network=`` building a UNet that holds the shared weights inside :class:`Counting`
+    (so every network input is counted), and the weights are restored after the step.
+    A variant's precision, windows, batch and severities are then set with
+    ``set_params``, as a user would set them after ``fit``. Only public API.
+    """
 
     def __init__(self, cfg: Config, dev, cohort):
         self.cfg, self.dev = cfg, dev
         self.vol, self.fg, self.what, self.full_depth = inference_volume(cfg, cohort)
-        self.net = non_identity(build_net(cfg.widths, dev)).eval()
-        self.net_cl = copy.deepcopy(self.net).to(memory_format=torch.channels_last)
+        net = non_identity(build_net(cfg.widths, torch.device("cpu")))
+        self.weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        self.size_multiple = net.size_multiple
         self.reference_map: np.ndarray | None = None
-        # Union foreground bounding box of the volume, as SliceBank crops for training.
+        # Union foreground bounding box of the volume (the cropped variants' input).
         ys = np.flatnonzero(self.fg.any(axis=(0, 2)))
         xs = np.flatnonzero(self.fg.any(axis=(0, 1)))
         self.box = (slice(None), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
         mid = self.vol.shape[0] // 2
         k = max(1, cfg.infer_warmup_slices)
         self.warm = slice(max(0, mid - k // 2), max(0, mid - k // 2) + k)
+        self._fitted: dict[tuple, tuple[DISYREDetector, Counting]] = {}
+        self.compiled = False
 
-    def restorer(self, v: InferVariant, net: nn.Module) -> Restorer:
+    def detector(self, v: InferVariant) -> tuple[DISYREDetector, Counting]:
+        """The fitted detector of ``v``'s network and input, and its counting network."""
+        # Fitted in the variant's precision too: on the CPU, a detector maps in bf16 only
+        # when it was trained in bf16.
+        key = (v.channels_last, v.norm_fp32, v.crop, v.precision)
+        if key not in self._fitted:
+            built: list[Counting] = []
+
+            def network(**config):
+                net = UNet(**config)
+                net.load_state_dict(self.weights)
+                if v.channels_last:
+                    net = net.to(memory_format=torch.channels_last)
+                built.append(Counting(set_norm_fp32(net, v.norm_fp32)))
+                return built[-1]
+
+            box = self.box if v.crop else (slice(None),)
+            det = DISYREDetector(
+                patch_size=self.cfg.patch,
+                widths=tuple(self.cfg.widths),
+                network=network,
+                n_steps=1,
+                batch_size=1,
+                warmup_steps=0,
+                validation_fraction=0.0,
+                window_size="slice",  # fit's own scoring of its data: one input per slice
+                severities=(0.5,),
+                device=self.dev,
+                precision=v.precision,
+                random_state=0,
+            ).fit(self.vol[self.warm][box])
+            counting = built[-1]
+            counting.net.load_state_dict(self.weights)  # undo the one training step
+            counting.net.eval()
+            self._fitted[key] = (det, counting)
+        det, counting = self._fitted[key]
         p = self.cfg.patch
-        # Whole slice: what window_size='slice' runs, one input per slice covering the
-        # foreground box, padded to the network's size step.
-        stride = p if v.stride_div == 0 else max(1, p // v.stride_div)
-        return Restorer(
-            net,
-            patch_size=p,
-            stride=stride,
-            whole_slice=v.stride_div == 0,
-            size_multiple=self.net.size_multiple,
-            severities=v.severities,
-            mode="ensemble",
-            batch_size=v.batch or self.cfg.infer_batch,
-            device=self.dev,
+        det.set_params(
             precision=v.precision,
+            window_size="slice" if v.stride_div == 0 else p,
+            stride=None if v.stride_div == 0 else max(1, p // v.stride_div),
+            inference_batch_size=v.batch or self.cfg.infer_batch,
+            severities=v.severities,
         )
+        return det, counting
+
+    def compile(self) -> None:
+        """``torch.compile`` the network of every detector fitted so far and to come."""
+        for _, counting in self._fitted.values():
+            counting.net = torch.compile(counting.net)
+        self.compiled = True
+
+    def map(self, det: DISYREDetector, v: InferVariant, vol: np.ndarray) -> np.ndarray:
+        # Cropping and pasting back are part of a cropped variant's cost.
+        box = self.box if v.crop else (slice(None),)
+        maps = np.zeros(vol.shape, dtype=np.float32)
+        maps[box] = det.decision_map(vol[box])
+        return maps
 
     def run(self, v: InferVariant, budget, *, repeats: int | None = None) -> dict:
-        net = self.net_cl if v.channels_last else self.net
-        counting = Counting(set_norm_fp32(net, v.norm_fp32))
-        restorer = self.restorer(v, counting)
-        box = self.box if v.crop else (slice(None),)
+        det, counting = self.detector(v)
+        if self.compiled and not hasattr(counting.net, "_orig_mod"):
+            counting.net = torch.compile(counting.net)
         with backend_flags(cudnn_benchmark=v.cudnn_benchmark):
-            restorer.maps(self.vol[self.warm][box], self.fg[self.warm][box])  # warm-up
+            self.map(det, v, self.vol[self.warm])  # warm-up
             counting.windows = counting.pixels = 0
+            counting.sizes.clear()
             maps = None
 
             def once():
                 nonlocal maps
-                # Cropping (and pasting back) is timed too: it is part of the cost.
-                maps = np.zeros(self.vol.shape, dtype=np.float32)
-                maps[box] = restorer.maps(self.vol[box], self.fg[box])
+                maps = self.map(det, v, self.vol)
 
             with peak_memory(self.dev) as mem:
                 times = measure(
@@ -168,10 +220,10 @@ class InferenceBench:
             "windows": windows,
             "pixels": counting.pixels // len(times),
             "size": size,
-            "stride": restorer.stride,
+            "stride": det.stride,
             "maps": maps,
             "mem": mem,
-            "restorer": restorer,
+            "detector": det,
         }
 
     def rel_diff(self, maps: np.ndarray) -> float | None:
@@ -180,16 +232,26 @@ class InferenceBench:
         ref = self.reference_map[self.fg]
         return float(np.abs(maps[self.fg] - ref).mean() / max(ref.mean(), 1e-12))
 
+    def whole_slice_shape(self, h: int, w: int) -> tuple[int, int]:
+        """Network input of a whole-slice map, as ``window_size='slice'`` documents it:
+        the slice's foreground box, at least the patch on each side, padded up to the
+        network's size step."""
+        m, p = self.size_multiple, self.cfg.patch
+        return m * math.ceil(max(h, p) / m), m * math.ceil(max(w, p) / m)
+
     @torch.inference_mode()
-    def whole_slice_direct(self, restorer: Restorer) -> float:
-        """Largest gap between Restorer's whole-slice map and |x - net(x)| done by hand.
+    def whole_slice_direct(self, det: DISYREDetector) -> float:
+        """Largest gap between a whole-slice ``decision_map`` and |x - net(x)| by hand.
 
         One window per slice, each slice's own foreground box, covers each pixel once, so
-        the Gaussian fusion weights should cancel exactly; this checks it on the warm-up
-        slices, one at a time.
+        the Gaussian fusion weights should cancel exactly; this checks it (and the
+        documented padding) on the warm-up slices, one at a time, with the detector's
+        learned intensity range.
         """
         vol, fgs = self.vol[self.warm], self.fg[self.warm]
-        got = restorer.maps(vol, fgs)
+        got = det.decision_map(vol)
+        net = self.detector(replace(INFER_VARIANTS[0], stride_div=0))[1].net
+        low, high = det.intensity_range_
         gap = 0.0
         for z in range(vol.shape[0]):
             ys = np.flatnonzero(fgs[z].any(axis=1))
@@ -197,18 +259,20 @@ class InferenceBench:
             if ys.size == 0:
                 continue
             crop = (z, slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
-            x = torch.from_numpy(np.ascontiguousarray(vol[crop])).to(self.dev)[None, None]
+            scaled = np.clip((vol[crop] - low) / (high - low), 0.0, 1.0) * fgs[crop]
+            x = torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32)).to(self.dev)
+            x = x[None, None]
             fg = torch.from_numpy(np.ascontiguousarray(fgs[crop])).to(self.dev).float()
             h, w = x.shape[-2:]
-            hp, wp = restorer.whole_slice_shape(h, w)
+            hp, wp = self.whole_slice_shape(h, w)
             top, left = (hp - h) // 2, (wp - w) // 2
             xp = F.pad(x, (left, wp - w - left, top, hp - h - top))
             total = torch.zeros_like(xp)
-            for s in restorer.severities:
-                with autocast_for(self.dev, restorer.precision):
-                    out = self.net(xp, s).float().clamp(0, 1)
+            for s in det.severities:
+                with autocast(self.dev, det.precision):
+                    out = net(xp, s).float().clamp(0, 1)
                 total += (xp - out).abs()
-            direct = (total / len(restorer.severities))[0, 0, top : top + h, left : left + w]
+            direct = (total / len(det.severities))[0, 0, top : top + h, left : left + w]
             gap = max(gap, float(np.abs(got[crop] - (direct * fg).cpu().numpy()).max()))
         return gap
 
@@ -240,11 +304,13 @@ def bench_inference(cfg, dev, budget, report, cohort) -> InferenceBench | None:
         )
     report.section(
         "infer",
-        "2. Inference: `Restorer` (ensemble mode), seconds per volume",
+        "2. Inference: `DISYREDetector.decision_map` (ensemble), seconds per volume",
         f"{bench.what}. UNet widths {cfg.widths}, window P = {cfg.patch} px unless said; "
         f"untrained weights (output layer randomised so maps are not 0; the compute is "
-        f"that of a trained model). Windows without foreground are skipped, as the "
-        f"package does. s/volume: numpy in, numpy map out, median of up to "
+        f"that of a trained model), set in a detector through `network=`, its window, "
+        f"batch, precision and severities through `set_params`. Windows without "
+        f"foreground are skipped, as the package does. s/volume: numpy in (raw "
+        f"intensities, scaled by the detector), numpy map out, median of up to "
         f"{cfg.infer_repeats} runs after a warm-up on {cfg.infer_warmup_slices} slices. "
         f"windows = network inputs per run (all severities). Δ map = mean |map − "
         f"reference map| / mean reference map over the foreground; with untrained weights "
@@ -289,10 +355,10 @@ def bench_inference(cfg, dev, budget, report, cohort) -> InferenceBench | None:
         )
         if v.stride_div == 0 and v.precision == "fp32":
             try:
-                gap = bench.whole_slice_direct(r["restorer"])
+                gap = bench.whole_slice_direct(r["detector"])
                 (hh, ww), cut = r["size"], 2 ** (len(cfg.widths) - 2)
                 # What one box for all slices (the earlier way) would have fed the network.
-                union = r["restorer"].whole_slice_shape(
+                union = bench.whole_slice_shape(
                     bench.box[1].stop - bench.box[1].start, bench.box[2].stop - bench.box[2].start
                 )
                 n_fg = int(bench.fg.reshape(bench.fg.shape[0], -1).any(axis=1).sum())

@@ -16,25 +16,26 @@ lies below 0. The table also gives every validation step's synthetic AP; with
 ``--all-steps`` the real AP of every step too, and their rank correlation across steps.
 
 Part 2, cost at the default settings (reference network, batch 96 of 128×128, 4
-severities, stride 32, validation every 1000 steps on 3 × 32 images). A default
-training step and a default validation pass take minutes on one CPU thread, so they are
-scaled from measured pieces, conservatively: the real ``Trainer`` step (sampling,
-augmentation, DAG corruption, forward, backward, AdamW) is timed at batch 4 and 8 and
-extrapolated linearly to 96 (the run shows the 8/4 ratio); one validation pass is the
-measured seconds per inference window (the real ``Restorer`` on validation images,
-batches of at most 64 windows: smaller batches than a full pass uses, so an
-over-estimate) times the number of windows a pass tiles, plus the measured metric time.
-The validation set is built once per fit (timed separately). Ratio = one validation
-pass / (validation_every × one training step). Two slice geometries: the 2 mm cohort
-(96×77 slices) and a BraTS-like 240×240 slice (the cohort brain zoomed as in
+severities, stride 32, validation every 1000 steps). A default training step and a
+default validation pass take minutes on one CPU thread, so they are assembled from
+measured pieces, all through the public API: the training step is timed inside a real
+``fit`` by a training callback at batch 4 and 8 and extrapolated linearly to 96 (the
+run shows the 8/4 ratio); a validation pass is a real ``fit``'s validation with a
+network that returns its input (``network=``), which yields its images, the windows it
+feeds the network and the seconds of all but the network, plus those windows times the
+measured seconds per window of the default UNet alone. Ratio = one validation pass /
+(validation_every × one training step). Two slice geometries: the 2 mm cohort (96×77
+slices) and a BraTS-like 240×240 slice (the cohort brain zoomed as in
 ``benchmarks/speed.py``).
 
-Writes ``benchmarks/results/validation.md``.
+``--parts 2`` runs part 2 alone (into ``benchmarks/results/validation_cost.md``).
+Writes ``benchmarks/results/validation.md`` (both parts).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -49,12 +50,7 @@ sys.path.insert(0, str(HERE))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
 
 from disyre_sk import DISYREDetector
-from disyre_sk._engine import anomaly_families, monitor
-from disyre_sk._engine.augment import Augmentation
-from disyre_sk._engine.inference import Restorer, padded_size
-from disyre_sk._engine.training import SliceBank, Trainer
 from disyre_sk.callbacks import TrainingCallback
-from disyre_sk.corruption import get_corruption
 from disyre_sk.datasets import make_brain_cohort
 from disyre_sk.metrics import per_volume_scores, pixel_metrics
 from disyre_sk.nn import UNet
@@ -205,21 +201,39 @@ def part1(seeds, n_steps: int, every: int, all_steps: bool, extra: dict):
 # --------------------------------------------------------------------------- part 2
 
 
-def default_network(seed: int = 0) -> UNet:
-    d = DISYREDetector()
-    widths = tuple(d.widths)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = UNet(
-            in_channels=1,
-            out_channels=1,
-            widths=widths,
-            n_res_blocks=d.n_res_blocks,
-            attention_levels=(len(widths) - 2,),
-            mid_attention=True,
-            residual=True,
-        )
-    return net
+class Counting(torch.nn.Module):
+    """Wraps the network: counts the windows it maps, and with ``dry`` returns them
+    unchanged at inference (eval mode) so that a mapping costs everything but the
+    network; training steps (train mode) always run the real network."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+        self.windows = 0
+        self.dry = False
+
+    def forward(self, x, severity):
+        if not self.training:
+            self.windows += x.shape[0]
+            if self.dry:
+                return x
+        return self.net(x, severity)
+
+
+class StepClock(TrainingCallback):
+    """Wall time of every training step of a fit."""
+
+    def __init__(self):
+        self.times: list[float] = []
+        self._last = 0.0
+
+    def on_train_begin(self, detector, info):
+        self._last = time.perf_counter()
+
+    def on_step_end(self, detector, info):
+        now = time.perf_counter()
+        self.times.append(now - self._last)
+        self._last = now
 
 
 def brats_like(volume: np.ndarray) -> np.ndarray:
@@ -233,102 +247,113 @@ def brats_like(volume: np.ndarray) -> np.ndarray:
     return vol.astype(np.float32)
 
 
-def windows_per_pass(fg: np.ndarray, patch: int, stride: int, n_severities: int) -> int:
-    """Windows ``Restorer.maps`` tiles for these slices (all windows, an upper bound)."""
-    rows = np.flatnonzero(fg.any(axis=(0, 2)))
-    cols = np.flatnonzero(fg.any(axis=(0, 1)))
-    h, w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
-    hp, wp = padded_size(h, patch, stride), padded_size(w, patch, stride)
-    per_slice = ((hp - patch) // stride + 1) * ((wp - patch) // stride + 1)
-    n = int(fg.reshape(len(fg), -1).any(axis=1).sum())
-    return per_slice * n * n_severities
+# Fits that only train or count: their own closing scoring of the training images
+# (offset_) maps one input per slice at one severity, which is cheap.
+_CHEAP_SCORING = dict(window_size="slice", severities=(0.5,))
+
+
+def training_step_seconds(slices: np.ndarray, batch: int) -> float:
+    """Median seconds of a default training step at ``batch`` (3 steps, the first a
+    warm-up), timed inside a real ``fit`` by a callback."""
+    clock = StepClock()
+    DISYREDetector(
+        n_steps=3,
+        batch_size=batch,
+        validation_fraction=0.0,
+        device="cpu",
+        random_state=0,
+        callbacks=[clock],
+        **_CHEAP_SCORING,
+    ).fit(slices)
+    return float(np.median(clock.times[1:]))
+
+
+class PassWindows(TrainingCallback):
+    """Reads how many windows the first synthetic validation fed the network."""
+
+    def __init__(self, counting: list):
+        self.counting = counting  # filled by the network factory when fit builds it
+        self.windows: int | None = None
+
+    def on_train_begin(self, detector, info):
+        self.counting[-1].windows = 0
+
+    def on_validation(self, detector, info):
+        if self.windows is None:
+            self.windows = self.counting[-1].windows
+
+
+def dry_validation(volume: np.ndarray) -> dict:
+    """One synthetic validation at the default settings, its network returning its input:
+    the validation images, the windows the pass feeds the network and the seconds of
+    everything but the network (scaling, tiling, fusion, metrics). Trains one real step
+    on half of the volume's slices with brain and validates on the other half."""
+    slices = volume[(volume > 0).mean(axis=(1, 2)) > 0.02]
+    built: list[Counting] = []
+
+    def network(**config):
+        built.append(Counting(UNet(**config)))
+        built[-1].dry = True
+        return built[-1]
+
+    watch = PassWindows(built)
+    det = DISYREDetector(
+        network=network,
+        n_steps=1,
+        batch_size=1,
+        validation_every=1,
+        device="cpu",
+        random_state=0,
+        callbacks=[watch],
+    ).fit(slices[::2], X_val=slices[1::2])
+    note = det.history_["validation_note"]
+    found = re.search(r"(\d+) images \(", note)
+    if found is None:
+        raise RuntimeError(f"validation did not run: {note}")
+    return {
+        "images": int(found.group(1)),
+        "windows": watch.windows,
+        "host_s": det.history_["validation"][0]["seconds"],
+    }
 
 
 def part2():
     d = DISYREDetector()
-    sev = tuple(d.severities)
-    patch, stride = d.patch_size, d.patch_size // 4
     cohort = make_brain_cohort(2, 0, random_state=0)  # 2 mm, the default cohort grid
     geometries = {
         "2 mm cohort, 96×77 slices": cohort.X_train[1],
         "BraTS-like, 240×240 slices": brats_like(cohort.X_train[1]),
     }
-    # Training step: the real Trainer on cohort slices, batch 4 and 8.
     train_slices = cohort.X_train[0]
-    keep = (train_slices > 0).mean(axis=(1, 2)) > 0.05
-    net = default_network()
-    bank = SliceBank(train_slices[keep], train_slices[keep] > 0, patch, torch.device("cpu"))
-    step_s = {}
-    for batch in (4, 4, 8):  # the first call is a warm-up
-        trainer = Trainer(
-            net,
-            bank,
-            get_corruption("dag"),
-            Augmentation(),
-            n_steps=d.n_steps,
-            batch_size=batch,
-            learning_rate=d.learning_rate,
-            weight_decay=d.weight_decay,
-            warmup_steps=d.warmup_steps,
-            grad_clip=d.grad_clip,
-            device=torch.device("cpu"),
-            precision="fp32",
-            seed=0,
-        )
-        start = time.perf_counter()
-        trainer.train_step(*trainer.make_batch())
-        step_s[batch] = time.perf_counter() - start
-    per_patch = step_s[8] / 8
-    step_96 = per_patch * d.batch_size
-    # Seconds per inference window: the real Restorer on 4 validation images.
-    restorer = Restorer(
-        net.eval(),
-        patch_size=patch,
-        stride=stride,
-        severities=sev,
-        mode="ensemble",
-        batch_size=d.inference_batch_size,
-        device=torch.device("cpu"),
-        precision="fp32",
-    )
-    rows = []
-    info = {
-        "step_4": step_s[4],
-        "step_8": step_s[8],
-        "step_96": step_96,
-    }
-    per_window = None
-    for name, volume in geometries.items():
-        slices, fg = volume, volume > 0
-        t0 = time.perf_counter()
-        vset = anomaly_families.make_validation_set(slices, fg, np.random.default_rng(0))
-        build_s = time.perf_counter() - t0
-        n_windows = windows_per_pass(vset.foreground, patch, stride, len(sev))
-        if per_window is None:
-            sub = slice(0, 4)
+    train_slices = train_slices[(train_slices > 0).mean(axis=(1, 2)) > 0.05][::4]
+    step_s = {b: training_step_seconds(train_slices, b) for b in (4, 8)}
+    step_96 = step_s[8] / 8 * d.batch_size
+    # Seconds per window of the network alone: the default UNet on one batch of
+    # inference_batch_size windows, no gradient, median of 3 after a warm-up.
+    net = UNet(widths=tuple(d.widths), attention_levels=(len(d.widths) - 2,), residual=True)
+    x = torch.rand(d.inference_batch_size, 1, d.patch_size, d.patch_size)
+    times = []
+    with torch.inference_mode():
+        for _ in range(4):
             t0 = time.perf_counter()
-            restorer.maps(vset.images[sub], vset.foreground[sub])
-            measured = time.perf_counter() - t0
-            sub_windows = windows_per_pass(vset.foreground[sub], patch, stride, len(sev))
-            per_window = measured / sub_windows
-            info["per_window"] = per_window
-            info["sub_windows"] = sub_windows
-        fake_maps = np.random.default_rng(0).random(vset.images.shape).astype(np.float32)
-        t0 = time.perf_counter()
-        monitor.score_maps(fake_maps * vset.foreground, vset)
-        metric_s = time.perf_counter() - t0
-        pass_s = n_windows * per_window + metric_s
-        ratio = pass_s / (d.validation_every * step_96)
+            net.eval()(x, 0.5)
+            times.append(time.perf_counter() - t0)
+    per_window = float(np.median(times[1:])) / d.inference_batch_size
+    info = {"step_4": step_s[4], "step_8": step_s[8], "step_96": step_96, "per_window": per_window}
+    rows = []
+    for name, volume in geometries.items():
+        dry = dry_validation(volume)
+        pass_s = dry["host_s"] + dry["windows"] * per_window
+        training_s = d.validation_every * step_96
         rows.append(
             [
                 name,
-                len(vset),
-                n_windows,
+                dry["images"],
+                dry["windows"],
                 f"{pass_s:.0f}",
-                f"{metric_s:.2f}",
-                f"{build_s:.1f}",
-                f"{d.validation_every * step_96:.0f}",
-                f"{100 * ratio:.2f} %",
+                f"{dry['host_s']:.2f}",
+                f"{training_s:.0f}",
+                f"{100 * pass_s / training_s:.2f} %",
             ]
         )
     return rows, info
@@ -337,48 +362,16 @@ def part2():
 # --------------------------------------------------------------------------- main
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--steps", type=int, default=500)
-    ap.add_argument(
-        "--all-steps",
-        action="store_true",
-        help="map the real lesions at every validation step, not only the kept and last",
-    )
-    ap.add_argument("--every", type=int, default=50)
-    ap.add_argument(
-        "--validation-tol",
-        type=float,
-        default=None,
-        help="the detector's validation_tol (default: its own default); 0 keeps the "
-        "validation maximum with no noise margin",
-    )
-    ap.add_argument("--out", default=str(HERE / "results" / "validation.md"))
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
-    start = time.perf_counter()
-    extra = {} if args.validation_tol is None else {"validation_tol": args.validation_tol}
-    rows, curve_rows, notes, verdicts, trivial, raw = part1(
-        args.seeds, args.steps, args.every, args.all_steps, extra
-    )
-    part1_s = time.perf_counter() - start
-    cost_rows, cost = part2()
-    total_s = time.perf_counter() - start
+def part1_body(args, extra, rows, curve_rows, notes, verdicts, trivial) -> list[str]:
     settings = ", ".join(f"{k}={v!r}" for k, v in {**SMALL, **extra}.items())
-    body = [
+    return [
         "## 1. The kept step against the last step, on real lesions",
         "",
         f"`DISYREDetector({settings}, n_steps={args.steps}, validation_every={args.every}, "
         f"random_state=seed)` on `make_brain_cohort(12, 24, voxel_size=4.0, "
         "random_state=seed)` (12 healthy training subjects, of which 2 held out for "
-        "validation; 16 lesioned test volumes, 4 per family). Validation images per family: "
-        f"{anomaly_families.IMAGES_PER_FAMILY} (the default). Real AP: pooled over the "
+        "validation; 16 lesioned test volumes, 4 per family). Validation images: as each "
+        "fit's note below says (the default number per family). Real AP: pooled over the "
         "brain-mask voxels of the lesioned test volumes of each family. Δ: mean over volumes "
         "of the per-volume AP difference kept − last, with a 95 % bootstrap interval over "
         "volumes (4,000 resamples). *Worse by more than noise* = the whole interval below 0.",
@@ -412,20 +405,26 @@ def main() -> int:
         "",
         *[f"- {n}" for n in notes],
         "",
+    ]
+
+
+def part2_body(cost_rows, cost) -> list[str]:
+    return [
         "## 2. Cost of validation at the default settings",
         "",
         "Reference network (`DISYREDetector()` defaults: widths (32, 64, 96, 128, 256, 256), "
-        "batch 96 of 128×128, fp32 on the CPU), validation every 1000 steps on "
-        f"{len(anomaly_families.FAMILIES)} × {anomaly_families.IMAGES_PER_FAMILY} images, "
-        "4 severities, 128-px windows at stride 32. One training step, measured with the "
-        f"real `Trainer` (make_batch + train_step): batch 4 {cost['step_4']:.1f} s, batch 8 "
-        f"{cost['step_8']:.1f} s (ratio {cost['step_8'] / cost['step_4']:.2f}); batch 96 "
-        f"extrapolated linearly from batch 8: {cost['step_96']:.0f} s. Inference: "
-        f"{cost['per_window']:.3f} s per window, measured with the real `Restorer` on 4 "
-        f"validation images ({cost['sub_windows']} windows). A pass = windows × s/window + "
-        "metric time; every window of the tiled box is counted, though windows without "
-        "foreground are skipped in practice (an upper bound). Building the validation set "
-        "(once per fit) is listed apart.",
+        "batch 96 of 128×128, fp32 on the CPU), validation every 1000 steps, 4 severities, "
+        "128-px windows at stride 32. One training step, timed inside a real `fit` by a "
+        f"training callback (sampling, augmentation, DAG corruption, forward, backward, "
+        f"AdamW): batch 4 {cost['step_4']:.1f} s, batch 8 {cost['step_8']:.1f} s (ratio "
+        f"{cost['step_8'] / cost['step_4']:.2f}); batch 96 extrapolated linearly from batch "
+        f"8: {cost['step_96']:.0f} s. A pass is measured in two parts: a real `fit` "
+        "validates once with a network that returns its input (passed as `network=`), "
+        "which gives the validation images, the windows the pass feeds the network "
+        "(windows without brain are skipped, as always) and the seconds of everything else "
+        "(scaling, tiling, fusion, metrics); the network's own cost is those windows × "
+        f"{cost['per_window']:.3f} s per window, the default UNet timed alone on batches of "
+        "64 windows.",
         "",
         md_table(
             [
@@ -433,24 +432,73 @@ def main() -> int:
                 "validation images",
                 "windows per pass",
                 "s per pass",
-                "of which metrics (s)",
-                "set building, once (s)",
+                "of which not the network (s)",
                 "s per 1000 training steps",
                 "validation / training",
             ],
             cost_rows,
         ),
         "",
-        f"- Part 1 took {part1_s:.0f} s, part 2 {total_s - part1_s:.0f} s; the whole run "
-        f"{total_s:.0f} s.",
     ]
-    path = write_results(
-        args.out,
-        "Synthetic validation: model selection and cost",
-        info,
-        "\n".join(body),
-        raw={"part1": raw, "part2": {"rows": cost_rows, **cost}},
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument(
+        "--all-steps",
+        action="store_true",
+        help="map the real lesions at every validation step, not only the kept and last",
+    )
+    ap.add_argument("--every", type=int, default=50)
+    ap.add_argument(
+        "--validation-tol",
+        type=float,
+        default=None,
+        help="the detector's validation_tol (default: its own default); 0 keeps the "
+        "validation maximum with no noise margin",
+    )
+    ap.add_argument(
+        "--parts", type=int, nargs="+", choices=[1, 2], default=[1, 2], help="parts to run"
+    )
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="default: results/validation.md, or results/validation_cost.md for part 2 alone",
+    )
+    args = ap.parse_args()
+    if args.out is None:
+        name = "validation_cost.md" if args.parts == [2] else "validation.md"
+        args.out = str(HERE / "results" / name)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
+    start = time.perf_counter()
+    extra = {} if args.validation_tol is None else {"validation_tol": args.validation_tol}
+    body, raw = [], {}
+    times = []
+    if 1 in args.parts:
+        t0 = time.perf_counter()
+        rows, curve_rows, notes, verdicts, trivial, raw["part1"] = part1(
+            args.seeds, args.steps, args.every, args.all_steps, extra
+        )
+        body += part1_body(args, extra, rows, curve_rows, notes, verdicts, trivial)
+        times.append(f"part 1 took {time.perf_counter() - t0:.0f} s")
+    if 2 in args.parts:
+        t0 = time.perf_counter()
+        cost_rows, cost = part2()
+        raw["part2"] = {"rows": cost_rows, **cost}
+        body += part2_body(cost_rows, cost)
+        times.append(f"part 2 {time.perf_counter() - t0:.0f} s")
+    body.append(f"- {', '.join(times)}; the whole run {time.perf_counter() - start:.0f} s.")
+    title = "Synthetic validation: " + " and ".join(
+        {1: "model selection", 2: "cost"}[p] for p in sorted(set(args.parts))
+    )
+    path = write_results(args.out, title, info, "\n".join(body), raw=raw)
     print(path.read_text())
     return 0
 

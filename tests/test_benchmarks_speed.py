@@ -8,6 +8,7 @@ not checked, only which tables, columns and rows the results file gets.
 
 import importlib
 import json
+import re
 import signal
 import sys
 
@@ -116,13 +117,13 @@ def test_train_and_infer_rows_in_the_results_file(speed, modules, tmp_path, monk
     monkeypatch.setattr(modules["_speed"], "QUICK_WIDTHS", TINY_WIDTHS)
     out = tmp_path / "speed.md"
     argv = ["--device", "cpu", "--quick", "--threads", "1", "--batch", "2", "--slices", "2"]
-    argv += ["--only", "train-net", "infer", "--train-variants", "4"]
-    argv += ["--infer-variants", "5", "--budget-s", "600", "--out", str(out)]
+    argv += ["--only", "train-net", "train-e2e", "infer", "--train-variants", "4"]
+    argv += ["--infer-variants", "5", "7", "--budget-s", "600", "--out", str(out)]
     assert run_main(speed, argv, monkeypatch) == 0
     text = out.read_text()
     assert text.startswith("# disyre_sk speed — cpu")
     assert "- **setting**: --quick (small network, CPU smoke test)" in text
-    assert "## 1b." not in text and "## 3a." not in text  # --only
+    assert "## 3a." not in text  # --only
 
     headers, rows = table(text, "1a. Training step, network alone")
     assert headers == [
@@ -137,14 +138,29 @@ def test_train_and_infer_rows_in_the_results_file(speed, modules, tmp_path, monk
     assert [r[0] for r in rows] == [modules["speed_train"].TRAIN_VARIANTS[0].name, "fp32 ★"]
     assert rows[0][4] == "1.00×" and all(float(r[1]) > 0 for r in rows)
 
-    headers, rows = table(text, "2. Inference: `Restorer` (ensemble mode), seconds per volume")
+    # 1b: the steps of a real fit, timed by a callback, against the network alone.
+    headers, rows = table(text, "1b. Training step, end to end (`DISYREDetector.fit`, every step")
+    assert headers == ["stage", "s/batch", "patches/s", "share of end to end"]
+    names = [r[0] for r in rows]
+    assert names[-2:] == ["fit, one step end to end", "network alone, fixed batch (fp32)"]
+    assert all(float(r[1]) > 0 for r in rows) and rows[-2][3] == "100.0 %"
+    assert "end to end / network alone = " in text
+
+    headers, rows = table(
+        text, "2. Inference: `DISYREDetector.decision_map` (ensemble), seconds per volume"
+    )
     assert headers[:3] == ["variant", "window", "s/volume"]
     assert headers[-1] == "Δ map vs reference" and len(headers) == 10
     assert [r[0] for r in rows] == [
         modules["speed_infer"].INFER_VARIANTS[0].name + " ★",
         "stride P/2",
+        "whole slice (one window per slice)",
     ]
-    assert [r[1] for r in rows] == ["64×64/16", "64×64/32"]
+    assert [r[1] for r in rows[:2]] == ["64×64/16", "64×64/32"]
+    # The whole-slice map equals |x - net(x)| computed by hand from the documented
+    # padding and the detector's learned intensity range.
+    gap = float(re.search(r"computed directly to ([0-9.e+-]+)\.", text).group(1))
+    assert gap < 1e-5
     # Windows are counted at every severity; half the stride, fewer windows.
     assert int(rows[1][3]) < int(rows[0][3]) and rows[0][6] == "1.00×"
     assert rows[0][9] == "—" and float(rows[1][9]) >= 0
