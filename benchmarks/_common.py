@@ -374,31 +374,3 @@ def failure(exc: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- detector
-
-
-def detector_without_offset():
-    """``DISYREDetector`` subclass whose ``fit`` does not map its own training scans.
-
-    ``fit`` maps every training scan once to set ``offset_`` (the 1 % training-FPR
-    threshold of ``predict``). Benchmarks that never call ``predict``, or set the
-    threshold from other healthy scans, skip that pass: it can cost as much as the
-    training itself. ``offset_`` is then meaningless; training and maps are untouched.
-    """
-    import numpy as np
-
-    from disyre_sk import DISYREDetector
-
-    class DetectorWithoutOffset(DISYREDetector):
-        def fit(self, X, y=None, **kwargs):
-            self._skip_training_scores = True
-            try:
-                return super().fit(X, y, **kwargs)
-            finally:
-                self._skip_training_scores = False
-
-        def _anomaly_scores(self, images, foreground):
-            if getattr(self, "_skip_training_scores", False):
-                return np.zeros(images.shape[0])
-            return super()._anomaly_scores(images, foreground)
-
-    return DetectorWithoutOffset

@@ -29,6 +29,7 @@ row, so a run stopped by an outer time limit keeps every finished row.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -45,7 +46,6 @@ from _common import (
     Budget,
     Report,
     command_line,
-    detector_without_offset,
     failure,
     fmt_gib,
     fmt_ratio,
@@ -58,8 +58,7 @@ from _common import (
     sync,
 )
 
-from disyre_sk import _data
-from disyre_sk._engine.inference import Restorer
+from disyre_sk import DISYREDetector
 from disyre_sk.corruption import DAGCorruption
 from disyre_sk.datasets import make_brain_cohort
 from disyre_sk.metrics import pixel_metrics
@@ -102,7 +101,7 @@ class Variant:
     cuda_only: bool = False
     need_s: float = 30.0  # run only with this much of the budget left
     model: str = "patch"  # which trained detector: 'patch' or 'slice' (see main)
-    union_box: bool = False  # whole slice with one box for every slice (UnionBoxRestorer)
+    union_box: bool = False  # whole slice with one box for every slice (union_box_maps)
 
 
 def variants(patch: int) -> list[Variant]:
@@ -169,24 +168,41 @@ def variants(patch: int) -> list[Variant]:
     ]
 
 
-class UnionBoxRestorer(Restorer):
-    """Whole-slice inference with one box, the union of every slice's foreground.
+_OUTSIDE = -1.0  # marks what lies outside the union box, as the detector's background
+
+
+def union_box_maps(det, volumes: np.ndarray) -> np.ndarray:
+    """Whole-slice maps with one box for every slice, the union of all slices' brains.
 
     What the package did before each slice got its own box: a slice's input then holds
-    the background that other slices' brains need, and its map depends on them.
+    the background that other slices' brains need, and its map depends on them. Built
+    with public parameters alone: outside the union box (and in slices without brain)
+    voxels are set to a value that ``background`` then names, so inside the box every
+    voxel, brain or not, is foreground and each slice's own box is the union box; the
+    map is then masked to the brain, as the package masks its maps.
     """
+    brain = volumes != 0
+    outside = np.ones(volumes.shape, dtype=bool)
+    for i, vol in enumerate(brain):
+        ys, xs = np.nonzero(vol.any(axis=0))
+        has_brain = vol.any(axis=(1, 2))
+        outside[i][
+            np.ix_(has_brain, np.arange(ys[0], ys[-1] + 1), np.arange(xs[0], xs[-1] + 1))
+        ] = False
+    marked = np.where(outside, _OUTSIDE, volumes).astype(np.float32)
+    background = det.background
+    det.set_params(background=_OUTSIDE)
+    try:
+        return det.decision_map(marked) * brain
+    finally:
+        det.set_params(background=background)
 
-    def _plan(self, todo, boxes) -> list:
-        # Whole slice, but the windowed mode's one box for every slice.
-        return self._group(todo, np.broadcast_to(_data.union_box(boxes), boxes.shape))
 
+class PassThrough(torch.nn.Module):
+    """A network that returns its input: a map made with it costs all but the network."""
 
-def union_box_restorer(det) -> Restorer:
-    """``det``'s own restorer, as a :class:`UnionBoxRestorer`."""
-    restorer = type(det)._restorer(det)
-    union = UnionBoxRestorer.__new__(UnionBoxRestorer)
-    union.__dict__.update(restorer.__dict__)
-    return union
+    def forward(self, x, severity):
+        return x
 
 
 def slice_patch(x_train: np.ndarray, multiple: int) -> int:
@@ -233,39 +249,39 @@ def load_data(s: Setting, seed: int):
 
 
 def profile_fastest(det, x_test, dev, report, budget) -> None:
-    """Where the time of a whole-slice bf16 ``decision_map`` goes: host or network."""
+    """Where the time of a whole-slice bf16 ``decision_map`` goes: host or network.
+
+    The same call with the network swapped for one that returns its input
+    (:class:`PassThrough`) costs everything but the network.
+    """
     if dev.type != "cuda" or budget.left() < 15:
         return
+    network = det.network_
     try:
         det.set_params(window_size="slice", severities=REFERENCE_SEVERITIES)
         det.set_params(inference_batch_size=64)
         det.set_params(precision="bf16")  # 'auto' maps in fp32
         vol = x_test[:1]
-        fg = vol != 0
-        scaled = _data.scale_intensities(vol, fg, det.intensity_range_)[0]
-        restorer = det._restorer()
-        restorer.maps(scaled, fg[0])
-        sync(dev)
-        t_net, t_all = [], []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            restorer.maps(scaled, fg[0])
-            sync(dev)
-            t_net.append(time.perf_counter() - t0)
+        times = {"network": [], "host": []}
+        for kind, net in (("network", network), ("host", PassThrough())) * 6:
+            det.network_ = net
             t0 = time.perf_counter()
             det.decision_map(vol)
             sync(dev)
-            t_all.append(time.perf_counter() - t0)
-        net_s, all_s = statistics.median(t_net), statistics.median(t_all)
+            times[kind].append(time.perf_counter() - t0)
+        all_s = statistics.median(times["network"][1:])  # the first of each: a warm-up
+        host_s = statistics.median(times["host"][1:])
         report.note(
             "infer",
-            f"Profile of 'whole slice, bf16' on one volume (median of 5): Restorer.maps on "
-            f"prepared slices {fmt_s(net_s)} s, the whole decision_map {fmt_s(all_s)} s: "
-            f"{100 * (all_s - net_s) / all_s:.0f} % of the time is host-side preparation "
-            "(validation, intensity scaling, foreground, copies).",
+            f"Profile of 'whole slice, bf16' on one volume (median of 5): the whole "
+            f"decision_map {fmt_s(all_s)} s; with a pass-through network in place of the "
+            f"UNet {fmt_s(host_s)} s, so {100 * host_s / all_s:.0f} % of the time is "
+            "host-side work (validation, intensity scaling, foreground, tiling, copies).",
         )
     except Exception as exc:
         report.note("infer", f"profile {failure(exc)}")
+    finally:
+        det.network_ = network
 
 
 def main(argv=None) -> int:
@@ -322,8 +338,9 @@ def main(argv=None) -> int:
         "1. Training (DISYREDetector.fit, end to end)",
         f"Data: {what} (made in {t_data:.0f} s). UNet widths {s.widths}, {s.n_steps} "
         f"steps, learning rate {s.learning_rate:g}, DAG corruption, the package's defaults "
-        f"otherwise. Trained: {' and '.join(trained)}. fit skips scoring its training scans "
-        "(offset_ is not used here), so its time is the training's, end to end.",
+        f"otherwise. Trained: {' and '.join(trained)}. fit scores one training scan for "
+        "`offset_` (`calibration_size=1`: the threshold is not used here), so its time is "
+        "the training's, end to end, plus that one mapping.",
         [
             "model",
             "patch",
@@ -338,10 +355,10 @@ def main(argv=None) -> int:
         ],
     )
     detectors = {}
-    # Nothing here calls predict: fit skips scoring its training scans for offset_.
-    Detector = detector_without_offset()
     for key, (patch, batch) in models.items():
-        det = Detector(
+        # Nothing here calls predict: fit scores one training scan for offset_, not all.
+        det = DISYREDetector(
+            calibration_size=1,
             patch_size=patch,
             # Anomalies of the same size in pixels for both models.
             corruption=DAGCorruption(box_fraction=0.5 * s.patch / patch),
@@ -418,15 +435,14 @@ def main(argv=None) -> int:
             # a GPU lever, so on a CPU every variant runs in fp32.
             det.set_params(precision=v.precision if dev.type == "cuda" else "fp32")
             det.network_ = torch.compile(network) if v.compile else network
-            if v.union_box:
-                det._restorer = lambda det=det: union_box_restorer(det)
+            mapper = functools.partial(union_box_maps, det) if v.union_box else det.decision_map
             with peak_memory(dev) as mem:
-                det.decision_map(x_test[:1])  # warm-up (and compilation)
+                mapper(x_test[:1])  # warm-up (and compilation)
                 sync(dev)
                 maps, times = [], []
                 for i in range(len(x_test)):
                     t0 = time.perf_counter()
-                    maps.append(det.decision_map(x_test[i : i + 1])[0])
+                    maps.append(mapper(x_test[i : i + 1])[0])
                     sync(dev)
                     times.append(time.perf_counter() - t0)
             maps = np.stack(maps)
@@ -456,7 +472,6 @@ def main(argv=None) -> int:
             report.row("infer", [v.name, failure(exc), *[None] * 6])
         finally:
             det.network_ = network
-            det.__dict__.pop("_restorer", None)
             free(dev)
     profile_fastest(next(iter(detectors.values()))[0], x_test, dev, report, budget)
     report.footer.append(f"Run finished in {clock.elapsed():.0f} s.")

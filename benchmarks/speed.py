@@ -3,17 +3,17 @@
 Sections, in priority order (a time budget skips what does not fit, and says so):
 
 1. ``train-net``: one optimisation step of the restoration UNet on a fixed random batch
-   (forward, MSE, backward, grad-norm clip, AdamW step, as ``Trainer.train_step``):
+   (forward, MSE, backward, grad-norm clip, AdamW step, as ``fit`` takes it):
    the reference recipe (bf16 autocast, GroupNorm in float32 as CUDA autocast runs it)
    against the package's (GroupNorm kept in bf16, fused AdamW), fp32, channels_last,
    cudnn.benchmark.
-2. ``train-e2e``: the same step fed by ``Trainer.make_batch()`` (patch sampling from a
-   ``SliceBank`` of ``make_brain_cohort`` slices, augmentation, DAG corruption), stage
-   by stage, and the ratio end-to-end / network alone.
-3. ``infer``: seconds per volume through ``Restorer`` (ensemble mode): the reference way
-   (4 severities, windows of the patch size at stride patch/4, fp32, batch 64), then
-   bf16 (GroupNorm in bf16 or, as autocast would, in fp32), channels_last, coarser
-   strides, one whole-slice window, larger batches.
+2. ``train-e2e``: the steps of a real ``DISYREDetector.fit`` on ``make_brain_cohort``
+   slices (patch sampling, augmentation, DAG corruption, step), timed by a training
+   callback, and the ratio end-to-end / network alone.
+3. ``infer``: seconds per volume through ``DISYREDetector.decision_map`` (ensemble): the
+   reference way (4 severities, windows of the patch size at stride patch/4, fp32,
+   batch 64), then bf16 (GroupNorm in bf16 or, as autocast would, in fp32),
+   channels_last, coarser strides, one whole-slice window, larger batches.
 4. ``scaling`` (CUDA by default): inference time vs the number of severities; training
    step vs batch size and patch size.
 5. ``compile`` (CUDA by default): ``torch.compile`` of the network for training and

@@ -226,6 +226,16 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         that quantile of the training scores. ``'auto'`` uses 0.01, a 1 % false-positive
         rate on the healthy training scans. The network has seen those scans, so on new
         healthy scans the rate is usually somewhat higher.
+    calibration_size : int, float or None, default=None
+        Training samples that ``fit`` maps, after training, to set ``offset_``: an int
+        ``>= 1`` is a number of samples, a float in ``(0, 1]`` a fraction of them
+        (rounded up), taken evenly spaced through ``X``; ``None`` maps them all. That
+        pass costs one ``decision_map`` of every sample it scores, which on a large
+        training set can take as long as a short training run: a few hundred samples
+        set a 1 % quantile as well as thousands. Maps do not depend on it, only
+        ``offset_`` (so :meth:`predict`). With ``map_standardization='location'``,
+        ``fit`` maps every training sample for the location reference anyway, and
+        ``offset_`` comes from all of them.
     background : float or None, default=0.0
         Intensity that marks background (skull-stripped scans have 0). Maps are 0 there.
         ``None`` treats every voxel as foreground.
@@ -401,6 +411,11 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             Interval(RealNotInt, 0, 1, closed="right"),
         ],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        "calibration_size": [
+            None,
+            Interval(Integral, 1, None, closed="left"),
+            Interval(RealNotInt, 0, 1, closed="right"),
+        ],
         "background": [None, Real],
         "intensity_percentiles": ["array-like"],
         "device": [str, torch.device],
@@ -447,6 +462,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         score_reduction="topk",
         top_k=0.01,
         contamination="auto",
+        calibration_size=None,
         background=0.0,
         intensity_percentiles=(0.5, 99.5),
         device="auto",
@@ -489,6 +505,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.score_reduction = score_reduction
         self.top_k = top_k
         self.contamination = contamination
+        self.calibration_size = calibration_size
         self.background = background
         self.intensity_percentiles = intensity_percentiles
         self.device = device
@@ -749,6 +766,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         if self.map_standardization == "location":
             train_scores = -self._fit_location_reference(world, images, foreground)
         else:
+            pick = self._calibration_samples(len(images))
+            images, foreground = images[pick], foreground[pick]
             train_scores = -world.gather_shards(
                 lambda part: self._anomaly_scores(images[part], foreground[part]), len(images)
             )
@@ -834,6 +853,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "score_reduction",
             "top_k",
             "contamination",
+            "calibration_size",
             "device",
             "verbose",
             "checkpoint_dir",
@@ -854,6 +874,14 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             delattr(self, name)
         self.__dict__.pop("_layout", None)
         self.__dict__.pop("_validation_examples", None)
+
+    def _calibration_samples(self, n: int) -> np.ndarray:
+        """Indices of the training samples scored for ``offset_``: evenly spaced."""
+        size = self.calibration_size
+        if size is None:
+            return np.arange(n)
+        k = min(n, size if isinstance(size, Integral) else math.ceil(size * n))
+        return np.unique(np.linspace(0, n - 1, k).round().astype(int))
 
     def _offset(self, scores: np.ndarray) -> float:
         # 'auto' flags what 1 % of the healthy training scans would be flagged for: a

@@ -39,3 +39,21 @@ def test_given_commit_is_expanded_or_marked(common, monkeypatch):
     assert common.git_commit() == full  # git knows it here
     monkeypatch.setenv("DISYRE_GIT_COMMIT", "0123abc")  # no such commit
     assert common.git_commit() == "0123abc (abbreviated)"
+
+
+def test_no_benchmark_reaches_into_the_package_privately():
+    """Benchmarks use the public API only: no private module, no private attribute of the
+    package's objects, no patching."""
+    import re
+
+    from _benchmarks import BENCH
+
+    private = re.compile(
+        r"disyre_sk\._(?!_)|from disyre_sk import _|mock\.patch|\bdet(?:ector)?\._[a-z]"
+    )
+    offenders = {
+        path.name: hits
+        for path in sorted(BENCH.glob("*.py"))
+        if (hits := private.findall(path.read_text()))
+    }
+    assert offenders == {}

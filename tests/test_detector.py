@@ -208,6 +208,22 @@ def test_contamination_sets_offset(healthy):
     assert (det.predict(healthy) == -1).sum() == pytest.approx(0.25 * len(healthy), abs=1)
 
 
+@pytest.mark.parametrize(("size", "pick"), [(3, [0, 6, 11]), (0.25, [0, 6, 11]), (1, [0])])
+def test_calibration_size_scores_evenly_spaced_samples_for_offset(fitted, healthy, size, pick):
+    det = DISYREDetector(**TINY, calibration_size=size).fit(healthy)
+    # The training and the maps are those of the default fit; only offset_ moves.
+    np.testing.assert_array_equal(det.decision_map(healthy), fitted.decision_map(healthy))
+    scores = det.score_samples(healthy[pick])
+    assert det.offset_ == pytest.approx(float(np.percentile(scores, 1.0)))
+    assert fitted.offset_ == pytest.approx(float(np.percentile(fitted.score_samples(healthy), 1)))
+
+
+@pytest.mark.parametrize("size", [0, -1, 0.0, 1.5, "all"])
+def test_calibration_size_refuses_what_is_not_a_count_or_fraction(healthy, size):
+    with pytest.raises(ValueError, match="calibration_size"):
+        DISYREDetector(**TINY, calibration_size=size).fit(healthy)
+
+
 def test_clone_pipeline_gridsearch_joblib(healthy, tmp_path):
     det = DISYREDetector(**TINY)
     twin = clone(det)
