@@ -1,7 +1,7 @@
 """The demo's recipe against its neighbours: batch size, corruption and context.
 
     python benchmarks/demo_recipes.py [--seeds 0 1 2] [--recipes b64x300 b16x1200 ...]
-                                      [--voxel-size 3] [--contrast t2]
+                                      [--voxel-size 3] [--contrast t2] [--families ...]
                                       [--out benchmarks/results/demo_recipes_cpu.md]
 
 The demo's protocol (``disyre demo``): healthy training subjects rendered from MNI152 and
@@ -157,7 +157,10 @@ def write(args, info, rows, elapsed) -> Path:
 
 def cohort_of(args) -> dict:
     """The demo's cohort with the voxel size and contrast of the command line."""
-    return {**COHORT, "voxel_size": args.voxel_size, "contrast": args.contrast}
+    cohort = {**COHORT, "voxel_size": args.voxel_size, "contrast": args.contrast}
+    if args.families:
+        cohort["families"] = tuple(args.families)
+    return cohort
 
 
 def main() -> int:
@@ -169,6 +172,9 @@ def main() -> int:
     ap.add_argument("--out", default="benchmarks/results/demo_recipes_cpu.md")
     ap.add_argument("--voxel-size", type=float, default=COHORT["voxel_size"])
     ap.add_argument("--contrast", choices=["t1", "t2", "flair"], default=COHORT["contrast"])
+    ap.add_argument(
+        "--families", nargs="+", default=None, help="lesion families (default: the cohort's)"
+    )
     args = ap.parse_args()
     info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
     rows: list[dict] = []

@@ -273,3 +273,28 @@ def test_cohort_slices(cohort):
         cohort_slices(cohort.X_test, axis=3)
     with pytest.raises(ValueError, match="volumes"):
         cohort_slices(cohort.X_test[0])
+
+
+def test_infarct_is_fluid_open_to_the_surface_and_only_on_request():
+    from scipy import ndimage as ndi
+
+    default = make_brain_cohort(0, 6, voxel_size=6.0, random_state=0)
+    assert "infarct" not in default.families_test
+    c = make_brain_cohort(
+        0,
+        3,
+        voxel_size=4.0,
+        contrast="t1",
+        families=("infarct",),
+        healthy_test_fraction=0,
+        random_state=0,
+    )
+    assert c.families_test == ["infarct"] * 3
+    for x, mask, brain in zip(c.X_test, c.masks_test, c.brain_masks_test):
+        assert mask.any() and not (mask & ~brain).any()
+        # Fluid: darker than the tissue around it on T1, as CSF is.
+        ring = ndi.binary_dilation(mask, iterations=2) & brain & ~mask
+        assert x[mask].mean() < x[ring].mean()
+        # It reaches the brain's outer layer, where sulcal CSF is.
+        rim = brain & ~ndi.binary_erosion(brain, iterations=2)
+        assert (mask & rim).any()

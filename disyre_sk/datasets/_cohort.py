@@ -35,6 +35,7 @@ BASES = ("mni", "colin", "itk")
 _DEFAULT_BASES = ("mni", "colin")
 CONTRASTS = ("t2", "flair", "t1")
 FAMILIES = _lesions.FAMILIES
+_ALL_FAMILIES = _lesions.FAMILIES + _lesions.EXTRA_FAMILIES
 _SHIPPED_MM = 2.0
 _TEXTURE_PAD = 24
 
@@ -427,7 +428,11 @@ def make_brain_cohort(
         Isotropic voxel size in mm, in [2, 8]. 2 mm gives volumes of about 83×96×77
         (Z, Y, X); 4 mm about 42×48×38, some 8 times faster.
     families : sequence of str, default=("tumour", "stroke", "foci", "cavity")
-        Lesion families, used in turn over the lesioned test subjects.
+        Lesion families, used in turn over the lesioned test subjects. ``"infarct"``,
+        not drawn by default, adds a chronic cortical infarct: the stroke's wedge filled
+        with fluid of the subject's own CSF intensity, a lesion whose every voxel has an
+        intensity healthy brains have and that opens onto the brain's surface, so that
+        only the anatomy around it tells it apart.
     healthy_test_fraction : float, default=1/3
         Fraction of the test subjects left healthy (rounded).
     train_bases : sequence of {"mni", "colin", "itk"}, default=("mni", "colin")
@@ -468,9 +473,9 @@ def make_brain_cohort(
         raise ValueError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
     voxel_size = _check_voxel_size(voxel_size)
     families = tuple(families)
-    unknown = [f for f in families if f not in FAMILIES]
+    unknown = [f for f in families if f not in _ALL_FAMILIES]
     if unknown or not families:
-        raise ValueError(f"families must be a non-empty subset of {FAMILIES}, got {families}")
+        raise ValueError(f"families must be a non-empty subset of {_ALL_FAMILIES}, got {families}")
     if not isinstance(healthy_test_fraction, Real) or not 0 <= healthy_test_fraction <= 1:
         raise ValueError(f"healthy_test_fraction must be in [0, 1], got {healthy_test_fraction}")
     train_bases = _check_bases("train_bases", train_bases)

@@ -11,6 +11,13 @@ subject image (before bias field, noise and normalisation):
 - ``foci``: several small ellipsoids in the white matter, mostly periventricular;
 - ``cavity``: one irregular dark blob in the parenchyma.
 
+And one family that no default cohort draws (ask for it with ``families=``):
+
+- ``infarct``: a chronic cortical infarct, the stroke's wedge filled with fluid of the
+  subject's own CSF intensity in every contrast. Each voxel has an intensity that healthy
+  brains have (CSF), and the lesion opens onto the brain's surface, where sulci hold CSF
+  too: only the surrounding anatomy says it does not belong there.
+
 A lesion is painted as ``image = (1 - a) * image + a * level * (1 + texture)`` with a
 weight ``a`` in [0, 1]; weights below :data:`_MIN_WEIGHT` are set to 0, so the mask
 ``a > 0`` is exactly the set of voxels the lesion changed (faint partial-volume fringes
@@ -29,6 +36,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 FAMILIES = ("tumour", "stroke", "foci", "cavity")
+EXTRA_FAMILIES = ("infarct",)
 _MIN_WEIGHT = 0.15
 _MAX_TRIES = 30
 
@@ -217,8 +225,9 @@ def _tumour(image, maps, lv, contrast, vs, rng, depth):
     return Lesion(image, brain, mask, moved & ~mask)
 
 
-def _stroke(image, maps, lv, contrast, vs, rng, depth):
-    shape = image.shape
+def _wedge(shape, maps, vs, rng, depth):
+    """``(box, weight)`` of a wedge with its base on the cortex and apex in the white
+    matter, restricted to parenchyma; ``None`` when the draw does not fit."""
     surface = maps["brain"] & (maps["gm"] > 0.5) & (depth * vs <= max(6.0, 2.0 * vs))
     p = _pick(rng, surface & (depth >= 1))
     if p is None:
@@ -250,12 +259,33 @@ def _stroke(image, maps, lv, contrast, vs, rng, depth):
     # Cone volume pi/3 * L^3 * tan1 * tan2; much of it may lie outside the brain.
     if (weight > 0).sum() < 0.1 * np.pi / 3 * length**3 * tans.prod():
         return None
+    return box, weight
+
+
+def _fill(image, maps, box, weight, level, texture) -> Lesion:
     image = image.copy()
-    level = _levels("stroke", contrast, lv, rng)
-    _paint(image, box, weight, level, 0.05 * _smooth_noise(rng, weight.shape, 1.0))
-    mask = np.zeros(shape, dtype=bool)
+    _paint(image, box, weight, level, texture)
+    mask = np.zeros(image.shape, dtype=bool)
     mask[box] = weight > 0
-    return Lesion(image, maps["brain"], mask, np.zeros(shape, dtype=bool))
+    return Lesion(image, maps["brain"], mask, np.zeros(image.shape, dtype=bool))
+
+
+def _stroke(image, maps, lv, contrast, vs, rng, depth):
+    wedge = _wedge(image.shape, maps, vs, rng, depth)
+    if wedge is None:
+        return None
+    box, weight = wedge
+    level = _levels("stroke", contrast, lv, rng)
+    return _fill(image, maps, box, weight, level, 0.05 * _smooth_noise(rng, weight.shape, 1.0))
+
+
+def _infarct(image, maps, lv, contrast, vs, rng, depth):
+    wedge = _wedge(image.shape, maps, vs, rng, depth)
+    if wedge is None:
+        return None
+    box, weight = wedge
+    level = lv["csf"] * _u(rng, 0.9, 1.1)  # fluid: the subject's own CSF, any contrast
+    return _fill(image, maps, box, weight, level, 0.03 * _smooth_noise(rng, weight.shape, 1.0))
 
 
 def _foci(image, maps, lv, contrast, vs, rng, depth):
@@ -307,7 +337,13 @@ def _cavity(image, maps, lv, contrast, vs, rng, depth):
     return Lesion(image, maps["brain"], mask, np.zeros(shape, dtype=bool))
 
 
-_FAMILY_FUNCS = {"tumour": _tumour, "stroke": _stroke, "foci": _foci, "cavity": _cavity}
+_FAMILY_FUNCS = {
+    "tumour": _tumour,
+    "stroke": _stroke,
+    "foci": _foci,
+    "cavity": _cavity,
+    "infarct": _infarct,
+}
 
 
 def insert_lesion(
