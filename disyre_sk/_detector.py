@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
@@ -1095,6 +1095,80 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         ((2, 16, 16), dtype('float32'), True)
         """
         return self._map_and_score(X)[0]
+
+    def inference_plan(self, X) -> Bunch:
+        """The network inputs :meth:`decision_map` would make for ``X``, without running.
+
+        How a scan is cut for the network depends on ``window_size``, ``stride``,
+        ``patch_size`` and the foreground; this says what that cut is, to estimate the
+        cost of mapping a cohort before running it, to see where windows fall, or to
+        choose ``window_size`` and ``stride`` knowingly. In windowed mode all the
+        slices mapped together (up to several scans) share one box, the union of their
+        foregrounds, tiled at ``stride``; windows without foreground are skipped. With
+        ``window_size='slice'`` each slice is one input, its own foreground box padded to
+        at least ``patch_size`` and to the network's size step.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W), (n, D, H, W) or (n, F)
+            Scans in the layout used for ``fit``.
+
+        Returns
+        -------
+        plan : :class:`~sklearn.utils.Bunch`
+            One row per slice with foreground, in the order ``decision_map`` meets them:
+            ``sample`` and ``slice`` (int arrays: the scan in ``X`` and the slice's index
+            along ``slice_axis``, 0 for 2-D images); ``box`` (int array ``(rows, 4)``:
+            ``row0, row1, col0, col1`` of the slice region the input holds, in the
+            slice's own coordinates); ``input_shape`` (int array ``(rows, 2)``: the
+            padded height and width the network tiles, or sees whole); ``windows``
+            (int array: network inputs per restoration step, 1 for a whole slice).
+            And ``steps`` (the severities each input is restored at, one network pass
+            each), ``window`` (the window side, or None for whole slices) and
+            ``network_inputs`` (``windows.sum() * len(steps)``, what the mapping costs in
+            network inputs).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from disyre_sk import DISYREDetector
+        >>> X = np.zeros((4, 24, 24))
+        >>> X[:, 4:20, 2:22] = np.random.default_rng(0).uniform(0.2, 1, (4, 16, 20))
+        >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+        ...                      severities=(0.25, 0.5), random_state=0).fit(X)
+        >>> plan = det.inference_plan(X[:1])
+        >>> plan.box[0].tolist(), plan.input_shape[0].tolist(), int(plan.windows[0])
+        ([4, 20, 2, 22], [16, 20], 2)
+        >>> int(plan.network_inputs)  # 2 windows at each of 2 severities
+        4
+        >>> det.set_params(window_size="slice").inference_plan(X[:1]).windows.tolist()
+        [1]
+        """
+        images, foreground = self._prepare(X)
+        layout = self._layout
+        restorer = self._restorer()
+        rows = []
+        per_sample = int(np.prod(images.shape[1:]))
+        group = max(1, _MAX_VOXELS_PER_GROUP // per_sample)
+        for start in range(0, images.shape[0], group):
+            # The same groups as decision_map: in windowed mode they share one box.
+            part = foreground[start : start + group]
+            slice_fg = _data.to_slices(part, layout.is_volume, self.slice_axis)
+            depth = slice_fg.shape[0] // part.shape[0]
+            for z, box, shape, windows in restorer.plan(slice_fg):
+                rows.append((start + z // depth, z % depth, *box, *shape, windows))
+        table = np.asarray(rows, dtype=np.int64).reshape(-1, 9)
+        steps = tuple(float(s) for s in restorer.steps)
+        return Bunch(
+            sample=table[:, 0],
+            slice=table[:, 1],
+            box=table[:, 2:6],
+            input_shape=table[:, 6:8],
+            windows=table[:, 8],
+            steps=steps,
+            window=None if restorer.whole_slice else restorer.patch_size,
+            network_inputs=int(table[:, 8].sum()) * len(steps),
+        )
 
     def _input_shape(self, X):
         if self._layout.kind == "table":

@@ -743,3 +743,60 @@ def test_network_that_breaks_the_contract_is_refused_before_training(healthy):
         DISYREDetector(**TINY, network=Deep).fit(healthy)
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         DISYREDetector(**TINY, network=lambda **config: "not a module").fit(healthy)
+
+
+class _CountingNet(torch.nn.Module):
+    """The UNet, counting the windows it is given outside training."""
+
+    def __init__(self, **config):
+        super().__init__()
+        from disyre_sk.nn import UNet
+
+        self.net = UNet(**config)
+        self.size_multiple = self.net.size_multiple
+        self.inputs = []
+
+    def forward(self, x, severity):
+        if not self.training:
+            self.inputs.append(tuple(x.shape))
+        return self.net(x, severity)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"window_size": "slice"},
+        {"inference": "multistep", "severities": (0.25, 0.5, 0.75)},
+        {"stride": 16},
+    ],
+)
+def test_inference_plan_is_what_decision_map_runs(settings):
+    rng = np.random.default_rng(0)
+    vols = np.zeros((3, 5, 40, 36), np.float32)
+    vols[:, 1:, 6:34, 4:30] = rng.uniform(0.2, 1, (3, 4, 28, 26))
+    vols[2, 4, :, :] = 0  # a slice without brain is not planned
+    vols[2, 3, 6:34, 20:30] = 0  # a narrower slice
+    det = DISYREDetector(
+        **{**TINY, "patch_size": 16, "network": _CountingNet, "validation_fraction": 0.0},
+    ).fit(vols)
+    det.set_params(**settings)
+    plan = det.inference_plan(vols)
+    det.network_.inputs.clear()
+    det.decision_map(vols)
+    ran = det.network_.inputs
+    assert plan.network_inputs == sum(n for n, *_ in ran)
+    assert len(plan.steps) == (len(det.severities) if "inference" not in settings else 3)
+    assert plan.sample.tolist() == sorted(plan.sample.tolist())
+    assert (2, 4) not in set(zip(plan.sample.tolist(), plan.slice.tolist()))
+    assert len(plan.sample) == 3 * 4 - 1
+    if settings.get("window_size") == "slice":
+        assert plan.window is None and set(plan.windows.tolist()) == {1}
+        # Each slice its own box: the narrower slice gets a narrower input.
+        narrow = (plan.sample == 2) & (plan.slice == 3)
+        assert plan.box[narrow].tolist() == [[6, 34, 4, 20]]
+        shapes = {tuple(shape) for _, _, *shape in ran}
+        assert {tuple(s) for s in plan.input_shape.tolist()} == shapes
+    else:
+        assert plan.window == 16 and {tuple(s) for _, _, *s in ran} == {(16, 16)}
+        assert (plan.windows >= 1).all()

@@ -288,16 +288,61 @@ class Restorer:
             chunks += [((h, w), members[i : i + chunk]) for i in range(0, len(members), chunk)]
         return chunks
 
-    @torch.inference_mode()
-    def _chunk(self, x: torch.Tensor, fg: torch.Tensor, kept=None) -> torch.Tensor:
-        n, h, w = x.shape
+    @property
+    def steps(self) -> tuple:
+        """Severities each input is restored at: the ensemble's, or the multistep steps."""
+        if self.mode == "ensemble":
+            return self.severities
+        return tuple(multistep_severities(self.severities))
+
+    def _geometry(self, h: int, w: int) -> tuple[int, int, tuple[int, int, int, int]]:
+        """Padded input size of an ``(h, w)`` chunk and the ``F.pad`` that centres it."""
         p, s = self.patch_size, self.stride
         if self.whole_slice:
             hp, wp = self.whole_slice_shape(h, w)
         else:
             hp, wp = padded_size(h, p, s), padded_size(w, p, s)
         top, left = (hp - h) // 2, (wp - w) // 2
-        pad = (left, wp - w - left, top, hp - h - top)
+        return hp, wp, (left, wp - w - left, top, hp - h - top)
+
+    def _active_windows(self, fg: torch.Tensor) -> torch.Tensor:
+        """Which windows of padded ``(n, 1, hp, wp)`` foreground hold foreground: the
+        only ones the network is given."""
+        fg_windows = F.unfold(fg, self.patch_size, stride=self.stride)
+        return (fg_windows > 0).any(dim=1).reshape(-1)
+
+    def plan(self, foreground: np.ndarray) -> list:
+        """The network inputs :meth:`maps` would make for ``(N, H, W)`` foreground.
+
+        One entry per slice with foreground, in slice order: ``(slice index, box,
+        input shape, windows)``, with ``box = (row0, row1, col0, col1)`` the region of
+        the slice the input holds, ``input shape`` the padded ``(height, width)`` the
+        network tiles (whole-slice mode: sees), and ``windows`` the network inputs per
+        restoration step (whole-slice mode: 1; windowed mode: the windows with
+        foreground). Nothing runs on the network.
+        """
+        n = foreground.shape[0]
+        todo = np.flatnonzero(foreground.reshape(n, -1).any(axis=1))
+        entries = []
+        for shape, members in self._plan(todo, foreground_boxes(foreground)[todo]):
+            hp, wp, pad = self._geometry(*shape)
+            for z, src, dst in _places(shape, members):
+                if self.whole_slice:
+                    windows = 1
+                else:
+                    fg = np.zeros((1, 1, *shape), dtype=np.float32)
+                    fg[0, 0][dst[1:]] = foreground[z][src]
+                    windows = int(self._active_windows(F.pad(torch.from_numpy(fg), pad)).sum())
+                box = (src[0].start, src[0].stop, src[1].start, src[1].stop)
+                entries.append((int(z), tuple(int(b) for b in box), (hp, wp), windows))
+        return sorted(entries)
+
+    @torch.inference_mode()
+    def _chunk(self, x: torch.Tensor, fg: torch.Tensor, kept=None) -> torch.Tensor:
+        n, h, w = x.shape
+        p, s = self.patch_size, self.stride
+        hp, wp, pad = self._geometry(h, w)
+        top, left = pad[2], pad[0]
         x = F.pad(x[:, None].float(), pad)
         fg = F.pad(fg[:, None].float(), pad)
 
@@ -307,10 +352,10 @@ class Restorer:
                 return self._run(image, severity) * fg
 
         else:
-            fg_windows = F.unfold(fg, p, stride=s)
-            active = (fg_windows > 0).any(dim=1).reshape(-1)
+            active = self._active_windows(fg)
             weight = gaussian_window(p, x.device).reshape(1, p * p, 1)
-            norm = F.fold(weight.expand(1, -1, fg_windows.shape[-1]), (hp, wp), p, stride=s)
+            per_input = active.numel() // n
+            norm = F.fold(weight.expand(1, -1, per_input), (hp, wp), p, stride=s)
 
             def restore(image: torch.Tensor, severity: float) -> torch.Tensor:
                 cols = F.unfold(image, p, stride=s)
@@ -326,14 +371,14 @@ class Restorer:
 
         total = torch.zeros_like(x)
         if self.mode == "ensemble":
-            for severity in self.severities:
+            for severity in self.steps:
                 restored = restore(x, severity)
                 if kept is not None:
                     kept.append(crop(restored))
                 total += (x - restored).abs()
-            total /= len(self.severities)
+            total /= len(self.steps)
         else:
-            steps = multistep_severities(self.severities)
+            steps = self.steps
             x_s = x
             for k, severity in enumerate(steps):
                 x0_hat = restore(x_s, severity)
