@@ -86,7 +86,7 @@ MAP_OPTIONS = {
         map_smoothing=1.0, map_normalization="intensity", map_erosion=2
     ),
 }
-FAMILIES = ("tumour", "stroke", "foci", "cavity")
+FAMILIES = ("tumour", "stroke", "foci", "cavity", "infarct")  # infarct: on request only
 
 
 def evaluate(maps: np.ndarray, cohort) -> dict:
