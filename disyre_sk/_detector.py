@@ -49,6 +49,12 @@ from .schedule import check_severities
 _MAX_VOXELS_PER_GROUP = 1 << 24
 
 
+def _sample_groups(shape) -> list[slice]:
+    """The runs of samples mapped together: as many as hold ``_MAX_VOXELS_PER_GROUP``."""
+    group = max(1, _MAX_VOXELS_PER_GROUP // int(np.prod(shape[1:])))
+    return [slice(start, start + group) for start in range(0, shape[0], group)]
+
+
 def _check_map_smoothing(value) -> float:
     """``map_smoothing`` as a float; a clear error unless it is finite and >= 0."""
     if not isinstance(value, Real) or not 0 <= float(value) < math.inf:
@@ -1025,10 +1031,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         restorer = self._restorer()
         location = self._checked_reference() if standardize else None
         out = np.empty(images.shape, dtype=np.float32)
-        per_sample = int(np.prod(images.shape[1:]))
-        group = max(1, _MAX_VOXELS_PER_GROUP // per_sample)
-        for start in range(0, images.shape[0], group):
-            part = slice(start, start + group)
+        for part in _sample_groups(images.shape):
             scaled = _data.scale_intensities(images[part], foreground[part], self.intensity_range_)
             slices = _data.to_slices(scaled, layout.is_volume, self.slice_axis)
             slice_fg = _data.to_slices(foreground[part], layout.is_volume, self.slice_axis)
@@ -1148,15 +1151,12 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         layout = self._layout
         restorer = self._restorer()
         rows = []
-        per_sample = int(np.prod(images.shape[1:]))
-        group = max(1, _MAX_VOXELS_PER_GROUP // per_sample)
-        for start in range(0, images.shape[0], group):
+        for part in _sample_groups(images.shape):
             # The same groups as decision_map: in windowed mode they share one box.
-            part = foreground[start : start + group]
-            slice_fg = _data.to_slices(part, layout.is_volume, self.slice_axis)
-            depth = slice_fg.shape[0] // part.shape[0]
+            slice_fg = _data.to_slices(foreground[part], layout.is_volume, self.slice_axis)
+            depth = slice_fg.shape[0] // len(foreground[part])
             for z, box, shape, windows in restorer.plan(slice_fg):
-                rows.append((start + z // depth, z % depth, *box, *shape, windows))
+                rows.append((part.start + z // depth, z % depth, *box, *shape, windows))
         table = np.asarray(rows, dtype=np.int64).reshape(-1, 9)
         steps = tuple(float(s) for s in restorer.steps)
         return Bunch(
