@@ -116,6 +116,15 @@ def _places(shape: tuple[int, int], members) -> list:
     return places
 
 
+def _cut(shape: tuple[int, int], places, *sources) -> list[np.ndarray]:
+    """Each member's box cut into a zero ``shape`` batch, for each ``(images, dtype)``."""
+    outs = [np.zeros((len(places), *shape), dtype=dtype) for _, dtype in sources]
+    for z, src, dst in places:
+        for out, (images, _) in zip(outs, sources):
+            out[dst] = images[z][src]
+    return outs
+
+
 class Restorer:
     """Compute anomaly maps of ``[0, 1]``-scaled slices with a trained network.
 
@@ -217,12 +226,9 @@ class Restorer:
         restoration at ``severities[k]`` (ensemble mode: of the input; multistep mode:
         the clean-image estimate of step ``k``), 0 outside the foreground.
         """
-        if self.mode == "ensemble":
-            steps = self.severities
-        else:
-            steps = multistep_severities(self.severities)
+        steps = self.steps
         restored = np.zeros((len(steps), *slices.shape), dtype=np.float32)
-        return self._maps(slices, foreground, restored), restored, tuple(steps)
+        return self._maps(slices, foreground, restored), restored, steps
 
     def _maps(self, slices, foreground, restored) -> np.ndarray:
         n = slices.shape[0]
@@ -237,10 +243,7 @@ class Restorer:
         for shape, members in bar:
             # Each chunk's copy is made only when its turn comes: host memory holds one.
             places = _places(shape, members)
-            x = np.zeros((len(members), *shape), dtype=np.float32)
-            fg = np.zeros((len(members), *shape), dtype=bool)
-            for z, src, dst in places:
-                x[dst], fg[dst] = slices[z][src], foreground[z][src]
+            x, fg = _cut(shape, places, (slices, np.float32), (foreground, bool))
             kept: list | None = None if restored is None else []
             values = self._chunk(
                 torch.from_numpy(x).to(self.device), torch.from_numpy(fg).to(self.device), kept
@@ -326,15 +329,16 @@ class Restorer:
         entries = []
         for shape, members in self._plan(todo, foreground_boxes(foreground)[todo]):
             hp, wp, pad = self._geometry(*shape)
-            for z, src, dst in _places(shape, members):
-                if self.whole_slice:
-                    windows = 1
-                else:
-                    fg = np.zeros((1, 1, *shape), dtype=np.float32)
-                    fg[0, 0][dst[1:]] = foreground[z][src]
-                    windows = int(self._active_windows(F.pad(torch.from_numpy(fg), pad)).sum())
+            places = _places(shape, members)
+            if self.whole_slice:
+                windows = [1] * len(places)
+            else:
+                (fg,) = _cut(shape, places, (foreground, np.float32))
+                fg = F.pad(torch.from_numpy(fg[:, None]), pad)
+                windows = self._active_windows(fg).reshape(len(places), -1).sum(1).tolist()
+            for (z, src, _), n_windows in zip(places, windows):
                 box = (src[0].start, src[0].stop, src[1].start, src[1].stop)
-                entries.append((int(z), tuple(int(b) for b in box), (hp, wp), windows))
+                entries.append((int(z), box, (hp, wp), int(n_windows)))
         return sorted(entries)
 
     @torch.inference_mode()

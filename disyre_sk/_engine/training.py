@@ -20,6 +20,8 @@ from ..schedule import warmup_cosine_factor
 from .checkpoint import StopRequested, stop_on_signals
 from .distributed import World, resume_generators
 
+# The base class's no-op: a callback that does not override it is not called per step.
+_NO_STEP_END = TrainingCallback.on_step_end
 # Losses are copied to the host every this many steps: one sync, not one per step.
 _SYNC_EVERY = 25
 
@@ -293,9 +295,7 @@ class Trainer:
             # Notified only when a callback overrides the event: most fits have no
             # per-step observer, and each notification builds a TrainingInfo.
             per_step = any(
-                getattr(getattr(c, "on_step_end", None), "__func__", None)
-                is not TrainingCallback.on_step_end
-                and hasattr(c, "on_step_end")
+                getattr(type(c), "on_step_end", _NO_STEP_END) is not _NO_STEP_END
                 for c in self.callbacks
             )
             while self.step < self.n_steps and not halt and not monitor_stop:

@@ -329,12 +329,8 @@ def _cavity(image, maps, lv, contrast, vs, rng, depth):
     weight = _finish_weight(weight * maps["brain"][box])
     if (weight > 0).sum() < 0.35 * _volume(radii):
         return None
-    image = image.copy()
     level = _levels("cavity", contrast, lv, rng)
-    _paint(image, box, weight, level, 0.05 * _smooth_noise(rng, weight.shape, 1.0))
-    mask = np.zeros(shape, dtype=bool)
-    mask[box] = weight > 0
-    return Lesion(image, maps["brain"], mask, np.zeros(shape, dtype=bool))
+    return _fill(image, maps, box, weight, level, 0.05 * _smooth_noise(rng, weight.shape, 1.0))
 
 
 _FAMILY_FUNCS = {
