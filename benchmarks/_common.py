@@ -374,3 +374,61 @@ def failure(exc: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- detector
+
+
+class Counting(torch.nn.Module):
+    """Wraps a network given to a detector (``network=``, or ``network_`` after ``fit``).
+
+    At inference (eval mode) it counts the inputs it is given (``windows``, ``pixels``,
+    the input ``sizes``) and, with ``dry=True``, returns them unchanged, so that a
+    ``decision_map`` costs everything but the network. Training steps (train mode) always
+    run the wrapped network and are not counted.
+    """
+
+    def __init__(self, net: torch.nn.Module, dry: bool = False):
+        super().__init__()
+        self.net = net
+        self.dry = dry
+        if hasattr(net, "size_multiple"):
+            self.size_multiple = net.size_multiple  # the detector pads inputs to it
+        self.reset()
+
+    def reset(self) -> None:
+        self.windows = 0
+        self.pixels = 0
+        self.sizes: set[tuple[int, int]] = set()
+
+    def forward(self, x, severity):
+        if not self.training:
+            self.windows += x.shape[0]
+            self.pixels += x.shape[0] * x.shape[-2] * x.shape[-1]
+            self.sizes.add(tuple(x.shape[-2:]))
+            if self.dry:
+                return x
+        return self.net(x, severity)
+
+
+class StepClock:
+    """Training callback: the wall time of every step of a real ``fit``.
+
+    On a GPU the device is synchronised after each step (``on_step_end`` comes before the
+    step has necessarily run); that sync is the only change to the fit it watches.
+    """
+
+    def __init__(self, dev: torch.device | None = None):
+        self.dev = dev
+        self.times: list[float] = []
+        self._last = 0.0
+
+    def _now(self) -> float:
+        if self.dev is not None:
+            sync(self.dev)
+        return time.perf_counter()
+
+    def on_train_begin(self, detector, info) -> None:
+        self._last = self._now()
+
+    def on_step_end(self, detector, info) -> None:
+        now = self._now()
+        self.times.append(now - self._last)
+        self._last = now

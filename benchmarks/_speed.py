@@ -2,9 +2,8 @@
 
 Not a benchmark itself: what one run measures (:class:`Config`, chosen by
 :func:`make_config` from the command line), the detector's network as the sections build
-it (:func:`build_net`, :func:`set_norm_fp32`, :func:`non_identity`), the window counter
-of inference (:class:`Counting`), FLOPs per sample from torch's counter
-(:func:`flops_per_sample`), and the data every section draws from: the
+it (:func:`build_net`, :func:`set_norm_fp32`, :func:`non_identity`), FLOPs per sample
+from torch's counter (:func:`flops_per_sample`), and the data every section draws from: the
 ``make_brain_cohort`` subjects, their training slices and the BraTS-like inference volume.
 The helpers shared by all benchmarks (timing, memory, results file) are in ``_common.py``.
 """
@@ -193,23 +192,6 @@ def non_identity(net: UNet, seed: int = 1) -> UNet:
         torch.manual_seed(seed)
         net.conv_out.reset_parameters()
     return net
-
-
-class Counting(nn.Module):
-    """Passes calls through to the network and counts the windows it was given."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-        self.windows = 0
-        self.pixels = 0
-        self.sizes: set[tuple[int, int]] = set()
-
-    def forward(self, x, severity):
-        self.windows += x.shape[0]
-        self.pixels += x.shape[0] * x.shape[-2] * x.shape[-1]
-        self.sizes.add(tuple(x.shape[-2:]))
-        return self.net(x, severity)
 
 
 _FLOPS: dict[tuple, float | None] = {}

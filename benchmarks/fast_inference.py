@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     REPO,
     Budget,
+    Counting,
     Report,
     command_line,
     failure,
@@ -198,13 +199,6 @@ def union_box_maps(det, volumes: np.ndarray) -> np.ndarray:
         det.set_params(background=background)
 
 
-class PassThrough(torch.nn.Module):
-    """A network that returns its input: a map made with it costs all but the network."""
-
-    def forward(self, x, severity):
-        return x
-
-
 def slice_patch(x_train: np.ndarray, multiple: int) -> int:
     """Smallest patch side, a multiple of ``multiple``, that holds the in-plane brain box."""
     ys, xs = np.nonzero((x_train > 0).any(axis=(0, 1)))
@@ -251,8 +245,8 @@ def load_data(s: Setting, seed: int):
 def profile_fastest(det, x_test, dev, report, budget) -> None:
     """Where the time of a whole-slice bf16 ``decision_map`` goes: host or network.
 
-    The same call with the network swapped for one that returns its input
-    (:class:`PassThrough`) costs everything but the network.
+    The same call with the network swapped for a dry :class:`_common.Counting` (it
+    returns its input) costs everything but the network.
     """
     if dev.type != "cuda" or budget.left() < 15:
         return
@@ -263,7 +257,7 @@ def profile_fastest(det, x_test, dev, report, budget) -> None:
         det.set_params(precision="bf16")  # 'auto' maps in fp32
         vol = x_test[:1]
         times = {"network": [], "host": []}
-        for kind, net in (("network", network), ("host", PassThrough())) * 6:
+        for kind, net in (("network", network), ("host", Counting(network, dry=True))) * 6:
             det.network_ = net
             t0 = time.perf_counter()
             det.decision_map(vol)

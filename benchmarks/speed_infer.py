@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import (
+    Counting,
     backend_flags,
     failure,
     fmt_gib,
@@ -37,7 +38,6 @@ from _common import (
 from _speed import (
     REFERENCE_SEVERITIES,
     Config,
-    Counting,
     autocast,
     build_net,
     flops_per_sample,
@@ -167,6 +167,8 @@ class InferenceBench:
             counting.net.eval()
             self._fitted[key] = (det, counting)
         det, counting = self._fitted[key]
+        if self.compiled and not hasattr(counting.net, "_orig_mod"):
+            counting.net = torch.compile(counting.net)
         p = self.cfg.patch
         det.set_params(
             precision=v.precision,
@@ -178,9 +180,8 @@ class InferenceBench:
         return det, counting
 
     def compile(self) -> None:
-        """``torch.compile`` the network of every detector fitted so far and to come."""
-        for _, counting in self._fitted.values():
-            counting.net = torch.compile(counting.net)
+        """From now on, :meth:`detector` hands out detectors whose network is compiled
+        (after their eager one-step fit)."""
         self.compiled = True
 
     def map(self, det: DISYREDetector, v: InferVariant, vol: np.ndarray) -> np.ndarray:
@@ -192,12 +193,9 @@ class InferenceBench:
 
     def run(self, v: InferVariant, budget, *, repeats: int | None = None) -> dict:
         det, counting = self.detector(v)
-        if self.compiled and not hasattr(counting.net, "_orig_mod"):
-            counting.net = torch.compile(counting.net)
         with backend_flags(cudnn_benchmark=v.cudnn_benchmark):
             self.map(det, v, self.vol[self.warm])  # warm-up
-            counting.windows = counting.pixels = 0
-            counting.sizes.clear()
+            counting.reset()
             maps = None
 
             def once():

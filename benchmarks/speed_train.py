@@ -18,13 +18,13 @@ Only the public API: the estimator, its callbacks, the corruptions and the UNet.
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import (
+    StepClock,
     backend_flags,
     failure,
     fmt_gib,
@@ -34,13 +34,11 @@ from _common import (
     free,
     measure,
     peak_memory,
-    sync,
 )
 from _speed import autocast, build_net, flops_per_sample, training_slices
 from torch import nn
 
 from disyre_sk import DISYREDetector
-from disyre_sk.callbacks import TrainingCallback
 from disyre_sk.corruption import get_corruption
 
 # --------------------------------------------------------------------------- 1. training
@@ -220,29 +218,6 @@ def bench_train_network(cfg, dev, budget, report) -> None:
         report.note("train-net", f"× vs fp32: {ratios}.")
 
 
-class StepClock(TrainingCallback):
-    """Wall time of every step of a real ``fit``, the device synchronised after each.
-
-    The per-step hook is public (:meth:`TrainingCallback.on_step_end`); the sync it adds
-    on a GPU is the only change to the fit it watches.
-    """
-
-    def __init__(self, dev):
-        self.dev = dev
-        self.times: list[float] = []
-        self._last = 0.0
-
-    def on_train_begin(self, detector, info):
-        sync(self.dev)
-        self._last = time.perf_counter()
-
-    def on_step_end(self, detector, info):
-        sync(self.dev)
-        now = time.perf_counter()
-        self.times.append(now - self._last)
-        self._last = now
-
-
 def random_patches(slices, fg, batch, patch, dev, seed=0):
     """``batch`` random ``patch``-px crops of the slices with foreground, as tensors."""
     rng = np.random.default_rng(seed)
@@ -253,8 +228,8 @@ def random_patches(slices, fg, batch, patch, dev, seed=0):
         y, x = rng.integers(0, h - patch + 1), rng.integers(0, w - patch + 1)
         xs.append(slices[i, y : y + patch, x : x + patch])
         fgs.append(fg[i, y : y + patch, x : x + patch])
-    as_tensor = lambda a: torch.from_numpy(np.stack(a)[:, None].astype(np.float32)).to(dev)  # noqa: E731
-    return as_tensor(xs), as_tensor(fgs) > 0
+    x = torch.from_numpy(np.stack(xs)[:, None].astype(np.float32)).to(dev)
+    return x, torch.from_numpy(np.stack(fgs)[:, None]).to(dev)
 
 
 def bench_train_e2e(cfg, dev, budget, report, cohort) -> None:

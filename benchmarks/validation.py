@@ -47,7 +47,16 @@ from scipy.stats import spearmanr
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import command_line, git_commit, hardware, md_table, now, write_results
+from _common import (
+    Counting,
+    StepClock,
+    command_line,
+    git_commit,
+    hardware,
+    md_table,
+    now,
+    write_results,
+)
 
 from disyre_sk import DISYREDetector
 from disyre_sk.callbacks import TrainingCallback
@@ -201,41 +210,6 @@ def part1(seeds, n_steps: int, every: int, all_steps: bool, extra: dict):
 # --------------------------------------------------------------------------- part 2
 
 
-class Counting(torch.nn.Module):
-    """Wraps the network: counts the windows it maps, and with ``dry`` returns them
-    unchanged at inference (eval mode) so that a mapping costs everything but the
-    network; training steps (train mode) always run the real network."""
-
-    def __init__(self, net: torch.nn.Module):
-        super().__init__()
-        self.net = net
-        self.windows = 0
-        self.dry = False
-
-    def forward(self, x, severity):
-        if not self.training:
-            self.windows += x.shape[0]
-            if self.dry:
-                return x
-        return self.net(x, severity)
-
-
-class StepClock(TrainingCallback):
-    """Wall time of every training step of a fit."""
-
-    def __init__(self):
-        self.times: list[float] = []
-        self._last = 0.0
-
-    def on_train_begin(self, detector, info):
-        self._last = time.perf_counter()
-
-    def on_step_end(self, detector, info):
-        now = time.perf_counter()
-        self.times.append(now - self._last)
-        self._last = now
-
-
 def brats_like(volume: np.ndarray) -> np.ndarray:
     """Axial slices of a cohort volume zoomed in plane to a 240×240 grid."""
     vol = ndi.zoom(volume, (1.0, *BRATS_ZOOM), order=1).clip(0, 1)
@@ -276,7 +250,7 @@ class PassWindows(TrainingCallback):
         self.windows: int | None = None
 
     def on_train_begin(self, detector, info):
-        self.counting[-1].windows = 0
+        self.counting[-1].reset()
 
     def on_validation(self, detector, info):
         if self.windows is None:
@@ -292,8 +266,7 @@ def dry_validation(volume: np.ndarray) -> dict:
     built: list[Counting] = []
 
     def network(**config):
-        built.append(Counting(UNet(**config)))
-        built[-1].dry = True
+        built.append(Counting(UNet(**config), dry=True))
         return built[-1]
 
     watch = PassWindows(built)

@@ -57,3 +57,38 @@ def test_no_benchmark_reaches_into_the_package_privately():
         if (hits := private.findall(path.read_text()))
     }
     assert offenders == {}
+
+
+def test_counting_network_counts_inference_and_a_dry_one_swapped_in_after_fit_maps(tmp_path):
+    """What the speed, validation and fast-inference benchmarks rely on: the wrapper counts
+    only inference inputs, and set as ``network_`` after fit (the host-work profile) a dry
+    one maps without the network and with the detector's padding rule."""
+    import numpy as np
+    from _benchmarks import load_benchmark
+
+    from disyre_sk import DISYREDetector
+    from disyre_sk.nn import UNet
+
+    common = load_benchmark("_common")
+    x = np.zeros((4, 24, 24), np.float32)
+    x[:, 4:20, 2:22] = np.random.default_rng(0).uniform(0.2, 1, (4, 16, 20))
+    det = DISYREDetector(
+        patch_size=16,
+        widths=(8, 16),
+        n_steps=2,
+        batch_size=2,
+        severities=(0.5,),
+        validation_fraction=0.0,
+        network=lambda **config: common.Counting(UNet(**config)),
+        random_state=0,
+    ).fit(x)
+    counting = det.network_
+    counting.reset()
+    det.decision_map(x[:1])
+    assert counting.windows == det.inference_plan(x[:1]).network_inputs
+    assert counting.sizes == {(16, 16)}
+    det.network_ = common.Counting(counting.net, dry=True)
+    assert det.network_.size_multiple == counting.net.size_multiple
+    # Input returned unchanged: the residual is the fusion's round-off alone.
+    assert det.decision_map(x[:1]).max() < 1e-5
+    assert det.network_.windows == counting.windows

@@ -53,10 +53,3 @@ def test_a_resigned_edit_passes_the_digests_and_is_refused_by_the_next_check(
         DISYREDetector.load(hostile._resave(edited, tmp_path / "unsigned.disyre", False))
     with pytest.raises(ValueError, match="invalid parameters"):
         DISYREDetector.load(hostile._resave(edited, tmp_path / "signed.disyre"))
-
-
-def test_the_benchmark_imports_no_private_module_of_the_package():
-    from _benchmarks import BENCH
-
-    source = (BENCH / "_hostile_files.py").read_text()
-    assert "disyre_sk._" not in source and "from disyre_sk._" not in source
