@@ -313,7 +313,9 @@ def run_seed(
         if not any(want(n) for n in names):
             continue
         say(f"[seed {seed}] training DISYRE ({corruption}, {params['n_steps']} steps)...")
-        det = DISYREDetector(**params, corruption=corruption, calibration_size=CALIBRATION_SIZE)
+        det = DISYREDetector(
+            **dict(params, corruption=corruption), calibration_size=CALIBRATION_SIZE
+        )
         t = time.perf_counter()
         det.fit(cohort.X_train)
         fit_s = time.perf_counter() - t

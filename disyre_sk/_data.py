@@ -6,9 +6,11 @@ arrays into the float32 ``[0, 1]`` slices the network sees, and back.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from .metrics._core import top_k_count
 
@@ -175,6 +177,40 @@ def from_slices(
     depth = image_shape[slice_axis]
     stacked = slices.reshape((n, depth, *slices.shape[1:]))
     return np.moveaxis(stacked, 1, 1 + slice_axis)
+
+
+def in_plane_erosion(slice_fg: np.ndarray, pixels: int) -> np.ndarray:
+    """``(N, H, W)`` masks eroded in-plane as the restorer erodes its maps' foreground.
+
+    ``pixels`` passes of the 3 x 3 cross, outside the image counting as background.
+    """
+    if pixels <= 0:
+        return slice_fg
+    cross = ndi.generate_binary_structure(2, 1)[None]
+    return ndi.binary_erosion(slice_fg, structure=cross, iterations=int(pixels), border_value=0)
+
+
+def smooth_across_slices(
+    maps: np.ndarray, support: np.ndarray, sigma: float, slice_axis: int
+) -> np.ndarray:
+    """Gaussian smoothing of ``(n, D, H, W)`` maps along ``slice_axis`` inside ``support``.
+
+    A normalised convolution, as the in-plane smoothing: voxels outside ``support``
+    neither dilute their neighbours nor receive a value, and the volume's ends are not
+    dimmed. A 2-D network maps every slice on its own, so its maps carry noise that
+    changes from one slice to the next while a lesion spans several slices.
+    """
+    if sigma < 0.1:
+        return maps
+    axis = 1 + slice_axis
+    # The kernel reaches 4 sigma, as in-plane, but never past the volume's depth: a
+    # longer one changes nothing (and a huge sigma would allocate a huge kernel).
+    radius = max(1, min(math.ceil(4 * sigma), maps.shape[axis] - 1))
+    weight = support.astype(np.float32)
+    kw = dict(axis=axis, mode="constant", truncate=radius / sigma)
+    num = ndi.gaussian_filter1d(maps * weight, sigma, **kw)
+    den = ndi.gaussian_filter1d(weight, sigma, **kw)
+    return np.where(support, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
 
 
 def reduce_scores(

@@ -40,8 +40,9 @@ TEST_BASES = ("colin",)
 # ones (benchmarks/demo_recipes.py: 1,200 steps of 16 against 300 of 64; the demo stops
 # at 1,000 to stay within five minutes); whole slices are mapped, each residual is divided
 # by the healthy residual of its intensity, lightly smoothed, the brain's 2-pixel rim is
-# set to 0 (benchmarks/held_out.py), and each voxel is compared with the healthy
-# training maps at the same place (the subjects share one grid).
+# set to 0 (benchmarks/held_out.py), the slices' maps are averaged across neighbouring
+# slices (benchmarks/demo_recipes.py, 'across0' against the demo), and each voxel is
+# compared with the healthy training maps at the same place (the subjects share one grid).
 QUICK = dict(
     cohort=dict(n_healthy=16, n_test=12, voxel_size=3.0),
     detector=dict(
@@ -56,6 +57,7 @@ QUICK = dict(
         window_size="slice",
         severities=(0.25, 0.5),
         map_smoothing=1.0,
+        map_smoothing_across=2.0,
         map_normalization="intensity",
         map_standardization="location",
         map_erosion=2,

@@ -55,11 +55,12 @@ def _sample_groups(shape) -> list[slice]:
     return [slice(start, start + group) for start in range(0, shape[0], group)]
 
 
-def _check_map_smoothing(value) -> float:
-    """``map_smoothing`` as a float; a clear error unless it is finite and >= 0."""
+def _check_map_smoothing(value, name: str = "map_smoothing") -> float:
+    """A smoothing sigma as a float; a clear error unless it is finite and >= 0."""
     if not isinstance(value, Real) or not 0 <= float(value) < math.inf:
+        unit = "slices" if name == "map_smoothing_across" else "pixels"
         raise ValueError(
-            "map_smoothing must be a finite number >= 0 (a Gaussian sigma in pixels; 0 for "
+            f"{name} must be a finite number >= 0 (a Gaussian sigma in {unit}; 0 for "
             f"none), got {value!r}."
         )
     return float(value)
@@ -188,6 +189,18 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         published method does. Restorations are noisy pixel by pixel while lesions
         span many pixels, so a sigma of about one pixel often helps (the user guide's
         inference page has the measurements). Choose it on annotated validation scans.
+    map_smoothing_across : float, default=0.0
+        Standard deviation, in slices, of a Gaussian that smooths the maps of
+        ``(n, D, H, W)`` volumes along ``slice_axis``, across neighbouring slices,
+        inside the foreground (a normalised convolution, after the in-plane smoothing
+        and erosion). The network maps every slice on its own, so its maps hold noise
+        that changes from one slice to the next, while a lesion spans several slices:
+        averaged across slices, the noise falls and the lesion stays (the user guide's
+        inference page has the measurements). A lesion thinner than about one sigma is
+        dimmed. ``0`` keeps each slice's map as it is, as the published method does.
+        2-D images are never smoothed across samples. With
+        ``map_standardization='location'``, set it before ``fit``: the healthy
+        reference maps are learned with it.
     map_normalization : {None, 'intensity'}, default=None
         ``'intensity'``: after training, ``fit`` measures how much the network changes
         healthy tissue of each intensity (the mean residual of training slices in 20
@@ -408,6 +421,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "window_size": [None, StrOptions({"slice"}), Interval(Integral, 1, None, closed="left")],
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
         "map_smoothing": [Interval(Real, 0, None, closed="left")],
+        "map_smoothing_across": [Interval(Real, 0, None, closed="left")],
         "map_normalization": [None, StrOptions({"intensity"})],
         "map_standardization": [None, StrOptions({"location"})],
         "map_erosion": [Interval(Integral, 0, None, closed="left")],
@@ -462,6 +476,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         window_size=None,
         inference_batch_size=64,
         map_smoothing=0.0,
+        map_smoothing_across=0.0,
         map_normalization=None,
         map_standardization=None,
         map_erosion=0,
@@ -505,6 +520,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.window_size = window_size
         self.inference_batch_size = inference_batch_size
         self.map_smoothing = map_smoothing
+        self.map_smoothing_across = map_smoothing_across
         self.map_normalization = map_normalization
         self.map_standardization = map_standardization
         self.map_erosion = map_erosion
@@ -540,6 +556,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             )
         severities = check_severities(self.severities)
         _check_map_smoothing(self.map_smoothing)  # inf passes the Interval constraint
+        _check_map_smoothing(self.map_smoothing_across, "map_smoothing_across")
         for name in ("top_k", "learning_rate", "weight_decay", "grad_clip", "validation_tol"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
@@ -835,6 +852,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "stride",
             "window_size",
             "map_smoothing",
+            "map_smoothing_across",
             "map_normalization",
             "map_standardization",
             "map_erosion",
@@ -853,6 +871,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "window_size",
             "inference_batch_size",
             "map_smoothing",
+            "map_smoothing_across",
             "map_normalization",
             "map_standardization",
             "map_erosion",
@@ -1030,6 +1049,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         layout = self._layout
         restorer = self._restorer()
         location = self._checked_reference() if standardize else None
+        across = _check_map_smoothing(self.map_smoothing_across, "map_smoothing_across")
         out = np.empty(images.shape, dtype=np.float32)
         for part in _sample_groups(images.shape):
             scaled = _data.scale_intensities(images[part], foreground[part], self.intensity_range_)
@@ -1039,6 +1059,16 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             out[part] = _data.from_slices(
                 maps, scaled.shape[0], layout.image_shape, self.slice_axis
             )
+            if layout.is_volume and across >= 0.1:
+                support = _data.in_plane_erosion(slice_fg, int(self.map_erosion))
+                out[part] = _data.smooth_across_slices(
+                    out[part],
+                    _data.from_slices(
+                        support, scaled.shape[0], layout.image_shape, self.slice_axis
+                    ),
+                    across,
+                    self.slice_axis,
+                )
         bad = np.flatnonzero(~np.isfinite(out.reshape(len(out), -1)).all(axis=1))
         if bad.size:
             # Inputs are checked finite, so the network made these: damaged weights.

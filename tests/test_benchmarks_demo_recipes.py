@@ -14,6 +14,8 @@ def test_the_benchmark_measures_the_demo_recipe():
     # The demo takes the recipe the benchmark chose, stopped earlier to fit its time.
     chosen_batch, chosen_steps, overrides = bench.RECIPES["b16x1200"]
     assert chosen_batch == batch and steps <= chosen_steps and overrides == {}
+    assert bench.MAP_RECIPES["b16x1000"] == (batch, steps, {})
+    assert all(len(o) == 1 for _, _, o in bench.MAP_RECIPES.values() if o)
     # Equal pixels per recipe: the comparison is updates, corruption and context, not data.
     side = demo["patch_size"]
     pixels = {b * s * o.get("patch_size", side) ** 2 for b, s, o in bench.RECIPES.values()}

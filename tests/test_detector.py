@@ -4,6 +4,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage as ndi
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
@@ -516,6 +517,85 @@ def test_map_smoothing_at_predict_time(fitted, healthy):
     for bad in (-2, float("inf")):
         with pytest.raises(ValueError, match="map_smoothing"):
             DISYREDetector(**{**TINY, "map_smoothing": bad}).fit(healthy)
+
+
+# ---------------------------------------------------------- smoothing across slices
+def _across_by_hand(maps, support, sigma, axis):
+    """The normalised convolution along one axis, written out with a dense kernel."""
+    depth = maps.shape[1 + axis]
+    idx = np.arange(depth)
+    kernel = np.exp(-0.5 * ((idx[:, None] - idx[None, :]) / sigma) ** 2)
+    kernel[np.abs(idx[:, None] - idx[None, :]) > min(np.ceil(4 * sigma), depth - 1)] = 0
+    m = np.moveaxis(np.where(support, maps, 0.0), 1 + axis, -1).astype(np.float64)
+    w = np.moveaxis(support, 1 + axis, -1).astype(np.float64)
+    out = (m @ kernel.T) / np.maximum(w @ kernel.T, 1e-12)
+    return np.where(support, np.moveaxis(out, -1, 1 + axis), 0.0)
+
+
+@pytest.mark.parametrize("axis", [0, 2])
+def test_map_smoothing_across_averages_neighbouring_slices(healthy, axis):
+    vols = np.stack([healthy[:6], healthy[6:12]])  # (2, 6, 16, 16)
+    vols = np.moveaxis(vols, 1, 1 + axis)
+    det = DISYREDetector(**TINY, slice_axis=axis).fit(vols)
+    raw = det.decision_map(vols)
+    det.set_params(map_smoothing_across=1.5)
+    across = det.decision_map(vols)
+    fg = vols != 0
+    np.testing.assert_allclose(across, _across_by_hand(raw, fg, 1.5, axis), atol=1e-5)
+    assert np.all(across[~fg] == 0)
+    # Slice-to-slice differences shrink; the mean level stays.
+    step = lambda m: np.abs(np.diff(m, axis=1 + axis))[...].mean()  # noqa: E731
+    assert step(across) < 0.7 * step(raw)
+    assert np.isclose(across[fg].mean(), raw[fg].mean(), rtol=0.15)
+
+
+def test_map_smoothing_across_keeps_the_eroded_rim_at_zero(healthy):
+    vols = np.stack([healthy[:6], healthy[6:12]])
+    det = DISYREDetector(**TINY, map_erosion=1).fit(vols)
+    eroded = det.decision_map(vols)
+    det.set_params(map_smoothing_across=2.0)
+    across = det.decision_map(vols)
+    # The rim that erosion zeroed neither takes values from the neighbouring slices'
+    # interior nor pulls that interior down: it is left out of the convolution.
+    cross = ndi.generate_binary_structure(2, 1)[None, None]
+    support = ndi.binary_erosion(vols != 0, structure=cross, border_value=0)
+    rim = (vols != 0) & ~support
+    assert rim.any() and np.all(eroded[rim] == 0) and np.all(across[rim] == 0)
+    np.testing.assert_allclose(across, _across_by_hand(eroded, support, 2.0, 0), atol=1e-5)
+
+
+def test_map_smoothing_across_leaves_2d_images_alone(fitted, healthy):
+    raw = fitted.decision_map(healthy[:4])
+    fitted.set_params(map_smoothing_across=3.0)
+    try:
+        with pytest.warns(UserWarning, match="stale threshold"):
+            fitted.predict(healthy[:4])  # a scoring setting: offset_ knows its value
+        np.testing.assert_array_equal(fitted.decision_map(healthy[:4]), raw)
+    finally:
+        fitted.set_params(map_smoothing_across=0.0)
+    for bad in (-1.0, float("inf"), float("nan")):
+        fitted.set_params(map_smoothing_across=bad)
+        try:
+            with pytest.raises(ValueError, match="map_smoothing_across"):
+                fitted.decision_map(healthy[:1])
+        finally:
+            fitted.set_params(map_smoothing_across=0.0)
+
+
+def test_map_smoothing_across_enters_the_location_reference(healthy):
+    vols = np.stack([healthy[:6], healthy[6:12], healthy[3:9]])
+    plain = DISYREDetector(**TINY, map_standardization="location").fit(vols)
+    smooth = DISYREDetector(**TINY, map_standardization="location", map_smoothing_across=2.0).fit(
+        vols
+    )
+    # Same network (same seed); the reference is learned from the maps as they are mapped.
+    assert not np.allclose(plain.location_mean_, smooth.location_mean_)
+    raw = clone(smooth).set_params(map_standardization=None)
+    raw.__dict__.update({k: v for k, v in vars(smooth).items() if k.endswith("_")})
+    raw._layout = smooth._layout
+    sums = reference_sums(raw.decision_map(vols), vols != 0)
+    mean, _ = location_reference(sums)
+    np.testing.assert_allclose(smooth.location_mean_, mean, rtol=1e-5, atol=1e-7)
 
 
 # ---------------------------------------------------------------- map normalisation

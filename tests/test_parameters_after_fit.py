@@ -70,6 +70,8 @@ def fresh(detector):
         ("map_smoothing", -1.0),
         ("map_smoothing", float("inf")),
         ("map_smoothing", float("nan")),
+        ("map_smoothing_across", -1.0),
+        ("map_smoothing_across", float("inf")),
         ("map_normalization", "Intensity"),
         ("map_normalization", "intensity"),  # fitted without the profile: refit needed
         ("map_standardization", "Location"),
@@ -150,6 +152,7 @@ _PREDICT_TIME = (
     "window_size",
     "inference_batch_size",
     "map_smoothing",
+    "map_smoothing_across",
     "map_erosion",
     "score_reduction",
     "top_k",
