@@ -134,6 +134,9 @@ _INVALID_AFTER_FIT = [
     ("map_smoothing", float("inf")),
     ("map_smoothing", float("nan")),
     ("map_smoothing", "1"),
+    ("map_smoothing_across", -1.0),
+    ("map_smoothing_across", float("inf")),
+    ("map_smoothing_across", "2"),
     ("map_normalization", "Intensity"),
     ("map_normalization", "intensity"),
     ("map_erosion", -1),
@@ -145,6 +148,8 @@ _INVALID_AFTER_FIT = [
 _VALID_AFTER_FIT = [
     ("map_smoothing", 2.0),
     ("map_smoothing", 1e9),
+    ("map_smoothing_across", 2.0),
+    ("map_smoothing_across", 1e9),
     ("map_erosion", 1),
     ("map_erosion", 10**9),
     ("window_size", "slice"),
