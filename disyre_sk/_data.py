@@ -179,17 +179,6 @@ def from_slices(
     return np.moveaxis(stacked, 1, 1 + slice_axis)
 
 
-def in_plane_erosion(slice_fg: np.ndarray, pixels: int) -> np.ndarray:
-    """``(N, H, W)`` masks eroded in-plane as the restorer erodes its maps' foreground.
-
-    ``pixels`` passes of the 3 x 3 cross, outside the image counting as background.
-    """
-    if pixels <= 0:
-        return slice_fg
-    cross = ndi.generate_binary_structure(2, 1)[None]
-    return ndi.binary_erosion(slice_fg, structure=cross, iterations=int(pixels), border_value=0)
-
-
 def smooth_across_slices(
     maps: np.ndarray, support: np.ndarray, sigma: float, slice_axis: int
 ) -> np.ndarray:

@@ -36,7 +36,7 @@ from ._engine import monitor, reference
 from ._engine.augment import Augmentation
 from ._engine.checkpoint import Checkpointer, fingerprint
 from ._engine.distributed import join_world
-from ._engine.inference import Restorer
+from ._engine.inference import Restorer, erode_foreground
 from ._engine.persist import load_detector, save_detector
 from ._engine.training import SliceBank, Trainer
 from ._files import check_writable, jsonable
@@ -55,10 +55,9 @@ def _sample_groups(shape) -> list[slice]:
     return [slice(start, start + group) for start in range(0, shape[0], group)]
 
 
-def _check_map_smoothing(value, name: str = "map_smoothing") -> float:
+def _check_map_smoothing(value, name: str = "map_smoothing", unit: str = "pixels") -> float:
     """A smoothing sigma as a float; a clear error unless it is finite and >= 0."""
     if not isinstance(value, Real) or not 0 <= float(value) < math.inf:
-        unit = "slices" if name == "map_smoothing_across" else "pixels"
         raise ValueError(
             f"{name} must be a finite number >= 0 (a Gaussian sigma in {unit}; 0 for "
             f"none), got {value!r}."
@@ -556,7 +555,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             )
         severities = check_severities(self.severities)
         _check_map_smoothing(self.map_smoothing)  # inf passes the Interval constraint
-        _check_map_smoothing(self.map_smoothing_across, "map_smoothing_across")
+        _check_map_smoothing(self.map_smoothing_across, "map_smoothing_across", "slices")
         for name in ("top_k", "learning_rate", "weight_decay", "grad_clip", "validation_tol"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
@@ -1049,7 +1048,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         layout = self._layout
         restorer = self._restorer()
         location = self._checked_reference() if standardize else None
-        across = _check_map_smoothing(self.map_smoothing_across, "map_smoothing_across")
+        across = float(self.map_smoothing_across)  # checked by _restorer() above
         out = np.empty(images.shape, dtype=np.float32)
         for part in _sample_groups(images.shape):
             scaled = _data.scale_intensities(images[part], foreground[part], self.intensity_range_)
@@ -1060,7 +1059,15 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 maps, scaled.shape[0], layout.image_shape, self.slice_axis
             )
             if layout.is_volume and across >= 0.1:
-                support = _data.in_plane_erosion(slice_fg, int(self.map_erosion))
+                # The rim the restorer zeroed, found by the restorer's own erosion.
+                support = (
+                    erode_foreground(
+                        torch.from_numpy(np.ascontiguousarray(slice_fg[:, None], np.float32)),
+                        int(self.map_erosion),
+                    )[:, 0]
+                    .numpy()
+                    .astype(bool)
+                )
                 out[part] = _data.smooth_across_slices(
                     out[part],
                     _data.from_slices(
