@@ -38,8 +38,9 @@ TEST_BASES = ("colin",)
 # Many small patches (one synthetic anomaly each) learn faster per second of CPU than
 # few large ones, and the same patches in many small batches better than in few large
 # ones (benchmarks/demo_recipes.py: 1,200 steps of 16 against 300 of 64; with the map
-# settings below, 1,200 steps were no better than 1,000, so the demo stops at 1,000); whole slices are mapped, each residual is divided
-# by the healthy residual of its intensity, lightly smoothed, the brain's 2-pixel rim is
+# settings below, 1,200 steps were no better than 1,000, so the demo stops at 1,000);
+# whole slices are mapped, each residual is divided by the healthy residual of its
+# intensity, lightly smoothed, the brain's 2-pixel rim is
 # set to 0 (benchmarks/held_out.py), the slices' maps are averaged across neighbouring
 # slices (benchmarks/demo_recipes.py, 'across0' against the demo), and each voxel is
 # compared with the healthy training maps at the same place (the subjects share one grid).
