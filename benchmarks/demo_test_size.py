@@ -33,6 +33,11 @@ from disyre_sk.datasets import make_brain_cohort
 
 SEED_OFFSET = 2000  # false_positives.py uses +1000 for its new training-brain subjects
 METRICS = ("pixel_ap", "slice_auroc", "volume_auroc")
+# held_out.py's baseline names, as the demo prints them.
+DEMO_NAMES = {
+    "intensity (bright)": "intensity threshold (bright)",
+    "intensity |x - median|": "intensity threshold |x - median|",
+}
 
 
 def run_demo(seed: int, out: Path) -> Path:
@@ -72,7 +77,8 @@ def larger_rows(folder: Path, meta: dict, n_test: int) -> tuple[list[dict], list
     )
     det = DISYREDetector.load(folder / "model.disyre")
     det.set_params(verbose=False)
-    maps = {"DISYRE": det.decision_map(cohort.X_test), **baselines(cohort)}
+    named = {DEMO_NAMES.get(k, k): v for k, v in baselines(cohort).items()}
+    maps = {"DISYRE": det.decision_map(cohort.X_test), **named}
     rows = [{"method": name, **evaluate(m, cohort)} for name, m in maps.items()]
     return rows, list(cohort.families_test)
 
@@ -82,13 +88,24 @@ def fmt(v) -> str:
 
 
 def report(runs: list[dict], n_test: int) -> str:
-    header = ["seed", "test set", "method", "pixel AP", "slice AUROC", "volume AUROC", *FAMILIES]
+    # Only the families some test set holds get a column.
+    families = [
+        f
+        for f in FAMILIES
+        if any(r.get(f) is not None for run in runs for r in run["demo"] + run["larger"])
+    ]
+    header = ["seed", "test set", "method", "pixel AP", "slice AUROC", "volume AUROC", *families]
     rows = []
     for run in runs:
         for label, key in (("demo's, 12", "demo"), (f"new, {n_test}", "larger")):
             for r in run[key]:
                 rows.append(
-                    [run["seed"], label, r["method"], *(fmt(r[k]) for k in (*METRICS, *FAMILIES))]
+                    [
+                        run["seed"],
+                        label,
+                        r["method"],
+                        *(fmt(r.get(k)) for k in (*METRICS, *families)),
+                    ]
                 )
     spread = []
     for key, label in (("demo", "demo's, 12"), ("larger", f"new, {n_test}")):

@@ -54,3 +54,5 @@ def test_report_lists_disyre_per_seed_sorted_and_every_row(dts):
     # Three seeds, two test sets, two methods each; the missing stroke AP is a dash.
     assert text.count("| intensity threshold (bright) |") == 6
     assert "| 0.100 | — | — | — |" in text
+    # No run holds an infarct: no column for it.
+    assert "infarct" not in text and "| cavity |" in text
