@@ -134,10 +134,10 @@ SETTINGS: dict[str, dict] = {
         pyod=dict(downsample=1, ae_epochs=1),
         budget_s=300,
     ),
-    # Two CPU cores, about 15 minutes a protocol for three seeds: the demo's cohort
-    # size and recipe (whole-slice maps, residuals normalised per intensity and per
+    # Two CPU cores, about 20 minutes a protocol for three seeds: the demo's voxels, test
+    # subjects and recipe (whole-slice maps, residuals normalised per intensity and per
     # location, smoothed in and across slices, the rim eroded) at 400 steps instead of
-    # 1,000 and with 12 healthy training subjects instead of 16.
+    # 1,000, with 12 healthy training subjects instead of 16.
     "small": dict(
         cohort=dict(n_healthy=12, n_test=12, voxel_size=3.0),
         detector=dict(DEMO_SETTINGS, batch_size=16, n_steps=400, warmup_steps=40),
