@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
+from false_positives import run_demo
 from held_out import FAMILIES, baselines, evaluate
 
 from disyre_sk import DISYREDetector
@@ -38,13 +38,6 @@ DEMO_NAMES = {
     "intensity (bright)": "intensity threshold (bright)",
     "intensity |x - median|": "intensity threshold |x - median|",
 }
-
-
-def run_demo(seed: int, out: Path) -> Path:
-    """Run ``disyre demo`` for ``seed`` into ``out``; return the folder."""
-    cmd = [sys.executable, "-m", "disyre_sk.cli", "demo", "--out", str(out), "--seed", str(seed)]
-    subprocess.run([*cmd, "--quiet"], check=True)
-    return out
 
 
 def demo_rows(meta: dict) -> list[dict]:
