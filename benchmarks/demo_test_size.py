@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
-from false_positives import run_demo
+from false_positives import fmt, run_demo
 from held_out import FAMILIES, baselines, evaluate
 
 from disyre_sk import DISYREDetector
@@ -76,10 +76,6 @@ def larger_rows(folder: Path, meta: dict, n_test: int) -> tuple[list[dict], list
     return rows, list(cohort.families_test)
 
 
-def fmt(v) -> str:
-    return "—" if v is None else f"{v:.3f}"
-
-
 def report(runs: list[dict], n_test: int) -> str:
     # Only the families some test set holds get a column.
     families = [
@@ -97,7 +93,7 @@ def report(runs: list[dict], n_test: int) -> str:
                         run["seed"],
                         label,
                         r["method"],
-                        *(fmt(r.get(k)) for k in (*METRICS, *families)),
+                        *(fmt(r.get(k), ".3f") for k in (*METRICS, *families)),
                     ]
                 )
     spread = []
