@@ -181,13 +181,14 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         accuracy on your data before relying on it).
     inference_batch_size : int, default=64
         Windows per network call at inference.
-    map_smoothing : float, default=0.0
+    map_smoothing : float, default=1.0
         Standard deviation, in pixels, of an in-plane Gaussian that smooths each map
         inside the foreground (a normalised convolution: the brain's edge is not
-        dimmed, and the map stays 0 outside). ``0`` keeps the raw map, as the
-        published method does. Restorations are noisy pixel by pixel while lesions
-        span many pixels, so a sigma of about one pixel often helps (the user guide's
-        inference page has the measurements). Choose it on annotated validation scans.
+        dimmed, and the map stays 0 outside). Restorations are noisy pixel by pixel
+        while lesions span many pixels: one pixel raised pixel AP in every comparison
+        recorded (CPU and GPU, three corruptions, two contrasts, two unseen brains; the
+        user guide's inference page has the measurements), so it is on by default.
+        ``0`` keeps the raw map, as the published method does.
     map_smoothing_across : float, default=0.0
         Standard deviation, in slices, of a Gaussian that smooths the maps of
         ``(n, D, H, W)`` volumes along ``slice_axis``, across neighbouring slices,
@@ -474,7 +475,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         stride=None,
         window_size=None,
         inference_batch_size=64,
-        map_smoothing=0.0,
+        map_smoothing=1.0,
         map_smoothing_across=0.0,
         map_normalization=None,
         map_standardization=None,

@@ -495,14 +495,17 @@ def test_stale_offset_warns(fitted, healthy):
 
 def test_map_smoothing_at_predict_time(fitted, healthy):
     x = healthy[:3]
-    raw = fitted.decision_map(x)
-    fitted.set_params(map_smoothing=1.5)
+    assert DISYREDetector().map_smoothing == 1.0  # one pixel unless asked otherwise
+    original = fitted.map_smoothing
     try:
+        fitted.set_params(map_smoothing=0.0)
         with pytest.warns(UserWarning, match="stale threshold"):
-            fitted.predict(x)  # offset_ was set on raw maps
+            fitted.predict(x)  # offset_ was set on maps smoothed by the default
+        raw = fitted.decision_map(x)
+        fitted.set_params(map_smoothing=1.5)
         smooth = fitted.decision_map(x)
     finally:
-        fitted.set_params(map_smoothing=0.0)
+        fitted.set_params(map_smoothing=original)
     fg = x != 0
     assert smooth.shape == raw.shape and np.all(smooth[~fg] == 0)
     assert smooth[fg].std() < raw[fg].std()
@@ -513,7 +516,7 @@ def test_map_smoothing_at_predict_time(fitted, healthy):
             with pytest.raises(ValueError, match="map_smoothing"):
                 fitted.decision_map(x)
         finally:
-            fitted.set_params(map_smoothing=0.0)
+            fitted.set_params(map_smoothing=original)
     for bad in (-2, float("inf")):
         with pytest.raises(ValueError, match="map_smoothing"):
             DISYREDetector(**{**TINY, "map_smoothing": bad}).fit(healthy)
@@ -603,7 +606,7 @@ def test_map_smoothing_across_enters_the_location_reference(healthy):
 
 # ---------------------------------------------------------------- map normalisation
 def test_map_normalization_learns_a_profile_and_divides_by_it(healthy, tmp_path):
-    det = DISYREDetector(**TINY, map_normalization="intensity").fit(healthy)
+    det = DISYREDetector(**TINY, map_normalization="intensity", map_smoothing=0.0).fit(healthy)
     profile = np.asarray(det.residual_profile_)
     assert profile.shape == (20,) and (profile > 0).all()
     normalised = det.decision_map(healthy[:3])
