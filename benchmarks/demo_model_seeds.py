@@ -1,0 +1,149 @@
+"""How far the training seed alone moves the demo's figures: one cohort, several networks.
+
+    python benchmarks/demo_model_seeds.py [--cohort-seed 0] [--model-seeds 0 1 2]
+                                          [--n-test 36]
+                                          [--out benchmarks/results/demo_model_seeds_cpu.md]
+
+``disyre demo --seed S`` draws its cohort and its network from one seed, so the spread of
+``demo_cpu.md`` over seeds mixes two things: which subjects were drawn and how the
+training went. Here the cohort is fixed (the demo's, ``random_state = --cohort-seed``)
+and only the detector's ``random_state`` changes: its initial weights, its patches, its
+corruptions. Each network is the demo's recipe (``demo_recipes.py``'s ``b16x1000``, the
+same settings as ``disyre_sk/_demo.py``); model seed equal to the cohort seed is the
+demo itself, so its first row repeats ``demo_cpu.md``'s. Every network maps the demo's
+12 test subjects and the larger independent set of ``demo_test_size.py`` (``--n-test``
+subjects of the same unseen brain, ``random_state = cohort seed + 2000``), scored with
+``held_out.py``'s metrics beside the two intensity thresholds. Only public API is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import command_line, git_commit, hardware, md_table, now, write_results
+from demo_recipes import ALL_RECIPES, COHORT, SETTINGS
+from demo_test_size import SEED_OFFSET
+from false_positives import fmt
+from held_out import FAMILIES, baselines, evaluate
+
+from disyre_sk import DISYREDetector
+from disyre_sk.datasets import make_brain_cohort
+
+RECIPE = "b16x1000"  # the demo
+METRICS = ("pixel_ap", "slice_auroc", "volume_auroc")
+
+
+def detector(model_seed: int) -> DISYREDetector:
+    """The demo's detector (not fitted), seeded with ``model_seed``."""
+    batch, steps, overrides = ALL_RECIPES[RECIPE]
+    return DISYREDetector(
+        **{**SETTINGS, **overrides},
+        batch_size=batch,
+        n_steps=steps,
+        warmup_steps=steps // 10,
+        device="cpu",
+        random_state=model_seed,
+    )
+
+
+def report(rows: list[dict]) -> str:
+    families = [f for f in FAMILIES if any(r.get(f) is not None for r in rows)]
+    sets = list(dict.fromkeys(r["test set"] for r in rows))
+    spread = []
+    for s in sets:
+        sel = [r for r in rows if r["test set"] == s and r["method"] == "DISYRE"]
+        cells = []
+        for k in METRICS:
+            v = np.array([r[k] for r in sel])
+            cells.append(f"{v.min():.3f} / {v.mean():.3f} / {v.max():.3f}")
+        spread.append([s, len(sel), *cells])
+    per_model = [
+        [
+            r["test set"],
+            r.get("model seed", ""),
+            r["method"],
+            *(fmt(r.get(k), ".3f") for k in (*METRICS, *families)),
+            fmt(r.get("fit_s"), ".0f"),
+        ]
+        for r in rows
+    ]
+    return (
+        "### DISYRE over model seeds: min / mean / max\n\n"
+        + md_table(["test set", "models", "pixel AP", "slice AUROC", "volume AUROC"], spread)
+        + "\n\n### every network (pixel AP per family in the middle columns)\n\n"
+        + md_table(
+            [
+                "test set",
+                "model seed",
+                "method",
+                "pixel AP",
+                "slice AUROC",
+                "volume AUROC",
+                *families,
+                "fit s",
+            ],
+            per_model,
+        )
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cohort-seed", type=int, default=0)
+    ap.add_argument("--model-seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--n-test", type=int, default=36)
+    ap.add_argument("--out", default="benchmarks/results/demo_model_seeds_cpu.md")
+    args = ap.parse_args()
+    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
+    t0 = time.perf_counter()
+    demo = make_brain_cohort(**COHORT, random_state=args.cohort_seed)
+    larger = make_brain_cohort(
+        **{**COHORT, "n_healthy": 0, "n_test": args.n_test},
+        random_state=args.cohort_seed + SEED_OFFSET,
+    )
+    sets = {"demo's, 12": demo, f"new, {args.n_test}": larger}
+    rows = [
+        {"test set": name, "method": method, **evaluate(maps, cohort)}
+        for name, cohort in sets.items()
+        for method, maps in baselines(cohort).items()
+    ]
+    head = (
+        f"Cohort seed {args.cohort_seed} ({COHORT}); the larger test set: {args.n_test} "
+        f"subjects, `random_state = {args.cohort_seed + SEED_OFFSET}`. Detector: {SETTINGS}, "
+        f"recipe {RECIPE} {ALL_RECIPES[RECIPE]} (batch, steps, overrides); model seeds "
+        f"{args.model_seeds}.\n\n"
+    )
+    for model_seed in args.model_seeds:
+        print(f"model seed {model_seed}...", flush=True)
+        det = detector(model_seed)
+        t = time.perf_counter()
+        det.fit(demo.X_train)
+        fit_s = time.perf_counter() - t
+        for name, cohort in sets.items():
+            r = evaluate(det.decision_map(cohort.X_test), cohort)
+            rows.append(
+                {
+                    "test set": name,
+                    "model seed": model_seed,
+                    "method": "DISYRE",
+                    **r,
+                    "fit_s": fit_s,
+                }
+            )
+        body = head + report(rows)
+        body += f"\n\nRun time so far: {time.perf_counter() - t0:.0f} s. Raw: the JSON beside."
+        path = write_results(
+            args.out, "The demo's figures over training seeds", info, body, raw=rows
+        )
+    print(Path(path).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
