@@ -1,0 +1,57 @@
+"""Checks of ``benchmarks/demo_model_seeds.py``: the demo's detector, and its table."""
+
+import pytest
+from _benchmarks import load_benchmark
+
+from disyre_sk._demo import QUICK
+
+
+@pytest.fixture(scope="module")
+def dms():
+    return load_benchmark("demo_model_seeds")
+
+
+def test_the_detector_is_the_demos_with_only_its_seed_changed(dms):
+    params = dms.detector(7).get_params()
+    assert params["random_state"] == 7 and params["device"] == "cpu"
+    for name, value in QUICK["detector"].items():
+        assert params[name] == value, name
+
+
+def _row(test_set, method, ap, model_seed=None):
+    row = {
+        "test set": test_set,
+        "method": method,
+        "pixel_ap": ap,
+        "slice_auroc": 0.7,
+        "volume_auroc": 0.8,
+        "tumour": 0.5,
+        "stroke": None,
+        "foci": 0.01,
+        "cavity": 0.4,
+        "infarct": None,
+    }
+    if model_seed is not None:
+        row.update({"model seed": model_seed, "fit_s": 190.4, "stroke": 0.3})
+    return row
+
+
+def test_report_spreads_disyre_over_model_seeds_per_test_set(dms):
+    rows = [
+        _row("demo's, 12", "intensity (bright)", 0.05),
+        _row("new, 36", "intensity (bright)", 0.02),
+        _row("demo's, 12", "DISYRE", 0.5, 0),
+        _row("new, 36", "DISYRE", 0.1, 0),
+        _row("demo's, 12", "DISYRE", 0.3, 1),
+        _row("new, 36", "DISYRE", 0.4, 1),
+    ]
+    text = dms.report(rows)
+    # min / mean / max over the two networks, baselines left out of the spread.
+    assert "| demo's, 12 | 2 | 0.300 / 0.400 / 0.500 |" in text
+    assert "| new, 36 | 2 | 0.100 / 0.250 / 0.400 |" in text
+    # Every row listed; baselines carry no model seed or fit time; a missing family is a
+    # dash, a family no row holds gets no column.
+    row = "| new, 36 | 1 | DISYRE | 0.400 | 0.700 | 0.800 | 0.500 | 0.300 | 0.010 | 0.400 | 190 |"
+    assert row in text
+    assert "| demo's, 12 |  | intensity (bright) | 0.050 | 0.700 | 0.800 | 0.500 | — |" in text
+    assert "infarct" not in text
