@@ -202,6 +202,21 @@ def smooth_across_slices(
     return np.where(support, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
 
 
+def median_filter_maps(maps: np.ndarray, foreground: np.ndarray, size: int) -> np.ndarray:
+    """Median filter of each sample's map over all its axes, a cube of side ``size``.
+
+    ``(n, D, H, W)`` volumes are filtered in 3-D, ``(n, H, W)`` images in 2-D. Values
+    outside the foreground count as the 0 the map holds there (as the field's evaluation
+    pipelines filter the whole map), and stay 0. ``size < 2`` returns ``maps`` unchanged.
+    """
+    if size < 2:
+        return maps
+    out = np.empty_like(maps, dtype=np.float32)
+    for i in range(len(maps)):
+        out[i] = ndi.median_filter(maps[i], size=size, mode="constant", cval=0.0)
+    return np.where(foreground, out, 0.0).astype(np.float32)
+
+
 def reduce_scores(
     maps: np.ndarray, foreground: np.ndarray, reduction: str, top_k: float
 ) -> np.ndarray:

@@ -1,4 +1,5 @@
 import pickle
+import warnings
 
 import joblib
 import numpy as np
@@ -12,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from toy import smooth_brains
 
-from disyre_sk import DISYREDetector
+from disyre_sk import DISYREDetector, _data
 from disyre_sk._demo import QUICK
 from disyre_sk._engine.persist import ModelFileError
 from disyre_sk._engine.reference import location_reference, reference_sums
@@ -602,6 +603,58 @@ def test_map_smoothing_across_enters_the_location_reference(healthy):
     sums = reference_sums(raw.decision_map(vols), vols != 0)
     mean, _ = location_reference(sums)
     np.testing.assert_allclose(smooth.location_mean_, mean, rtol=1e-5, atol=1e-7)
+
+
+# ------------------------------------------------------------------- median filter
+def test_map_median_filters_the_finished_map_at_predict_time(fitted, healthy):
+    x = healthy[:3]
+    assert DISYREDetector().map_median == 0  # off unless asked
+    plain = fitted.decision_map(x)
+    fitted.set_params(map_median=3)
+    try:
+        with pytest.warns(UserWarning, match="stale threshold"):
+            fitted.predict(x)  # a scoring setting: offset_ knows its value
+        filtered = fitted.decision_map(x)
+    finally:
+        fitted.set_params(map_median=0)
+    fg = x != 0
+    # 2-D images: a 3 x 3 median per image, the zeros outside the brain included.
+    by_hand = np.stack([ndi.median_filter(m, size=3, mode="constant") for m in plain])
+    np.testing.assert_allclose(filtered, np.where(fg, by_hand, 0.0), rtol=1e-6)
+    assert np.all(filtered[~fg] == 0) and not np.allclose(filtered, plain)
+    for bad in (2, 1, -3, 1.5, True, "3", 17):  # 17: wider than the 16-pixel images
+        fitted.set_params(map_median=bad)
+        try:
+            with pytest.raises(ValueError, match="map_median"):
+                fitted.decision_map(x)
+        finally:
+            fitted.set_params(map_median=0)
+    with pytest.raises(ValueError, match="map_median"):
+        DISYREDetector(**{**TINY, "map_median": 4}).fit(healthy)
+
+
+def test_map_median_is_3d_on_volumes_and_removes_an_isolated_hot_voxel():
+    maps = np.zeros((1, 5, 7, 7), np.float32)
+    maps[0, 2, 6, 6] = 9.0  # one hot voxel
+    maps[0, 1:4, 1:6, 1:6] = 1.0  # a 3 x 5 x 5 lesion
+    fg = np.ones_like(maps, bool)
+    fg[0, :, 0, :] = False
+    out = _data.median_filter_maps(maps, fg, 3)
+    by_hand = ndi.median_filter(maps[0], size=(3, 3, 3), mode="constant")
+    np.testing.assert_array_equal(out[0], np.where(fg[0], by_hand, 0.0))
+    assert out[0, 2, 6, 6] == 0.0 and out[0, 2, 3, 3] == 1.0  # spike gone, lesion kept
+    assert _data.median_filter_maps(maps, fg, 0) is maps
+
+
+def test_map_median_enters_the_threshold_with_location_standardisation(healthy):
+    vols = np.stack([healthy[:6], healthy[6:12], healthy[3:9]])
+    det = DISYREDetector(**TINY, map_standardization="location", map_median=3).fit(vols)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # offset_ was set on median-filtered maps
+        scores = det.score_samples(vols)
+    maps = det.decision_map(vols)
+    expected = -_data.reduce_scores(maps, vols != 0, det.score_reduction, det.top_k)
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
 
 
 # ---------------------------------------------------------------- map normalisation

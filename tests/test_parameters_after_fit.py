@@ -78,6 +78,9 @@ def fresh(detector):
         ("map_standardization", "location"),  # fitted without the reference: refit needed
         ("map_erosion", -1),
         ("map_erosion", 1.5),
+        ("map_median", 2),  # an even median has no centre
+        ("map_median", 1.5),
+        ("map_median", 10**9 + 1),  # wider than the image: refused, not run
         ("background", "zero"),
         ("device", "tpu"),
     ],
@@ -154,6 +157,7 @@ _PREDICT_TIME = (
     "map_smoothing",
     "map_smoothing_across",
     "map_erosion",
+    "map_median",
     "score_reduction",
     "top_k",
     "background",

@@ -1,0 +1,155 @@
+"""A median filter of the finished map (``map_median``) on the demo's models.
+
+    python benchmarks/map_median.py [--seeds 0 1 2] [--demo-dirs DIR ...] [--sizes 0 3 5]
+                                    [--n-test 36] [--out benchmarks/results/map_median_cpu.md]
+
+The field's evaluation pipelines median-filter anomaly maps before scoring them. Here
+each demo model (``disyre demo --seed S``, or a folder it wrote, given with
+``--demo-dirs``) maps two test sets of the unseen brain with ``map_median`` set to each
+of ``--sizes`` at predict time (``set_params``, nothing refitted; 0 is the demo as it
+is): the demo's own 12 subjects and ``demo_test_size.py``'s independent larger set
+(``--n-test`` subjects, ``random_state = seed + 2000``). Scored with ``held_out.py``'s
+metrics (pixel AP pooled over the lesioned volumes and per family, slice AUROC, volume
+AUROC). The intensity baselines on the same sets are in ``demo_test_size_cpu.md``. Only
+public API is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import command_line, git_commit, hardware, md_table, now, write_results
+from demo_test_size import SEED_OFFSET
+from false_positives import fmt, run_demo
+from held_out import FAMILIES, evaluate
+
+from disyre_sk import DISYREDetector
+from disyre_sk.datasets import make_brain_cohort
+
+METRICS = ("pixel_ap", "slice_auroc", "volume_auroc")
+
+
+def evaluation_sets(meta: dict, n_test: int) -> dict:
+    """The demo's cohort (its 12 test subjects) and the larger independent set."""
+    seed = int(meta["settings"]["random_state"])
+    c = meta["cohort"]
+    common = dict(
+        voxel_size=c["voxel_size"],
+        contrast=c["contrast"],
+        train_bases=tuple(c["train_bases"]),
+        test_bases=tuple(c["test_bases"]),
+    )
+    demo = make_brain_cohort(
+        n_healthy=c["n_healthy"], n_test=c["n_test"], random_state=seed, **common
+    )
+    larger = make_brain_cohort(
+        n_healthy=0, n_test=n_test, random_state=seed + SEED_OFFSET, **common
+    )
+    return {f"demo's, {c['n_test']}": demo, f"new, {n_test}": larger}
+
+
+def rows_of(folder: Path, sizes: list[int], n_test: int) -> list[dict]:
+    meta = json.loads((folder / "metrics.json").read_text())
+    seed = int(meta["settings"]["random_state"])
+    det = DISYREDetector.load(folder / "model.disyre")
+    det.set_params(verbose=False)
+    rows = []
+    for name, cohort in evaluation_sets(meta, n_test).items():
+        for size in sizes:
+            det.set_params(map_median=size)
+            rows.append(
+                {
+                    "seed": seed,
+                    "test set": name,
+                    "map_median": size,
+                    **evaluate(det.decision_map(cohort.X_test), cohort),
+                }
+            )
+    return rows
+
+
+def report(rows: list[dict], sizes: list[int]) -> str:
+    families = [f for f in FAMILIES if any(r.get(f) is not None for r in rows)]
+    sets = list(dict.fromkeys(r["test set"] for r in rows))
+    seeds = sorted({r["seed"] for r in rows})
+    base = {(r["seed"], r["test set"]): r for r in rows if r["map_median"] == sizes[0]}
+    summary = []
+    for s in sets:
+        for size in sizes:
+            sel = [r for r in rows if r["test set"] == s and r["map_median"] == size]
+            cells = []
+            for k in METRICS:
+                v = np.array([r[k] for r in sel])
+                up = sum(r[k] > base[(r["seed"], s)][k] for r in sel)
+                cells.append(
+                    f"{v.min():.3f} / {v.mean():.3f} / {v.max():.3f}"
+                    + ("" if size == sizes[0] else f" ({up} of {len(sel)} up)")
+                )
+            summary.append([s, size, *cells])
+    per_seed = [
+        [
+            r["seed"],
+            r["test set"],
+            r["map_median"],
+            *(fmt(r.get(k), ".3f") for k in (*METRICS, *families)),
+        ]
+        for r in rows
+    ]
+    return (
+        f"Seeds {seeds}; `map_median` in {sizes} (the first is the reference of the 'up' "
+        "counts: seeds whose figure rose above it).\n\n"
+        "### DISYRE: min / mean / max over seeds\n\n"
+        + md_table(["test set", "map_median", "pixel AP", "slice AUROC", "volume AUROC"], summary)
+        + "\n\n### per seed (pixel AP per family in the last columns)\n\n"
+        + md_table(
+            [
+                "seed",
+                "test set",
+                "map_median",
+                "pixel AP",
+                "slice AUROC",
+                "volume AUROC",
+                *families,
+            ],
+            per_seed,
+        )
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--demo-dirs", nargs="+", default=None, help="reuse demo output folders")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[0, 3, 5])
+    ap.add_argument("--n-test", type=int, default=36)
+    ap.add_argument("--out", default="benchmarks/results/map_median_cpu.md")
+    args = ap.parse_args()
+    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
+    t0 = time.perf_counter()
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = (
+            [Path(d) for d in args.demo_dirs]
+            if args.demo_dirs
+            else [run_demo(s, Path(tmp) / f"demo{s}") for s in args.seeds]
+        )
+        for folder in folders:
+            print(f"mapping with {folder}...", flush=True)
+            rows += rows_of(folder, args.sizes, args.n_test)
+    body = report(rows, args.sizes)
+    body += f"\n\nRun time: {time.perf_counter() - t0:.0f} s. Raw: the JSON beside."
+    path = write_results(args.out, "A median filter of the map", info, body, raw=rows)
+    print(Path(path).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
