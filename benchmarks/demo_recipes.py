@@ -66,6 +66,7 @@ SETTINGS = dict(
     map_normalization="intensity",
     map_standardization="location",
     map_erosion=2,
+    map_median=3,
     inference_batch_size=64,
 )
 # name -> (batch size, steps, overrides of SETTINGS): the same pixels each (19,200 patches

