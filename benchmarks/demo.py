@@ -85,6 +85,14 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads of the demo")
     ap.add_argument("--out", default="benchmarks/results/demo_cpu.md")
     args = ap.parse_args()
+    # Commit, date and load are those of the start: the code that runs, not the tree
+    # someone may have edited by the time the last seed ends.
+    info = {
+        "command": command_line(),
+        "commit": git_commit(),
+        "date": now(),
+        **hardware(args.device),
+    }
 
     runs = {}
     for seed in args.seeds:
@@ -160,12 +168,6 @@ def main() -> int:
             ),
         ]
     )
-    info = {
-        "command": command_line(),
-        "commit": git_commit(),
-        "date": now(),
-        **hardware(args.device),
-    }
     path = write_results(args.out, "disyre demo: figures and cost", info, body)
     Path(path).with_suffix(".json").write_text(json.dumps(runs, indent=1, default=str))
     print(path.read_text())
