@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
-from false_positives import fmt, run_demo
+from false_positives import demo_folders, fmt
 from held_out import FAMILIES, baselines, evaluate
 
 from disyre_sk import DISYREDetector
@@ -125,12 +125,7 @@ def main() -> int:
     t0 = time.perf_counter()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        folders = (
-            [Path(d) for d in args.demo_dirs]
-            if args.demo_dirs
-            else [run_demo(s, Path(tmp) / f"demo{s}") for s in args.seeds]
-        )
-        for folder in folders:
+        for folder in demo_folders(args.demo_dirs, args.seeds, Path(tmp)):
             print(f"mapping a new test set with {folder}...", flush=True)
             meta = json.loads((folder / "metrics.json").read_text())
             larger, families = larger_rows(folder, meta, args.n_test)

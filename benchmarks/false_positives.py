@@ -58,6 +58,13 @@ def run_demo(seed: int, out: Path) -> Path:
     return out
 
 
+def demo_folders(demo_dirs, seeds, work: Path) -> list[Path]:
+    """The demo folders to read: ``demo_dirs`` as given, or a fresh demo per seed in ``work``."""
+    if demo_dirs:
+        return [Path(d) for d in demo_dirs]
+    return [run_demo(s, work / f"demo{s}") for s in seeds]
+
+
 def rim_distance(foreground: np.ndarray) -> np.ndarray:
     """In-plane city-block distance of each foreground voxel to the background."""
     out = np.zeros(foreground.shape, dtype=np.int32)
@@ -295,12 +302,7 @@ def main() -> int:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
-        folders = (
-            [Path(d) for d in args.demo_dirs]
-            if args.demo_dirs
-            else [run_demo(s, work / f"demo{s}") for s in args.seeds]
-        )
-        for folder in folders:
+        for folder in demo_folders(args.demo_dirs, args.seeds, work):
             print(f"analysing {folder}...", flush=True)
             runs.append(analyse(folder))
     body = report(runs) + f"\n\nRun time: {time.perf_counter() - t0:.0f} s. Raw: the JSON beside."

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
 from demo_test_size import SEED_OFFSET
-from false_positives import fmt, run_demo
+from false_positives import demo_folders, fmt
 from held_out import FAMILIES, evaluate
 
 from disyre_sk import DISYREDetector
@@ -136,12 +136,7 @@ def main() -> int:
     t0 = time.perf_counter()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        folders = (
-            [Path(d) for d in args.demo_dirs]
-            if args.demo_dirs
-            else [run_demo(s, Path(tmp) / f"demo{s}") for s in args.seeds]
-        )
-        for folder in folders:
+        for folder in demo_folders(args.demo_dirs, args.seeds, Path(tmp)):
             print(f"mapping with {folder}...", flush=True)
             rows += rows_of(folder, args.sizes, args.n_test)
     body = report(rows, args.sizes)

@@ -2,6 +2,7 @@
 canonical form on hand-built cases, where the right answer is known exactly."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,3 +82,13 @@ def test_exact_writes_floats_without_rounding():
     assert float.fromhex(back["loss"][0]) == 0.1
     assert float.fromhex(back["loss"][1]) == float(np.float32(1 / 3))
     assert back["n"] == 3 and [float.fromhex(v) for v in back["a"]] == [0.0, 1.0]
+
+
+def test_demo_folders_reuses_given_folders_and_runs_a_demo_per_seed_otherwise(
+    fp, tmp_path, monkeypatch
+):
+    assert fp.demo_folders(["a", "b/c"], [0, 1], tmp_path) == [Path("a"), Path("b/c")]
+    ran = []
+    monkeypatch.setattr(fp, "run_demo", lambda seed, out: ran.append((seed, out)) or out)
+    assert fp.demo_folders(None, [3, 4], tmp_path) == [tmp_path / "demo3", tmp_path / "demo4"]
+    assert ran == [(3, tmp_path / "demo3"), (4, tmp_path / "demo4")]
