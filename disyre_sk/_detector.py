@@ -982,8 +982,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         maps = self._maps(images[part], fg, standardize=False)
         sums = sum(world.all_gather(reference.reference_sums(maps, fg)))
         self.location_mean_, self.location_scale_ = reference.location_reference(sums)
-        z = reference.standardize(maps, fg, self.location_mean_, self.location_scale_)
-        z = _data.median_filter_maps(z, fg, _check_map_median(self.map_median, self.image_shape_))
+        z = self._finish_maps(maps, fg, (self.location_mean_, self.location_scale_))
         mine = _data.reduce_scores(z, fg, self.score_reduction, self.top_k)
         return np.concatenate([np.asarray(s) for s in world.all_gather(mine)])
 
@@ -1126,12 +1125,16 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 "are damaged or diverged. Load a model file that passes its checksum, or "
                 "refit (a lower learning_rate, grad_clip) if this model came from fit."
             )
+        return self._finish_maps(out, foreground, location) if standardize else out
+
+    def _finish_maps(self, maps, foreground, location) -> np.ndarray:
+        """The last map steps, after the per-slice ones: location standardisation (when
+        ``location`` holds the reference), then the median filter. ``fit``'s reference
+        scoring and every prediction both finish their maps here."""
         if location is not None:
-            out = reference.standardize(out, foreground, *location)
-        if standardize:
-            size = _check_map_median(self.map_median, self.image_shape_)
-            out = _data.median_filter_maps(out, foreground, size)
-        return out
+            maps = reference.standardize(maps, foreground, *location)
+        size = _check_map_median(self.map_median, self.image_shape_)
+        return _data.median_filter_maps(maps, foreground, size)
 
     def _anomaly_scores(self, images, foreground) -> np.ndarray:
         maps = self._maps(images, foreground)
