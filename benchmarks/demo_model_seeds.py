@@ -23,11 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
-from demo_recipes import ALL_RECIPES, COHORT, SETTINGS
+from demo_recipes import ALL_RECIPES, COHORT, SETTINGS, spread
 from demo_test_size import SEED_OFFSET
 from false_positives import fmt
 from held_out import FAMILIES, baselines, evaluate
@@ -55,14 +53,10 @@ def detector(model_seed: int) -> DISYREDetector:
 def report(rows: list[dict]) -> str:
     families = [f for f in FAMILIES if any(r.get(f) is not None for r in rows)]
     sets = list(dict.fromkeys(r["test set"] for r in rows))
-    spread = []
+    summary = []
     for s in sets:
         sel = [r for r in rows if r["test set"] == s and r["method"] == "DISYRE"]
-        cells = []
-        for k in METRICS:
-            v = np.array([r[k] for r in sel])
-            cells.append(f"{v.min():.3f} / {v.mean():.3f} / {v.max():.3f}")
-        spread.append([s, len(sel), *cells])
+        summary.append([s, len(sel), *(spread([r[k] for r in sel]) for k in METRICS)])
     per_model = [
         [
             r["test set"],
@@ -75,7 +69,7 @@ def report(rows: list[dict]) -> str:
     ]
     return (
         "### DISYRE over model seeds: min / mean / max\n\n"
-        + md_table(["test set", "models", "pixel AP", "slice AUROC", "volume AUROC"], spread)
+        + md_table(["test set", "models", "pixel AP", "slice AUROC", "volume AUROC"], summary)
         + "\n\n### every network (pixel AP per family in the middle columns)\n\n"
         + md_table(
             [

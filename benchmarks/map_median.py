@@ -23,10 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
+from demo_recipes import spread
 from demo_test_size import SEED_OFFSET
 from false_positives import demo_folders, fmt
 from held_out import FAMILIES, evaluate
@@ -87,10 +86,9 @@ def report(rows: list[dict], sizes: list[int]) -> str:
             sel = [r for r in rows if r["test set"] == s and r["map_median"] == size]
             cells = []
             for k in METRICS:
-                v = np.array([r[k] for r in sel])
                 up = sum(r[k] > base[(r["seed"], s)][k] for r in sel)
                 cells.append(
-                    f"{v.min():.3f} / {v.mean():.3f} / {v.max():.3f}"
+                    spread([r[k] for r in sel])
                     + ("" if size == sizes[0] else f" ({up} of {len(sel)} up)")
                 )
             summary.append([s, size, *cells])
