@@ -16,16 +16,13 @@ scored by the top 1 %), beside the two intensity thresholds. Only public API is 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, git_commit, hardware, md_table, now, write_results
-from false_positives import demo_folders, fmt
+from _common import md_table
+from false_positives import demo_model_parser, fmt, run_on_demo_models
 from held_out import FAMILIES, baselines, evaluate
 
 from disyre_sk import DISYREDetector
@@ -114,35 +111,27 @@ def report(runs: list[dict], n_test: int) -> str:
     )
 
 
+def one_run(folder: Path, n_test: int) -> dict:
+    """The demo's own rows (from its ``metrics.json``) and the larger set's, for one model."""
+    meta = json.loads((folder / "metrics.json").read_text())
+    larger, families = larger_rows(folder, meta, n_test)
+    return {
+        "seed": int(meta["settings"]["random_state"]),
+        "folder": str(folder),
+        "families": families,
+        "demo": demo_rows(meta),
+        "larger": larger,
+    }
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--demo-dirs", nargs="+", default=None, help="reuse demo output folders")
-    ap.add_argument("--n-test", type=int, default=36)
-    ap.add_argument("--out", default="benchmarks/results/demo_test_size_cpu.md")
-    args = ap.parse_args()
-    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
-    t0 = time.perf_counter()
-    runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for folder in demo_folders(args.demo_dirs, args.seeds, Path(tmp)):
-            print(f"mapping a new test set with {folder}...", flush=True)
-            meta = json.loads((folder / "metrics.json").read_text())
-            larger, families = larger_rows(folder, meta, args.n_test)
-            runs.append(
-                {
-                    "seed": int(meta["settings"]["random_state"]),
-                    "folder": str(folder),
-                    "families": families,
-                    "demo": demo_rows(meta),
-                    "larger": larger,
-                }
-            )
-    body = report(runs, args.n_test)
-    body += f"\n\nRun time: {time.perf_counter() - t0:.0f} s. Raw: the JSON beside."
-    path = write_results(args.out, "The demo's models on a larger test set", info, body, raw=runs)
-    print(Path(path).read_text())
-    return 0
+    args = demo_model_parser(__doc__, "benchmarks/results/demo_test_size_cpu.md").parse_args()
+    return run_on_demo_models(
+        args,
+        "The demo's models on a larger test set",
+        lambda folder: [one_run(folder, args.n_test)],
+        lambda runs: report(runs, args.n_test),
+    )
 
 
 if __name__ == "__main__":

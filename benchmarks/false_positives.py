@@ -65,6 +65,34 @@ def demo_folders(demo_dirs, seeds, work: Path) -> list[Path]:
     return [run_demo(s, work / f"demo{s}") for s in seeds]
 
 
+def demo_model_parser(doc: str, out: str) -> argparse.ArgumentParser:
+    """The command line of a script that maps with the demo's models: seeds or demo
+    folders, the size of the larger test set, the results file."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--demo-dirs", nargs="+", default=None, help="reuse demo output folders")
+    ap.add_argument("--n-test", type=int, default=36)
+    ap.add_argument("--out", default=out)
+    return ap
+
+
+def run_on_demo_models(args, title: str, rows_of, report) -> int:
+    """``rows_of(folder)`` for each demo folder (``args.demo_dirs``, or a fresh demo per
+    seed), then ``report(rows)`` written with the run's provenance and the rows as JSON."""
+    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
+    t0 = time.perf_counter()
+    rows: list = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for folder in demo_folders(args.demo_dirs, args.seeds, Path(tmp)):
+            print(f"mapping with {folder}...", flush=True)
+            rows += rows_of(folder)
+    body = report(rows)
+    body += f"\n\nRun time: {time.perf_counter() - t0:.0f} s. Raw: the JSON beside."
+    path = write_results(args.out, title, info, body, raw=rows)
+    print(Path(path).read_text())
+    return 0
+
+
 def rim_distance(foreground: np.ndarray) -> np.ndarray:
     """In-plane city-block distance of each foreground voxel to the background."""
     out = np.zeros(foreground.shape, dtype=np.int32)

@@ -27,18 +27,15 @@ nothing).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, git_commit, hardware, md_table, now, write_results
-from false_positives import demo_folders, fmt
+from _common import md_table
+from false_positives import demo_model_parser, fmt, run_on_demo_models
 from held_out import FAMILIES
 from map_median import evaluation_sets
 
@@ -135,24 +132,13 @@ def report(rows: list[dict]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--demo-dirs", nargs="+", default=None, help="reuse demo output folders")
-    ap.add_argument("--n-test", type=int, default=36)
-    ap.add_argument("--out", default="benchmarks/results/lesion_response_cpu.md")
-    args = ap.parse_args()
-    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
-    t0 = time.perf_counter()
-    rows: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for folder in demo_folders(args.demo_dirs, args.seeds, Path(tmp)):
-            print(f"mapping with {folder}...", flush=True)
-            rows += rows_of(folder, args.n_test)
-    body = report(rows)
-    body += f"\n\nRun time: {time.perf_counter() - t0:.0f} s. Raw: the JSON beside."
-    path = write_results(args.out, "Which lesions the network answers", info, body, raw=rows)
-    print(Path(path).read_text())
-    return 0
+    args = demo_model_parser(__doc__, "benchmarks/results/lesion_response_cpu.md").parse_args()
+    return run_on_demo_models(
+        args,
+        "Which lesions the network answers",
+        lambda folder: rows_of(folder, args.n_test),
+        report,
+    )
 
 
 if __name__ == "__main__":

@@ -16,18 +16,15 @@ public API is used.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, git_commit, hardware, md_table, now, write_results
+from _common import md_table
 from demo_recipes import spread
 from demo_test_size import SEED_OFFSET
-from false_positives import demo_folders, fmt
+from false_positives import demo_model_parser, fmt, run_on_demo_models
 from held_out import FAMILIES, evaluate
 
 from disyre_sk import DISYREDetector
@@ -123,25 +120,15 @@ def report(rows: list[dict], sizes: list[int]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--demo-dirs", nargs="+", default=None, help="reuse demo output folders")
+    ap = demo_model_parser(__doc__, "benchmarks/results/map_median_cpu.md")
     ap.add_argument("--sizes", type=int, nargs="+", default=[0, 3, 5])
-    ap.add_argument("--n-test", type=int, default=36)
-    ap.add_argument("--out", default="benchmarks/results/map_median_cpu.md")
     args = ap.parse_args()
-    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
-    t0 = time.perf_counter()
-    rows: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for folder in demo_folders(args.demo_dirs, args.seeds, Path(tmp)):
-            print(f"mapping with {folder}...", flush=True)
-            rows += rows_of(folder, args.sizes, args.n_test)
-    body = report(rows, args.sizes)
-    body += f"\n\nRun time: {time.perf_counter() - t0:.0f} s. Raw: the JSON beside."
-    path = write_results(args.out, "A median filter of the map", info, body, raw=rows)
-    print(Path(path).read_text())
-    return 0
+    return run_on_demo_models(
+        args,
+        "A median filter of the map",
+        lambda folder: rows_of(folder, args.sizes, args.n_test),
+        lambda rows: report(rows, args.sizes),
+    )
 
 
 if __name__ == "__main__":
