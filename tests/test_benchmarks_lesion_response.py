@@ -38,7 +38,9 @@ def test_family_rows_attribute_each_lesion_voxel(lr):
     assert row["hidden"] == pytest.approx(0.2)
     # Lesion values 0, 0, 5 x 4, 1 x 4 (plain): median 1, the healthy median is 1.
     assert row["plain_ratio"] == pytest.approx(1.0)
-    assert 0.0 < row["pixel_ap"] <= 1.0
+    # Final map of the stroke volume: 4 lesion voxels at 5, then 2 lesion and 80 healthy
+    # voxels tied at 1, then 4 lesion and 0 healthy at 0 (rim and hidden).
+    assert row["pixel_ap"] == pytest.approx(0.4 * 1 + 0.2 * 6 / 86 + 0.4 * 10 / 90)
 
 
 def test_a_lesion_the_final_map_lights_counts_only_there(lr):
