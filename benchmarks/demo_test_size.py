@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table
-from false_positives import demo_model_parser, fmt, run_on_demo_models
+from _demo_models import demo_model_parser, run_on_demo_models
+from false_positives import fmt
 from held_out import FAMILIES, baselines, evaluate
 
 from disyre_sk import DISYREDetector

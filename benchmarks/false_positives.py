@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
+from _demo_models import demo_folders
 
 from disyre_sk import DISYREDetector
 from disyre_sk.datasets import make_brain_cohort
@@ -49,48 +49,6 @@ SLICE_TOP_K = 0.05
 RIM_BINS = ((1, 2), (3, 4), (5, 8), (9, 10_000))
 INTENSITY_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 0.95), (0.95, 1.01))
 AREA_BINS = ((1, 9), (10, 49), (50, 10**9))
-
-
-def run_demo(seed: int, out: Path) -> Path:
-    """Run ``disyre demo`` for ``seed`` into ``out``; return the folder."""
-    cmd = [sys.executable, "-m", "disyre_sk.cli", "demo", "--out", str(out), "--seed", str(seed)]
-    subprocess.run([*cmd, "--quiet"], check=True)
-    return out
-
-
-def demo_folders(demo_dirs, seeds, work: Path) -> list[Path]:
-    """The demo folders to read: ``demo_dirs`` as given, or a fresh demo per seed in ``work``."""
-    if demo_dirs:
-        return [Path(d) for d in demo_dirs]
-    return [run_demo(s, work / f"demo{s}") for s in seeds]
-
-
-def demo_model_parser(doc: str, out: str) -> argparse.ArgumentParser:
-    """The command line of a script that maps with the demo's models: seeds or demo
-    folders, the size of the larger test set, the results file."""
-    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--demo-dirs", nargs="+", default=None, help="reuse demo output folders")
-    ap.add_argument("--n-test", type=int, default=36)
-    ap.add_argument("--out", default=out)
-    return ap
-
-
-def run_on_demo_models(args, title: str, rows_of, report) -> int:
-    """``rows_of(folder)`` for each demo folder (``args.demo_dirs``, or a fresh demo per
-    seed), then ``report(rows)`` written with the run's provenance and the rows as JSON."""
-    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
-    t0 = time.perf_counter()
-    rows: list = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for folder in demo_folders(args.demo_dirs, args.seeds, Path(tmp)):
-            print(f"mapping with {folder}...", flush=True)
-            rows += rows_of(folder)
-    body = report(rows)
-    body += f"\n\nRun time: {time.perf_counter() - t0:.0f} s. Raw: the JSON beside."
-    path = write_results(args.out, title, info, body, raw=rows)
-    print(Path(path).read_text())
-    return 0
 
 
 def rim_distance(foreground: np.ndarray) -> np.ndarray:

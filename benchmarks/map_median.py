@@ -22,9 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table
+from _demo_models import demo_model_parser, run_on_demo_models
 from demo_recipes import spread
 from demo_test_size import SEED_OFFSET
-from false_positives import demo_model_parser, fmt, run_on_demo_models
+from false_positives import fmt
 from held_out import FAMILIES, evaluate
 
 from disyre_sk import DISYREDetector

@@ -2,7 +2,6 @@
 canonical form on hand-built cases, where the right answer is known exactly."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,32 +81,3 @@ def test_exact_writes_floats_without_rounding():
     assert float.fromhex(back["loss"][0]) == 0.1
     assert float.fromhex(back["loss"][1]) == float(np.float32(1 / 3))
     assert back["n"] == 3 and [float.fromhex(v) for v in back["a"]] == [0.0, 1.0]
-
-
-def test_demo_folders_reuses_given_folders_and_runs_a_demo_per_seed_otherwise(
-    fp, tmp_path, monkeypatch
-):
-    assert fp.demo_folders(["a", "b/c"], [0, 1], tmp_path) == [Path("a"), Path("b/c")]
-    ran = []
-    monkeypatch.setattr(fp, "run_demo", lambda seed, out: ran.append((seed, out)) or out)
-    assert fp.demo_folders(None, [3, 4], tmp_path) == [tmp_path / "demo3", tmp_path / "demo4"]
-    assert ran == [(3, tmp_path / "demo3"), (4, tmp_path / "demo4")]
-
-
-def test_run_on_demo_models_writes_every_folders_rows_with_provenance(fp, tmp_path):
-    out = tmp_path / "res.md"
-    args = fp.demo_model_parser("Title line.\n\nMore.", str(out)).parse_args(
-        ["--demo-dirs", "a", "b", "--n-test", "5"]
-    )
-    assert args.n_test == 5 and args.seeds == [0, 1, 2]
-    rc = fp.run_on_demo_models(
-        args,
-        "A title",
-        lambda folder: [{"folder": str(folder)}, {"folder": str(folder) + "!"}],
-        lambda rows: f"{len(rows)} rows",
-    )
-    assert rc == 0
-    text = out.read_text()
-    assert text.startswith("# A title") and "- **commit**:" in text and "4 rows" in text
-    raw = json.loads(out.with_suffix(".json").read_text())["raw"]
-    assert [r["folder"] for r in raw] == ["a", "a!", "b", "b!"]

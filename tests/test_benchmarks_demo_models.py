@@ -1,0 +1,42 @@
+"""Checks of ``benchmarks/_demo_models.py``: the folders a run reads, and the runner that
+writes every folder's rows with the run's provenance."""
+
+import json
+from pathlib import Path
+
+import pytest
+from _benchmarks import load_benchmark
+
+
+@pytest.fixture(scope="module")
+def dm():
+    return load_benchmark("_demo_models")
+
+
+def test_demo_folders_reuses_given_folders_and_runs_a_demo_per_seed_otherwise(
+    dm, tmp_path, monkeypatch
+):
+    assert dm.demo_folders(["a", "b/c"], [0, 1], tmp_path) == [Path("a"), Path("b/c")]
+    ran = []
+    monkeypatch.setattr(dm, "run_demo", lambda seed, out: ran.append((seed, out)) or out)
+    assert dm.demo_folders(None, [3, 4], tmp_path) == [tmp_path / "demo3", tmp_path / "demo4"]
+    assert ran == [(3, tmp_path / "demo3"), (4, tmp_path / "demo4")]
+
+
+def test_run_on_demo_models_writes_every_folders_rows_with_provenance(dm, tmp_path):
+    out = tmp_path / "res.md"
+    args = dm.demo_model_parser("Title line.\n\nMore.", str(out)).parse_args(
+        ["--demo-dirs", "a", "b", "--n-test", "5"]
+    )
+    assert args.n_test == 5 and args.seeds == [0, 1, 2]
+    rc = dm.run_on_demo_models(
+        args,
+        "A title",
+        lambda folder: [{"folder": str(folder)}, {"folder": str(folder) + "!"}],
+        lambda rows: f"{len(rows)} rows",
+    )
+    assert rc == 0
+    text = out.read_text()
+    assert text.startswith("# A title") and "- **commit**:" in text and "4 rows" in text
+    raw = json.loads(out.with_suffix(".json").read_text())["raw"]
+    assert [r["folder"] for r in raw] == ["a", "a!", "b", "b!"]
