@@ -1,0 +1,130 @@
+"""Which slices a slice score can find: slice AUROC split by how much lesion a slice holds.
+
+    python benchmarks/slice_detection.py [--seeds 0 1 2] [--demo-dirs DIR ...] [--n-test 36]
+                                         [--small 10]
+                                         [--out benchmarks/results/slice_detection_cpu.md]
+
+A slice counts as positive when it holds one lesion voxel, so a lesion's first and last
+slices and every slice of a few small foci are positives with a handful of lesion voxels.
+The demo's slice AUROC mixes them with slices a lesion crosses in full. Each demo model
+(``disyre demo --seed S``, or a folder it wrote, given with ``--demo-dirs``) maps the
+demo's 12 test subjects of the unseen brain and ``demo_test_size.py``'s independent 36;
+the two intensity thresholds are scored beside it. Slices and scores as in the demo:
+axial slices with >= 2 % brain, score the mean of the top 5 % brain map values.
+
+Per seed, test set and method: the positives and how many hold at most ``--small``
+lesion voxels; slice AUROC over all slices, over the negatives and the larger positives
+only, and over the negatives and the small positives only; and the *ceiling with small
+slices at chance*: the slice AUROC of a map that ranks every larger positive above every
+negative and the small ones at chance, ``(n_large + n_small / 2) / n_positive``, which
+says how far the target moves without finding the small ones.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import md_table
+from _demo_models import demo_model_parser, run_on_demo_models
+from false_positives import fmt
+from held_out import baselines
+from map_median import evaluation_sets
+
+from disyre_sk import DISYREDetector
+from disyre_sk.metrics import sample_auroc, slice_labels, slice_scores
+
+MIN_BRAIN = 0.02  # a slice is scored when at least this share of it is brain
+TOP_K = 0.05  # a slice's score: mean of its top 5 % brain map values
+COLUMNS = (
+    ("positives", "positive slices", "d"),
+    ("small", "of them small", "d"),
+    ("negatives", "negative slices", "d"),
+    ("auroc_all", "slice AUROC", ".3f"),
+    ("auroc_large", "AUROC, larger positives", ".3f"),
+    ("auroc_small", "AUROC, small positives", ".3f"),
+    ("ceiling", "ceiling, small at chance", ".3f"),
+)
+
+
+def _auroc(scores: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> float | None:
+    if not positive.any() or not negative.any():
+        return None
+    y = np.r_[np.ones(positive.sum()), np.zeros(negative.sum())]
+    return sample_auroc(np.r_[scores[positive], scores[negative]], y)
+
+
+def slice_row(maps: np.ndarray, foreground: np.ndarray, masks: np.ndarray, small: int) -> dict:
+    """Slice AUROC of ``maps`` (``(n, depth, H, W)``) split by lesion voxels per slice.
+
+    Slices are indexed along axis 1; a slice is scored when at least ``MIN_BRAIN`` of it
+    is foreground; positives with at most ``small`` lesion voxels are the small ones.
+    """
+    keep = foreground.mean(axis=(2, 3)) >= MIN_BRAIN
+    scores = slice_scores(maps, axis=1, reduction="topk", k=TOP_K, foreground=foreground)
+    labels = slice_labels(masks, axis=1).astype(bool)
+    voxels = masks.sum(axis=(2, 3))
+    pos, neg = keep & labels, keep & ~labels
+    if not pos.any() or not neg.any():
+        raise ValueError("slice_row needs positive and negative slices among the scored ones")
+    is_small = pos & (voxels <= small)
+    n_pos, n_small = int(pos.sum()), int(is_small.sum())
+    return {
+        "positives": n_pos,
+        "small": n_small,
+        "negatives": int(neg.sum()),
+        "auroc_all": _auroc(scores, pos, neg),
+        "auroc_large": _auroc(scores, pos & ~is_small, neg),
+        "auroc_small": _auroc(scores, is_small, neg),
+        "ceiling": (n_pos - n_small + 0.5 * n_small) / n_pos,
+    }
+
+
+def rows_of(folder: Path, n_test: int, small: int) -> list[dict]:
+    meta = json.loads((folder / "metrics.json").read_text())
+    seed = int(meta["settings"]["random_state"])
+    det = DISYREDetector.load(folder / "model.disyre")
+    det.set_params(verbose=False)
+    rows = []
+    for name, cohort in evaluation_sets(meta, n_test).items():
+        maps = {"DISYRE": det.decision_map(cohort.X_test), **baselines(cohort)}
+        for method, m in maps.items():
+            row = slice_row(m, cohort.brain_masks_test, cohort.masks_test, small)
+            rows.append({"seed": seed, "test set": name, "method": method, **row})
+    return rows
+
+
+def report(rows: list[dict], small: int) -> str:
+    table = [
+        [r["seed"], r["test set"], r["method"], *(fmt(r[k], spec) for k, _, spec in COLUMNS)]
+        for r in sorted(rows, key=lambda r: (r["test set"], r["seed"]))
+    ]
+    return (
+        f"Small positive slices hold at most {small} lesion voxels. Scored slices: axial, "
+        f">= {MIN_BRAIN:.0%} brain; a slice's score is the mean of its top {TOP_K:.0%} brain "
+        "map values (as in the demo). *AUROC, larger positives*: the negatives against the "
+        "positives that are not small; *AUROC, small positives*: the negatives against the "
+        "small ones; *ceiling*: the slice AUROC of a map that ranks every larger positive "
+        "above every negative and the small ones at chance.\n\n"
+        + md_table(["seed", "test set", "method", *(h for _, h, _ in COLUMNS)], table)
+    )
+
+
+def main() -> int:
+    ap = demo_model_parser(__doc__, "benchmarks/results/slice_detection_cpu.md")
+    ap.add_argument("--small", type=int, default=10, help="lesion voxels of a small slice")
+    args = ap.parse_args()
+    return run_on_demo_models(
+        args,
+        "Which slices a slice score can find",
+        lambda folder: rows_of(folder, args.n_test, args.small),
+        lambda rows: report(rows, args.small),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Checks of ``benchmarks/slice_detection.py`` on hand-built maps."""
+
+import numpy as np
+import pytest
+from _benchmarks import load_benchmark
+
+
+@pytest.fixture(scope="module")
+def sd():
+    return load_benchmark("slice_detection")
+
+
+def _set():
+    """Three volumes of 4 slices of 4 x 4 brain voxels; the last volume's first slice
+    holds 12 lesion voxels, its second 2. Every slice is uniform, so its score is its
+    value: the negatives score 1 to 10, the large positive 20, the small one 5.5."""
+    fg = np.ones((3, 4, 4, 4), dtype=bool)
+    masks = np.zeros_like(fg)
+    masks[2, 0].flat[:12] = True
+    masks[2, 1].flat[:2] = True
+    maps = np.zeros(fg.shape)
+    negatives = [(v, z) for v in range(3) for z in range(4) if not masks[v, z].any()]
+    for value, (v, z) in enumerate(negatives, start=1):
+        maps[v, z] = value
+    maps[2, 0] = 20.0
+    maps[2, 1] = 5.5
+    return maps, fg, masks
+
+
+def test_slice_row_splits_the_positives_by_size(sd):
+    row = sd.slice_row(*_set(), small=10)
+    assert (row["positives"], row["small"], row["negatives"]) == (2, 1, 10)
+    assert row["auroc_large"] == pytest.approx(1.0)
+    assert row["auroc_small"] == pytest.approx(0.5)  # above 1-5, below 6-10
+    assert row["auroc_all"] == pytest.approx((10 + 5) / 20)
+    assert row["ceiling"] == pytest.approx((1 + 0.5) / 2)
+
+
+def test_a_slice_at_the_threshold_is_small(sd):
+    maps, fg, masks = _set()
+    row = sd.slice_row(maps, fg, masks, small=12)
+    assert row["small"] == 2 and row["auroc_large"] is None
+    assert row["ceiling"] == pytest.approx(0.5)
+    assert sd.slice_row(maps, fg, masks, small=1)["small"] == 0
+
+
+def test_slices_with_little_brain_are_not_scored(sd):
+    maps, fg, masks = _set()
+    fg[0, 3] = False  # a negative slice with no brain drops out
+    assert sd.slice_row(maps, fg, masks, small=10)["negatives"] == 9
+
+
+def test_slice_row_needs_both_kinds(sd):
+    maps, fg, masks = _set()
+    with pytest.raises(ValueError, match="positive and negative"):
+        sd.slice_row(maps, fg, np.zeros_like(masks), small=10)
