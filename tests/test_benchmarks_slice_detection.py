@@ -54,3 +54,15 @@ def test_slice_row_needs_both_kinds(sd):
     maps, fg, masks = _set()
     with pytest.raises(ValueError, match="positive and negative"):
         sd.slice_row(maps, fg, np.zeros_like(masks), small=10)
+
+
+def test_other_slice_scores(sd):
+    maps, fg, masks = _set()
+    maps[2, 1].flat[0] = 30.0  # one hot voxel makes the small positive the top slice by max
+    row = sd.slice_row(maps, fg, masks, small=10, reduction="max", k=None)
+    assert row["auroc_small"] == pytest.approx(1.0)
+    # The mean of the top 3 of 16 voxels: (30 + 5.5 + 5.5) / 3 > 10.
+    assert sd.slice_row(maps, fg, masks, small=10, reduction="topk", k=3)["auroc_small"] == 1.0
+    # The mean of all 16: (30 + 15 x 5.5) / 16 = 7.03, above the negatives 1 to 7.
+    row = sd.slice_row(maps, fg, masks, small=10, reduction="mean", k=None)
+    assert row["auroc_small"] == pytest.approx(0.7)
