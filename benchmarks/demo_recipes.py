@@ -15,7 +15,10 @@ DAG, ``mix`` recipes with a DAG/FPI mixture, ``*64`` recipes on whole slices, ``
 recipes with one residual block per level instead of two, ``across0`` recipes without
 smoothing the maps across neighbouring slices (``map_smoothing_across=0``; the demo
 uses 2 slices; the location reference is learned with each recipe's own setting, so
-this needs a fit of its own). Every detector is
+this needs a fit of its own), ``smallshapes`` recipes with DAG anomalies down to 0.8 px
+semi-axes (``DAGCorruption(size_range=(0.1, 1.0))``; the default's smallest is 2 px),
+``n32`` recipes with 32 healthy training subjects instead of 16 (the same test
+subjects). Every detector is
 fitted with ``map_standardization='location'`` and maps the test subjects twice: with
 it, and with it switched off at predict time (``set_params``), so the two maps come from
 one network. Baselines: intensity thresholding one-sided and two-sided
@@ -42,6 +45,7 @@ from _common import command_line, git_commit, hardware, md_table, now, write_res
 from held_out import FAMILIES, DAGFPIMixture, baselines, evaluate, row_cells
 
 from disyre_sk import DISYREDetector
+from disyre_sk.corruption import DAGCorruption
 from disyre_sk.datasets import make_brain_cohort
 
 COHORT = dict(
@@ -95,15 +99,29 @@ CHECK_RECIPES = {
     "fpi96_b8x1500": (8, 1500, {"corruption": "fpi", "patch_size": 96}),
     "dag96_b8x1500": (8, 1500, {"patch_size": 96}),
 }
-ALL_RECIPES = {**RECIPES, **MAP_RECIPES, **CHECK_RECIPES}
+# The demo against the demo with one training setting changed: anomalies down to a
+# tenth of the box's half side (0.8 px semi-axes instead of 2 px), and twice the healthy
+# training subjects (the demo's 16 and 16 more, drawn after them from the same seed; the
+# test subjects stay the demo's).
+TRAINING_RECIPES = {
+    "smallshapes_b16x1000": (16, 1000, {"corruption": "dag_small"}),
+    "n32_b16x1000": (16, 1000, {"n_healthy": 32}),
+}
+ALL_RECIPES = {**RECIPES, **MAP_RECIPES, **CHECK_RECIPES, **TRAINING_RECIPES}
+# Corruptions a recipe names: a fresh object per fit.
+CORRUPTIONS = {
+    "mix": DAGFPIMixture,
+    "dag_small": lambda: DAGCorruption(size_range=(0.1, 1.0)),
+}
 
 
 def run(recipe: str, seed: int, cohort_settings: dict = COHORT) -> list[dict]:
     cohort = make_brain_cohort(**cohort_settings, random_state=seed)
     batch, steps, overrides = ALL_RECIPES[recipe]
     settings = {**SETTINGS, **overrides}
-    if settings["corruption"] == "mix":
-        settings["corruption"] = DAGFPIMixture()
+    if settings["corruption"] in CORRUPTIONS:
+        settings["corruption"] = CORRUPTIONS[settings["corruption"]]()
+    x_train = training_subjects(cohort, cohort_settings, seed, settings.pop("n_healthy", None))
     det = DISYREDetector(
         **settings,
         batch_size=batch,
@@ -113,7 +131,7 @@ def run(recipe: str, seed: int, cohort_settings: dict = COHORT) -> list[dict]:
         random_state=seed,
     )
     t = time.perf_counter()
-    det.fit(cohort.X_train)
+    det.fit(x_train)
     fit_s = time.perf_counter() - t
     rows = []
     for option in ("location", None):
@@ -124,6 +142,25 @@ def run(recipe: str, seed: int, cohort_settings: dict = COHORT) -> list[dict]:
     for name, maps in baselines(cohort).items():
         rows.append(dict(seed=seed, method=name, **evaluate(maps, cohort)))
     return rows
+
+
+def training_subjects(cohort, cohort_settings: dict, seed: int, n_healthy: int | None):
+    """The cohort's training subjects, or ``n_healthy`` of them with the same test set.
+
+    A cohort draws its training subjects before its test subjects from one seed, so a
+    larger cohort of the same seed starts with the same training subjects and draws
+    different test subjects after them: its training subjects are taken, the test
+    subjects stay ``cohort``'s.
+    """
+    if n_healthy is None or n_healthy == len(cohort.X_train):
+        return cohort.X_train
+    larger = make_brain_cohort(
+        **{**cohort_settings, "n_healthy": n_healthy}, random_state=seed
+    ).X_train
+    n = min(len(larger), len(cohort.X_train))
+    if not np.array_equal(larger[:n], cohort.X_train[:n]):
+        raise RuntimeError("a larger cohort no longer starts with the same training subjects")
+    return larger
 
 
 def spread(values) -> str:

@@ -1,5 +1,6 @@
 """``benchmarks/demo_recipes.py`` measures the demo's own recipe: the two stay in step."""
 
+import numpy as np
 from _benchmarks import load_benchmark
 
 from disyre_sk._demo import QUICK, TEST_BASES, TRAIN_BASES
@@ -22,3 +23,25 @@ def test_the_benchmark_measures_the_demo_recipe():
     assert len(pixels) == 1
     cohort = dict(QUICK["cohort"], contrast="t2", train_bases=TRAIN_BASES, test_bases=TEST_BASES)
     assert cohort == bench.COHORT
+
+
+def test_training_recipes_change_one_setting_of_the_demo():
+    bench = load_benchmark("demo_recipes")
+    base = bench.MAP_RECIPES["b16x1000"]
+    for batch, steps, overrides in bench.TRAINING_RECIPES.values():
+        assert (batch, steps) == base[:2] and len(overrides) == 1
+    small = bench.CORRUPTIONS["dag_small"]()
+    assert small.size_range[0] < type(small)().size_range[0]
+
+
+def test_more_training_subjects_keep_the_first_ones_and_the_test_set():
+    from disyre_sk.datasets import make_brain_cohort
+
+    bench = load_benchmark("demo_recipes")
+    settings = dict(n_healthy=2, n_test=2, voxel_size=8.0)
+    cohort = make_brain_cohort(**settings, random_state=0)
+    assert bench.training_subjects(cohort, settings, 0, None) is cohort.X_train
+    larger = bench.training_subjects(cohort, settings, 0, 4)
+    assert len(larger) == 4
+    np.testing.assert_array_equal(larger[:2], cohort.X_train)
+    assert not np.array_equal(larger[2], larger[0])
