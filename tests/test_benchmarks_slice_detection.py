@@ -66,3 +66,19 @@ def test_other_slice_scores(sd):
     # The mean of all 16: (30 + 15 x 5.5) / 16 = 7.03, above the negatives 1 to 7.
     row = sd.slice_row(maps, fg, masks, small=10, reduction="mean", k=None)
     assert row["auroc_small"] == pytest.approx(0.7)
+
+
+def test_volume_row_scores_each_family_against_the_healthy_volumes(sd):
+    # Five volumes of 100 brain voxels; a volume's score is its top voxel (top 1 %).
+    fg = np.ones((5, 1, 10, 10), dtype=bool)
+    maps = np.zeros(fg.shape)
+    for i, top in enumerate([2.0, 4.0, 5.0, 1.0, 3.0]):
+        maps[i, 0, 0, 0] = top
+    families = ["healthy", "healthy", "tumour", "foci", "foci"]
+    row = sd.volume_row(maps, fg, families)
+    assert row["volume_tumour"] == pytest.approx(1.0)  # 5 above 2 and 4
+    assert row["volume_foci"] == pytest.approx(0.25)  # 1 below both, 3 above 2 only
+    assert row["volume_auroc"] == pytest.approx(3 / 6)
+    assert row["volume_stroke"] is None
+    with pytest.raises(ValueError, match="healthy and lesioned"):
+        sd.volume_row(maps, fg, ["foci"] * 5)
