@@ -3,13 +3,14 @@
 A demo folder is what ``disyre demo`` writes (``model.disyre``, ``metrics.json``, whose
 settings hold the seed). ``demo_folders`` gives the folders a run reads, either given or
 made by a fresh demo per seed; ``demo_model_parser`` and ``run_on_demo_models`` are the
-command line and the loop-and-write of ``demo_test_size.py``, ``map_median.py`` and
-``lesion_response.py``.
+command line and the loop-and-write of ``demo_test_size.py``, ``map_median.py``,
+``lesion_response.py`` and ``slice_detection.py``; ``load_demo`` reads one folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -19,12 +20,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, now, write_results
 
+from disyre_sk import DISYREDetector
+
 
 def run_demo(seed: int, out: Path) -> Path:
     """Run ``disyre demo`` for ``seed`` into ``out``; return the folder."""
     cmd = [sys.executable, "-m", "disyre_sk.cli", "demo", "--out", str(out), "--seed", str(seed)]
     subprocess.run([*cmd, "--quiet"], check=True)
     return out
+
+
+def load_demo(folder: Path) -> tuple[dict, int, DISYREDetector]:
+    """A demo folder's ``metrics.json`` (settings and cohort), its seed, and its model
+    loaded quiet (no progress bars)."""
+    meta = json.loads((Path(folder) / "metrics.json").read_text())
+    det = DISYREDetector.load(Path(folder) / "model.disyre")
+    det.set_params(verbose=False)
+    return meta, int(meta["settings"]["random_state"]), det
 
 
 def demo_folders(demo_dirs, seeds, work: Path) -> list[Path]:

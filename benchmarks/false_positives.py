@@ -39,9 +39,8 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
-from _demo_models import demo_folders
+from _demo_models import demo_folders, load_demo
 
-from disyre_sk import DISYREDetector
 from disyre_sk.datasets import make_brain_cohort
 from disyre_sk.metrics import sample_auroc, slice_labels, slice_scores
 
@@ -144,12 +143,9 @@ def slice_analysis(maps, masks, fgs, healthy) -> dict:
 
 
 def analyse(folder: Path) -> dict:
-    meta = json.loads((folder / "metrics.json").read_text())
-    seed = int(meta["settings"]["random_state"])
+    meta, seed, det = load_demo(folder)
     c = meta["cohort"]
     kw = dict(n_healthy=c["n_healthy"], voxel_size=c["voxel_size"], contrast=c["contrast"])
-    det = DISYREDetector.load(folder / "model.disyre")
-    det.set_params(verbose=False)
     unseen = make_brain_cohort(
         **kw,
         n_test=c["n_test"],

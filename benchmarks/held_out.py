@@ -89,6 +89,13 @@ MAP_OPTIONS = {
 FAMILIES = ("tumour", "stroke", "foci", "cavity", "infarct")  # infarct: on request only
 
 
+def volume_scores(maps: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+    """Each volume's score: the mean of its top 1 % foreground map values (as the demo)."""
+    return np.array(
+        [np.sort(m[f])[-max(1, int(0.01 * f.sum())) :].mean() for m, f in zip(maps, foreground)]
+    )
+
+
 def evaluate(maps: np.ndarray, cohort) -> dict:
     fg, masks = cohort.brain_masks_test, cohort.masks_test
     fam = np.array(cohort.families_test)
@@ -100,8 +107,7 @@ def evaluate(maps: np.ndarray, cohort) -> dict:
     keep = fg.mean(axis=(2, 3)) >= 0.02
     s = slice_scores(maps, axis=1, reduction="topk", k=0.05, foreground=fg)
     out["slice_auroc"] = sample_auroc(s[keep], slice_labels(masks, axis=1)[keep])
-    vol = [np.sort(m[f])[-max(1, int(0.01 * f.sum())) :].mean() for m, f in zip(maps, fg)]
-    out["volume_auroc"] = sample_auroc(np.array(vol), les.astype(int))
+    out["volume_auroc"] = sample_auroc(volume_scores(maps, fg), les.astype(int))
     return out
 
 

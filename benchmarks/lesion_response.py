@@ -27,7 +27,6 @@ nothing).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -35,12 +34,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table
-from _demo_models import demo_model_parser, run_on_demo_models
+from _demo_models import demo_model_parser, load_demo, run_on_demo_models
 from false_positives import fmt
 from held_out import FAMILIES
 from map_median import evaluation_sets
 
-from disyre_sk import DISYREDetector
 from disyre_sk.metrics import pixel_average_precision
 
 PLAIN = {"map_standardization": None, "map_median": 0}
@@ -101,10 +99,7 @@ def family_rows(
 
 
 def rows_of(folder: Path, n_test: int) -> list[dict]:
-    meta = json.loads((folder / "metrics.json").read_text())
-    seed = int(meta["settings"]["random_state"])
-    det = DISYREDetector.load(folder / "model.disyre")
-    det.set_params(verbose=False)
+    meta, seed, det = load_demo(folder)
     demo_params = {k: det.get_params()[k] for k in PLAIN}
     rows = []
     for name, cohort in evaluation_sets(meta, n_test).items():

@@ -16,19 +16,17 @@ public API is used.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table
-from _demo_models import demo_model_parser, run_on_demo_models
+from _demo_models import demo_model_parser, load_demo, run_on_demo_models
 from demo_recipes import spread
 from demo_test_size import SEED_OFFSET
 from false_positives import fmt
 from held_out import FAMILIES, evaluate
 
-from disyre_sk import DISYREDetector
 from disyre_sk.datasets import make_brain_cohort
 
 METRICS = ("pixel_ap", "slice_auroc", "volume_auroc")
@@ -54,10 +52,7 @@ def evaluation_sets(meta: dict, n_test: int) -> dict:
 
 
 def rows_of(folder: Path, sizes: list[int], n_test: int) -> list[dict]:
-    meta = json.loads((folder / "metrics.json").read_text())
-    seed = int(meta["settings"]["random_state"])
-    det = DISYREDetector.load(folder / "model.disyre")
-    det.set_params(verbose=False)
+    meta, seed, det = load_demo(folder)
     rows = []
     for name, cohort in evaluation_sets(meta, n_test).items():
         for size in sizes:

@@ -27,7 +27,6 @@ the demo), which shows the family that holds the volume AUROC down.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -35,17 +34,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table
-from _demo_models import demo_model_parser, run_on_demo_models
+from _demo_models import demo_model_parser, load_demo, run_on_demo_models
 from false_positives import fmt
-from held_out import baselines
+from held_out import baselines, volume_scores
 from map_median import evaluation_sets
 
-from disyre_sk import DISYREDetector
 from disyre_sk.metrics import sample_auroc, slice_labels, slice_scores
 
 MIN_BRAIN = 0.02  # a slice is scored when at least this share of it is brain
 TOP_K = 0.05  # a slice's score: mean of its top 5 % brain map values
-VOLUME_TOP = 0.01  # a volume's score: mean of its top 1 % brain map values
 VOLUME_FAMILIES = ("tumour", "stroke", "foci", "cavity")
 # Other slice scores of DISYRE's map, to tell a flat map from a diluting score.
 OTHER_SCORES = {"top 1 %": ("topk", 0.01), "top 3 voxels": ("topk", 3), "max": ("max", None)}
@@ -105,19 +102,14 @@ def slice_row(
 def volume_row(maps: np.ndarray, foreground: np.ndarray, families) -> dict:
     """Volume AUROC of ``maps`` against the healthy volumes: all lesioned, then per family.
 
-    A volume's score is the mean of its top ``VOLUME_TOP`` foreground map values (as in
-    the demo); a family absent from ``families`` gets ``None``.
+    A volume's score is the mean of its top 1 % foreground map values
+    (``held_out.volume_scores``, as in the demo); a family absent from ``families`` gets ``None``.
     """
     fam = np.asarray(families)
     healthy = fam == "healthy"
     if not healthy.any() or healthy.all():
         raise ValueError("volume_row needs healthy and lesioned volumes")
-    scores = np.array(
-        [
-            np.sort(m[f])[-max(1, int(VOLUME_TOP * f.sum())) :].mean()
-            for m, f in zip(maps, foreground)
-        ]
-    )
+    scores = volume_scores(maps, foreground)
     row = {"volume_auroc": _auroc(scores, ~healthy, healthy)}
     for family in VOLUME_FAMILIES:
         row[f"volume_{family}"] = _auroc(scores, fam == family, healthy)
@@ -125,10 +117,7 @@ def volume_row(maps: np.ndarray, foreground: np.ndarray, families) -> dict:
 
 
 def rows_of(folder: Path, n_test: int, small: int) -> list[dict]:
-    meta = json.loads((folder / "metrics.json").read_text())
-    seed = int(meta["settings"]["random_state"])
-    det = DISYREDetector.load(folder / "model.disyre")
-    det.set_params(verbose=False)
+    meta, seed, det = load_demo(folder)
     rows = []
     for name, cohort in evaluation_sets(meta, n_test).items():
         maps = {"DISYRE": det.decision_map(cohort.X_test), **baselines(cohort)}
@@ -159,8 +148,8 @@ def report(rows: list[dict], small: int) -> str:
         "after it score the same map's slices otherwise.\n\n"
         + md_table(["seed", "test set", "method", *(h for _, h, _ in COLUMNS)], table)
         + "\n\n### Volumes\n\nVolume AUROC of the healthy test volumes against all lesioned "
-        f"ones, then against each family's alone (a volume's score: the mean of its top "
-        f"{VOLUME_TOP:.0%} brain map values, as in the demo). A family the map cannot tell "
+        "ones, then against each family's alone (a volume's score: the mean of its top "
+        "1% brain map values, as in the demo). A family the map cannot tell "
         "from healthy volumes caps the first column near (1 - its share of the lesioned "
         "volumes / 2).\n\n"
         + md_table(

@@ -40,3 +40,21 @@ def test_run_on_demo_models_writes_every_folders_rows_with_provenance(dm, tmp_pa
     assert text.startswith("# A title") and "- **commit**:" in text and "4 rows" in text
     raw = json.loads(out.with_suffix(".json").read_text())["raw"]
     assert [r["folder"] for r in raw] == ["a", "a!", "b", "b!"]
+
+
+def test_load_demo_reads_the_seed_and_a_quiet_model(dm, tmp_path):
+    import numpy as np
+
+    from disyre_sk import DISYREDetector
+
+    x = np.zeros((4, 16, 16), dtype=np.float32)
+    x[:, 2:14, 2:14] = np.random.default_rng(0).random((4, 12, 12))
+    det = DISYREDetector(
+        patch_size=16, widths=(8, 16), n_steps=2, batch_size=4, random_state=0, verbose=True
+    ).fit(x)
+    det.save(tmp_path / "model.disyre")
+    (tmp_path / "metrics.json").write_text(json.dumps({"settings": {"random_state": 7}}))
+    meta, seed, loaded = dm.load_demo(tmp_path)
+    assert seed == 7 and meta["settings"]["random_state"] == 7
+    assert loaded.verbose is False
+    np.testing.assert_array_equal(loaded.decision_map(x[:1]), det.decision_map(x[:1]))
