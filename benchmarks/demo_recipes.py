@@ -2,6 +2,7 @@
 
     python benchmarks/demo_recipes.py [--seeds 0 1 2] [--recipes b64x300 b16x1200 ...]
                                       [--voxel-size 3] [--contrast t2] [--families ...]
+                                      [--new-test 0]
                                       [--out benchmarks/results/demo_recipes_cpu.md]
 
 The demo's protocol (``disyre demo``): healthy training subjects rendered from MNI152 and
@@ -18,7 +19,11 @@ uses 2 slices; the location reference is learned with each recipe's own setting,
 this needs a fit of its own), ``smallshapes`` recipes with DAG anomalies down to 0.8 px
 semi-axes (``DAGCorruption(size_range=(0.1, 1.0))``; the default's smallest is 2 px),
 ``n32`` recipes with 32 healthy training subjects instead of 16 (the same test
-subjects). Every detector is
+subjects), ``add`` recipes with the published additive severity conditioning instead of
+scale/shift, ``s25_50`` recipes restoring at severities 0.25 and 0.5 instead of 1.
+``--new-test N`` also maps N independent test subjects of the unseen brain per seed
+(``demo_test_size.py``'s draw, ``random_state = seed + 2000``; rows marked ``new N``).
+Every detector is
 fitted with ``map_standardization='location'`` and maps the test subjects twice: with
 it, and with it switched off at predict time (``set_params``), so the two maps come from
 one network. Baselines: intensity thresholding one-sided and two-sided
@@ -34,6 +39,7 @@ the table. Only public API is used.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -42,11 +48,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
+from demo_test_size import SEED_OFFSET
 from held_out import FAMILIES, DAGFPIMixture, baselines, evaluate, row_cells
 
 from disyre_sk import DISYREDetector
 from disyre_sk.corruption import DAGCorruption
 from disyre_sk.datasets import make_brain_cohort
+from disyre_sk.nn import UNet
 
 COHORT = dict(
     n_healthy=16,
@@ -64,7 +72,7 @@ SETTINGS = dict(
     corruption="dag",
     learning_rate=1e-3,
     window_size="slice",
-    severities=(0.25, 0.5),
+    severities=(1.0,),
     map_smoothing=1.0,
     map_smoothing_across=2.0,
     map_normalization="intensity",
@@ -107,20 +115,39 @@ TRAINING_RECIPES = {
     "smallshapes_b16x1000": (16, 1000, {"corruption": "dag_small"}),
     "n32_b16x1000": (16, 1000, {"n_healthy": 32}),
 }
-ALL_RECIPES = {**RECIPES, **MAP_RECIPES, **CHECK_RECIPES, **TRAINING_RECIPES}
+# How the network takes the severity, and the severities the map restores at: the demo
+# before scale/shift conditioning (additive, as published, at 0.25 and 0.5) and
+# scale/shift at those severities; b16x1000 is the demo now (scale/shift, severity 1).
+CONDITIONING_RECIPES = {
+    "add_s25_50_b16x1000": (16, 1000, {"network": "add", "severities": (0.25, 0.5)}),
+    "film_s25_50_b16x1000": (16, 1000, {"severities": (0.25, 0.5)}),
+}
+ALL_RECIPES = {
+    **RECIPES,
+    **MAP_RECIPES,
+    **CHECK_RECIPES,
+    **TRAINING_RECIPES,
+    **CONDITIONING_RECIPES,
+}
 # Corruptions a recipe names: a fresh object per fit.
 CORRUPTIONS = {
     "mix": DAGFPIMixture,
     "dag_small": lambda: DAGCorruption(size_range=(0.1, 1.0)),
 }
+# Networks a recipe names: the published additive severity conditioning.
+NETWORKS = {"add": functools.partial(UNet, conditioning="add")}
 
 
-def run(recipe: str, seed: int, cohort_settings: dict = COHORT) -> list[dict]:
+def run(recipe: str, seed: int, cohort_settings: dict = COHORT, new_test: int = 0) -> list[dict]:
+    """Fit one recipe on one seed's cohort; rows for the demo's test subjects and, with
+    ``new_test``, for that many independent ones (``demo_test_size.py``'s draw)."""
     cohort = make_brain_cohort(**cohort_settings, random_state=seed)
     batch, steps, overrides = ALL_RECIPES[recipe]
     settings = {**SETTINGS, **overrides}
     if settings["corruption"] in CORRUPTIONS:
         settings["corruption"] = CORRUPTIONS[settings["corruption"]]()
+    if "network" in settings:
+        settings["network"] = NETWORKS[settings["network"]]
     x_train = training_subjects(cohort, cohort_settings, seed, settings.pop("n_healthy", None))
     det = DISYREDetector(
         **settings,
@@ -133,14 +160,19 @@ def run(recipe: str, seed: int, cohort_settings: dict = COHORT) -> list[dict]:
     t = time.perf_counter()
     det.fit(x_train)
     fit_s = time.perf_counter() - t
+    sets = {"": cohort}
+    if new_test:
+        other = {**cohort_settings, "n_healthy": 0, "n_test": new_test}
+        sets[f", new {new_test}"] = make_brain_cohort(**other, random_state=seed + SEED_OFFSET)
     rows = []
-    for option in ("location", None):
-        det.set_params(map_standardization=option)
-        maps = det.decision_map(cohort.X_test)
-        name = f"DISYRE {recipe}" + (", location z" if option else ", plain")
-        rows.append(dict(seed=seed, method=name, fit_s=fit_s, **evaluate(maps, cohort)))
-    for name, maps in baselines(cohort).items():
-        rows.append(dict(seed=seed, method=name, **evaluate(maps, cohort)))
+    for suffix, test in sets.items():
+        for option in ("location", None):
+            det.set_params(map_standardization=option)
+            maps = det.decision_map(test.X_test)
+            name = f"DISYRE {recipe}" + (", location z" if option else ", plain") + suffix
+            rows.append(dict(seed=seed, method=name, fit_s=fit_s, **evaluate(maps, test)))
+        for name, maps in baselines(test).items():
+            rows.append(dict(seed=seed, method=name + suffix, **evaluate(maps, test)))
     return rows
 
 
@@ -220,6 +252,12 @@ def main() -> int:
     ap.add_argument(
         "--families", nargs="+", default=None, help="lesion families (default: the cohort's)"
     )
+    ap.add_argument(
+        "--new-test",
+        type=int,
+        default=0,
+        help="also map this many independent test subjects per seed (0: none)",
+    )
     args = ap.parse_args()
     info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
     rows: list[dict] = []
@@ -227,7 +265,7 @@ def main() -> int:
     for seed in args.seeds:
         for recipe in args.recipes:
             print(f"{recipe}, seed {seed}...", flush=True)
-            rows += run(recipe, seed, cohort_of(args))
+            rows += run(recipe, seed, cohort_of(args), args.new_test)
             path = write(args, info, rows, time.perf_counter() - t0)
     print(Path(path).read_text())
     return 0

@@ -32,8 +32,9 @@ from disyre_sk.datasets import make_brain_cohort
 METRICS = ("pixel_ap", "slice_auroc", "volume_auroc")
 
 
-def evaluation_sets(meta: dict, n_test: int) -> dict:
-    """The demo's cohort (its 12 test subjects) and the larger independent set."""
+def demo_cohort(meta: dict, n_test: int | None = None, seed_offset: int = 0):
+    """The demo's cohort (from its ``metrics.json``), or ``n_test`` test subjects of the
+    same kind drawn from the seed plus ``seed_offset`` with no training subjects."""
     seed = int(meta["settings"]["random_state"])
     c = meta["cohort"]
     common = dict(
@@ -42,13 +43,19 @@ def evaluation_sets(meta: dict, n_test: int) -> dict:
         train_bases=tuple(c["train_bases"]),
         test_bases=tuple(c["test_bases"]),
     )
-    demo = make_brain_cohort(
-        n_healthy=c["n_healthy"], n_test=c["n_test"], random_state=seed, **common
-    )
-    larger = make_brain_cohort(
-        n_healthy=0, n_test=n_test, random_state=seed + SEED_OFFSET, **common
-    )
-    return {f"demo's, {c['n_test']}": demo, f"new, {n_test}": larger}
+    if n_test is None:
+        return make_brain_cohort(
+            n_healthy=c["n_healthy"], n_test=c["n_test"], random_state=seed, **common
+        )
+    return make_brain_cohort(n_healthy=0, n_test=n_test, random_state=seed + seed_offset, **common)
+
+
+def evaluation_sets(meta: dict, n_test: int) -> dict:
+    """The demo's cohort (its 12 test subjects) and the larger independent set."""
+    return {
+        f"demo's, {meta['cohort']['n_test']}": demo_cohort(meta),
+        f"new, {n_test}": demo_cohort(meta, n_test, SEED_OFFSET),
+    }
 
 
 def rows_of(folder: Path, sizes: list[int], n_test: int) -> list[dict]:

@@ -45,3 +45,30 @@ def test_more_training_subjects_keep_the_first_ones_and_the_test_set():
     assert len(larger) == 4
     np.testing.assert_array_equal(larger[:2], cohort.X_train)
     assert not np.array_equal(larger[2], larger[0])
+
+
+def test_conditioning_recipes_rebuild_the_published_network_and_severities():
+    bench = load_benchmark("demo_recipes")
+    base = bench.MAP_RECIPES["b16x1000"]
+    add = bench.CONDITIONING_RECIPES["add_s25_50_b16x1000"]
+    film = bench.CONDITIONING_RECIPES["film_s25_50_b16x1000"]
+    assert add[:2] == film[:2] == base[:2]
+    assert add[2] == {"network": "add", "severities": (0.25, 0.5)}
+    assert film[2] == {"severities": (0.25, 0.5)}
+    net = bench.NETWORKS["add"](widths=(8, 16), attention_levels=())
+    assert net.config["conditioning"] == "add"
+
+
+def test_new_test_subjects_get_rows_of_their_own(monkeypatch):
+    bench = load_benchmark("demo_recipes")
+    tiny = dict(n_healthy=2, n_test=2, voxel_size=8.0, train_bases=("mni",), test_bases=("colin",))
+    monkeypatch.setitem(
+        bench.ALL_RECIPES,
+        "tiny",
+        (2, 2, {"network": "add", "widths": (4, 8), "patch_size": 8, "map_median": 0}),
+    )
+    rows = bench.run("tiny", 0, tiny, new_test=2)
+    names = [r["method"] for r in rows]
+    assert names[:2] == ["DISYRE tiny, location z", "DISYRE tiny, plain"]
+    assert "DISYRE tiny, location z, new 2" in names
+    assert sum(n.endswith(", new 2") for n in names) == len(names) // 2

@@ -258,3 +258,20 @@ def test_save_cleans_stale_temp_files_and_uses_ordinary_permissions(fitted, tmp_
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_files_without_a_conditioning_setting_load_the_published_blocks(fitted, data, tmp_path):
+    # Model files written before the setting existed describe additive blocks (their
+    # weights have one bias per channel); they load as such and map as before.
+    from disyre_sk.nn import UNet
+
+    old = pickle.loads(pickle.dumps(fitted))
+    config = {**old.network_.config, "conditioning": "add"}
+    torch.manual_seed(0)
+    old.network_ = UNet(**config).eval()
+    del old.network_.config["conditioning"]
+    path = tmp_path / "old.disyre"
+    old.save(path)
+    loaded = DISYREDetector.load(path)
+    assert loaded.network_.config["conditioning"] == "add"
+    np.testing.assert_array_equal(loaded.decision_map(data[:2]), old.decision_map(data[:2]))

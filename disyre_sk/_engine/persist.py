@@ -261,6 +261,8 @@ def _detector_from_params(cls, path, params: dict, device, check_params):
 def _network(path, config: dict, weights: dict):
     """The UNet the file describes, checked against the weights before allocation."""
     known = set(inspect.signature(UNet.__init__).parameters) - {"self"}
+    if not isinstance(config, dict):
+        raise _fail(path, "describes no network settings", _DAMAGED)
     if set(config) - known:
         raise _fail(
             path,
@@ -268,6 +270,9 @@ def _network(path, config: dict, weights: dict):
             f"({sorted(set(config) - known)})",
             "It was written by a newer version: upgrade disyre_sk to load it",
         )
+    # Files written before the severity conditioning became a setting hold the additive
+    # blocks of the published network.
+    config = {"conditioning": "add", **config}
     # A crafted description could ask for millions of layers: a real one has fewer
     # levels and blocks than the file has weight tensors.
     sizes = [config.get("widths", ()), [0] * int(config.get("n_res_blocks", 0) or 0)]

@@ -24,6 +24,13 @@ __all__ = [
     "make_group_norm",
 ]
 
+# How a residual block takes the severity: "scale_shift" scales and shifts the
+# normalised features (FiLM), which no normalisation can undo; "add" adds a per-channel
+# bias before the second GroupNorm, as the published network does. With one channel per
+# group (narrow layers: 32 channels and 32 groups) that GroupNorm subtracts the bias
+# again, so "add" leaves those layers blind to the severity.
+CONDITIONINGS = ("scale_shift", "add")
+
 
 def group_count(channels: int, requested: int) -> int:
     """Largest divisor of ``channels`` that is at most ``requested``.
@@ -254,11 +261,17 @@ class SinusoidalEmbedding(nn.Module):
 class ResidualBlock(nn.Module):
     """Residual block conditioned on the severity embedding.
 
-    ``GroupNorm -> SiLU -> conv3x3``, plus a per-channel bias computed from the
-    severity embedding (``SiLU -> Linear``), then ``GroupNorm -> SiLU -> dropout ->
-    conv3x3``; the input joins through the identity, or a 1x1 convolution when the
-    channel count changes. The conditioning is additive (not scale/shift): it is what the
-    reference network does, and it keeps the parameter count of the reference.
+    ``GroupNorm -> SiLU -> conv3x3``, then ``GroupNorm``, conditioned on the severity
+    embedding (``SiLU -> Linear``), then ``SiLU -> dropout -> conv3x3``; the input joins
+    through the identity, or a 1x1 convolution when the channel count changes.
+
+    Conditioning (see :data:`CONDITIONINGS`): ``"scale_shift"`` multiplies the normalised
+    features by ``1 + scale`` and adds ``shift``, both per channel from the embedding, so
+    every layer sees the severity whatever its group count. ``"add"`` adds a per-channel
+    bias *before* the second GroupNorm, as the published network does; where a group
+    holds a single channel (a 32-channel layer with 32 groups, or every layer of a
+    narrow network) the normalisation subtracts that bias again and the layer cannot
+    see the severity at all.
 
     Parameters
     ----------
@@ -272,6 +285,8 @@ class ResidualBlock(nn.Module):
         Wanted GroupNorm groups (reduced to a divisor of the channel count).
     dropout : float, default=0.0
         Dropout probability before the second convolution.
+    conditioning : {'scale_shift', 'add'}, default='scale_shift'
+        How the severity embedding enters (above).
 
     Examples
     --------
@@ -288,11 +303,16 @@ class ResidualBlock(nn.Module):
         embedding_dim: int,
         n_groups: int = 32,
         dropout: float = 0.0,
+        conditioning: str = "scale_shift",
     ) -> None:
         super().__init__()
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}.")
+        self.conditioning = conditioning
         self.norm1 = make_group_norm(in_channels, n_groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.emb_proj = nn.Linear(embedding_dim, out_channels)
+        per_channel = 2 if conditioning == "scale_shift" else 1
+        self.emb_proj = nn.Linear(embedding_dim, per_channel * out_channels)
         self.norm2 = make_group_norm(out_channels, n_groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
@@ -318,8 +338,13 @@ class ResidualBlock(nn.Module):
             Shape ``(B, out_channels, H, W)``.
         """
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb_proj(F.silu(emb))[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        cond = self.emb_proj(F.silu(emb))[:, :, None, None]
+        if self.conditioning == "scale_shift":
+            scale, shift = cond.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + cond)
+        h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
 

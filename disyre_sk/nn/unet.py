@@ -51,14 +51,18 @@ class UNet(nn.Module):
 
     Conditioning. The severity ``s`` goes through a sinusoidal embedding of
     ``s * 1000`` (``widths[0]`` features) and a 2-layer MLP (``SiLU`` between) to
-    ``embedding_dim`` features; every residual block adds a learned linear projection of
-    it to its feature map after its first convolution (additive conditioning).
+    ``embedding_dim`` features; in every residual block a learned linear projection of it
+    scales and shifts the normalised features after the first convolution
+    (``conditioning="scale_shift"``). The published network adds the projection before
+    that normalisation instead (``"add"``), which a GroupNorm with one channel per group
+    removes again: in a network of widths 16-32-64 with 32 groups no layer but the
+    64-channel ones could see the severity, and those only half of it.
 
     Initialisation. PyTorch defaults everywhere, so the severity conditioning is active,
     and the embedding MLP receives gradients, from the first step; with ``residual=True``
     the output convolution alone starts at zero, so the network starts as the identity.
-    The default configuration is the reference network (26.3 M parameters,
-    about 16 GFLOP per 128x128 patch).
+    The default configuration is the reference architecture (26.9 M parameters; 26.3 M
+    with the published additive conditioning; about 16 GFLOP per 128x128 patch).
 
     Parameters
     ----------
@@ -91,6 +95,10 @@ class UNet(nn.Module):
         Predict the clean image as ``x + f(x, s)``, with the last convolution of ``f``
         initialised at zero: the network starts as the identity and learns what to
         change. Needs ``in_channels == out_channels``. ``DISYREDetector`` uses it.
+    conditioning : {'scale_shift', 'add'}, default='scale_shift'
+        How residual blocks take the severity (see Conditioning above and
+        :class:`~disyre_sk.nn.blocks.ResidualBlock`). ``"add"`` rebuilds the published
+        network and the networks of model files written before this setting existed.
 
     Attributes
     ----------
@@ -129,6 +137,7 @@ class UNet(nn.Module):
         embedding_dim: int | None = None,
         dropout: float = 0.0,
         residual: bool = False,
+        conditioning: str = "scale_shift",
     ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
@@ -165,6 +174,7 @@ class UNet(nn.Module):
             ),
             "dropout": float(dropout),
             "residual": bool(residual),
+            "conditioning": str(conditioning),
         }
         if residual and in_channels != out_channels:
             raise ValueError(
@@ -175,7 +185,14 @@ class UNet(nn.Module):
         self.size_multiple: int = 2 ** (n_levels - 1)
 
         def res(cin: int, cout: int) -> ResidualBlock:
-            return ResidualBlock(cin, cout, embedding_dim, n_groups=n_groups, dropout=dropout)
+            return ResidualBlock(
+                cin,
+                cout,
+                embedding_dim,
+                n_groups=n_groups,
+                dropout=dropout,
+                conditioning=conditioning,
+            )
 
         def attn(ch: int, level: int) -> nn.Module:
             if level in attention_levels:

@@ -1,0 +1,110 @@
+"""benchmarks/restoration_probe.py: restored shares and the severity effect, exactly."""
+
+import numpy as np
+import pytest
+import torch
+from _benchmarks import load_benchmark
+
+probe = load_benchmark("restoration_probe")
+
+
+class Fixed(torch.nn.Module):
+    """Restores every input to one fixed image: a perfect restorer of that image."""
+
+    size_multiple = 4
+
+    def __init__(self, clean):
+        super().__init__()
+        self.clean = torch.from_numpy(clean)
+
+    def forward(self, x, severity):
+        h, w = self.clean.shape
+        out = x.clone()
+        out[:, 0, :h, :w] = self.clean
+        return out
+
+
+class Identity(torch.nn.Module):
+    size_multiple = 4
+
+    def forward(self, x, severity):
+        return x
+
+
+class Shrink(torch.nn.Module):
+    """``x * (1 - s)``: its residual is ``s * x``."""
+
+    size_multiple = 1
+
+    def forward(self, x, severity):
+        return x * (1 - severity)
+
+
+def slice_and_brain():
+    image = np.full((30, 30), 0.8, np.float32)
+    image[5:25, 5:25] = 0.3  # a dark core ("white matter"), most of a bright brain
+    brain = np.zeros((30, 30), bool)
+    brain[2:28, 2:28] = True
+    return image, brain
+
+
+def test_residuals_are_cropped_back_from_the_padding():
+    image, _ = slice_and_brain()
+    res = probe.network_residuals(Identity(), image[None, :29, :29], 0.5)
+    assert res.shape == (1, 29, 29)
+    assert np.all(res == 0)
+
+
+def test_squares_are_clipped_and_centred():
+    image, _ = slice_and_brain()
+    out, box = probe.with_square(image, 10, 12, 3, 0.5)
+    assert box == (slice(9, 12), slice(11, 14))
+    np.testing.assert_allclose(out[box], 0.8)
+    out, _ = probe.with_square(image, 3, 3, 1, 0.5)
+    assert out[3, 3] == 1.0  # 0.8 + 0.5 clipped
+    assert np.array_equal(out != image, np.eye(1, 30 * 30, 3 * 30 + 3, bool).reshape(30, 30))
+
+
+def test_positions_lie_deep_in_the_darker_tissue():
+    image, brain = slice_and_brain()
+    pos = probe.probe_positions(image, brain, np.random.default_rng(0), 50)
+    assert len(pos) == 50
+    for y, x in pos:
+        assert 7 <= y <= 22 and 7 <= x <= 22  # 5 px inside the brain (2..27)
+    assert probe.probe_positions(image, np.zeros_like(brain), np.random.default_rng(0), 5) == []
+
+
+def test_perfect_and_blind_restorers_score_one_and_zero():
+    image, brain = slice_and_brain()
+    rng = np.random.default_rng(0)
+    perfect = probe.restored_shares(Fixed(image), image, brain, (0.25, 0.5), rng, 3)
+    assert set(perfect) == {(a, s) for a in probe.AMPLITUDES for s in probe.SIDES}
+    for values in perfect.values():
+        assert len(values) == 3
+        np.testing.assert_allclose(values, 1.0, rtol=1e-6)
+    blind = probe.restored_shares(Identity(), image, brain, (0.25,), rng, 2)
+    for values in blind.values():
+        np.testing.assert_allclose(values, 0.0, atol=1e-7)
+
+
+def test_severity_effect_is_exact():
+    image, brain = slice_and_brain()
+    stack, brains = image[None], brain[None]
+    # |0.05 x - 1.0 x| / (0.25 x), averaged over the brain: 0.95 / 0.25
+    assert probe.severity_effect(Shrink(), stack, brains, 0.25) == pytest.approx(3.8)
+    assert probe.severity_effect(Identity(), stack, brains, 0.25) == 0.0
+
+
+def test_report_has_a_column_per_model():
+    square = dict(kind="square", amplitude=0.5, side=3, n=4, severities=[0.25, 0.5])
+    rows = [
+        {**square, "seed": k, "model": f"add, seed {k}", "restored_share": v}
+        for k, v in ((0, 0.25), (1, 0.75))
+    ]
+    rows.append(
+        {"seed": 0, "model": "add, seed 0", "kind": "severity", "n": 4, "severity_effect": 0.004}
+    )
+    text = probe.report(rows)
+    assert "| amplitude | side (px) | add, seed 0 | add, seed 1 |" in text
+    assert "| +0.50 | 3 | 0.25 | 0.75 |" in text
+    assert "| add, seed 0 | 4 | 0.004 |" in text
