@@ -40,12 +40,17 @@ from _common import md_table
 from _demo_models import demo_model_parser, load_demo, run_on_demo_models
 from map_median import demo_cohort
 
-from disyre_sk import _data
-
 AMPLITUDES = (0.5, 0.3, 0.15, -0.15, -0.25)
 SIDES = (1, 3, 5, 7)
 SEVERITY_RANGE = (0.05, 1.0)
 INSET = 5  # pixels between a square's centre and the brain's edge
+
+
+def scaled(volume: np.ndarray, brain: np.ndarray, intensity_range) -> np.ndarray:
+    """The volume on the network's [0, 1] scale, as the detector scales its input (its
+    learned ``intensity_range_``, clipped, 0 outside the brain)."""
+    low, high = intensity_range
+    return np.where(brain, np.clip((volume - low) / (high - low), 0.0, 1.0), 0.0).astype(np.float32)
 
 
 def network_residuals(network, slices: np.ndarray, severity: float) -> np.ndarray:
@@ -116,16 +121,15 @@ def rows_of(folder: Path, n_trials: int) -> list[dict]:
     picked, picked_fg = [], []
     for trial in range(n_trials):
         i = healthy[trial % len(healthy)]
-        volume = cohort.X_test[i : i + 1]
         brain = cohort.brain_masks_test[i]
-        scaled = _data.scale_intensities(volume, brain[None], det.intensity_range_)[0]
-        z = int(rng.integers(scaled.shape[0] // 3, 2 * scaled.shape[0] // 3))
+        volume = scaled(cohort.X_test[i], brain, det.intensity_range_)
+        z = int(rng.integers(volume.shape[0] // 3, 2 * volume.shape[0] // 3))
         if brain[z].sum() < 100:
             continue
-        picked.append(scaled[z])
+        picked.append(volume[z])
         picked_fg.append(brain[z])
         for key, values in restored_shares(
-            network, scaled[z], brain[z], severities, rng, 1
+            network, volume[z], brain[z], severities, rng, 1
         ).items():
             shares.setdefault(key, []).extend(values)
     effect = severity_effect(network, np.stack(picked), np.stack(picked_fg), float(severities[0]))

@@ -48,6 +48,21 @@ def slice_and_brain():
     return image, brain
 
 
+def test_scaling_matches_the_detector():
+    from disyre_sk import DISYREDetector
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((3, 16, 16), np.float32)
+    x[:, 3:13, 2:14] = rng.uniform(0.1, 2.0, (3, 10, 12))
+    det = DISYREDetector(patch_size=8, widths=(4, 8), n_steps=1, batch_size=2, device="cpu")
+    det.fit(x)
+    lo, hi = det.intensity_range_
+    out = probe.scaled(x, x > 0, (lo, hi))
+    assert out.min() == 0.0 and out.max() == 1.0
+    inside = (x > lo) & (x < hi)
+    np.testing.assert_allclose(out[inside], (x[inside] - lo) / (hi - lo), rtol=1e-5)
+
+
 def test_residuals_are_cropped_back_from_the_padding():
     image, _ = slice_and_brain()
     res = probe.network_residuals(Identity(), image[None, :29, :29], 0.5)

@@ -250,7 +250,9 @@ def _user_error_cases(scans, tmp_path):
     a_file.write_text("x")
     damaged = tmp_path / "damaged.disyre"
     raw = bytearray(model.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
+    # A byte of the stored settings (the JSON sits verbatim in the uncompressed archive):
+    # unlike an arbitrary offset, which may be alignment padding, it always matters.
+    raw[raw.index(b"random_state")] ^= 0xFF
     damaged.write_bytes(bytes(raw))
     cut = tmp_path / "cut.disyre"
     cut.write_bytes(model.read_bytes()[:500])
