@@ -47,8 +47,9 @@ TEST_BASES = ("colin",)
 # and the finished map is median-filtered over 3 voxels (benchmarks/map_median.py: pixel
 # AP and slice AUROC rose for every seed on two test sets; 5 voxels cost foci). One
 # restoration at severity 1: with scale/shift conditioning the network restores more at
-# higher severities, bright anomalies most of all (benchmarks/restoration_probe.py), and
-# severity 1 beat the published (0.25, 0.5) (benchmarks/demo_recipes.py, 'film_s25_50').
+# higher severities (benchmarks/restoration_probe.py); against the demo before it
+# (additive conditioning, severities 0.25 and 0.5: benchmarks/demo_recipes.py,
+# 'add_s25_50_b16x1000') see benchmarks/results/demo_recipes_conditioning_cpu.md.
 QUICK = dict(
     cohort=dict(n_healthy=16, n_test=12, voxel_size=3.0),
     detector=dict(
