@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, now, write_results
 
 from disyre_sk import DISYREDetector
+from disyre_sk.datasets import make_brain_cohort
 
 
 def run_demo(seed: int, out: Path) -> Path:
@@ -37,6 +38,24 @@ def load_demo(folder: Path) -> tuple[dict, int, DISYREDetector]:
     det = DISYREDetector.load(Path(folder) / "model.disyre")
     det.set_params(verbose=False)
     return meta, int(meta["settings"]["random_state"]), det
+
+
+def demo_cohort(meta: dict, n_test: int | None = None, seed_offset: int = 0):
+    """The demo's cohort (from its ``metrics.json``), or ``n_test`` test subjects of the
+    same kind drawn from the seed plus ``seed_offset`` with no training subjects."""
+    seed = int(meta["settings"]["random_state"])
+    c = meta["cohort"]
+    common = dict(
+        voxel_size=c["voxel_size"],
+        contrast=c["contrast"],
+        train_bases=tuple(c["train_bases"]),
+        test_bases=tuple(c["test_bases"]),
+    )
+    if n_test is None:
+        return make_brain_cohort(
+            n_healthy=c["n_healthy"], n_test=c["n_test"], random_state=seed, **common
+        )
+    return make_brain_cohort(n_healthy=0, n_test=n_test, random_state=seed + seed_offset, **common)
 
 
 def demo_folders(demo_dirs, seeds, work: Path) -> list[Path]:

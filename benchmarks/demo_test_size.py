@@ -22,12 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table
-from _demo_models import demo_model_parser, run_on_demo_models
+from _demo_models import demo_cohort, demo_model_parser, run_on_demo_models
 from false_positives import fmt
 from held_out import FAMILIES, baselines, evaluate
 
 from disyre_sk import DISYREDetector
-from disyre_sk.datasets import make_brain_cohort
 
 SEED_OFFSET = 2000  # false_positives.py uses +1000 for its new training-brain subjects
 METRICS = ("pixel_ap", "slice_auroc", "volume_auroc")
@@ -55,17 +54,7 @@ def demo_rows(meta: dict) -> list[dict]:
 
 def larger_rows(folder: Path, meta: dict, n_test: int) -> tuple[list[dict], list[str]]:
     """Scores of the folder's model and the baselines on a new, larger test set."""
-    seed = int(meta["settings"]["random_state"])
-    c = meta["cohort"]
-    cohort = make_brain_cohort(
-        n_healthy=0,
-        n_test=n_test,
-        voxel_size=c["voxel_size"],
-        contrast=c["contrast"],
-        train_bases=tuple(c["train_bases"]),
-        test_bases=tuple(c["test_bases"]),
-        random_state=seed + SEED_OFFSET,
-    )
+    cohort = demo_cohort(meta, n_test, SEED_OFFSET)
     det = DISYREDetector.load(folder / "model.disyre")
     det.set_params(verbose=False)
     named = {DEMO_NAMES.get(k, k): v for k, v in baselines(cohort).items()}

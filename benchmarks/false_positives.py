@@ -39,7 +39,7 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
-from _demo_models import demo_folders, load_demo
+from _demo_models import demo_cohort, demo_folders, load_demo
 
 from disyre_sk.datasets import make_brain_cohort
 from disyre_sk.metrics import sample_auroc, slice_labels, slice_scores
@@ -146,13 +146,7 @@ def analyse(folder: Path) -> dict:
     meta, seed, det = load_demo(folder)
     c = meta["cohort"]
     kw = dict(n_healthy=c["n_healthy"], voxel_size=c["voxel_size"], contrast=c["contrast"])
-    unseen = make_brain_cohort(
-        **kw,
-        n_test=c["n_test"],
-        train_bases=tuple(c["train_bases"]),
-        test_bases=tuple(c["test_bases"]),
-        random_state=seed,
-    )
+    unseen = demo_cohort(meta)
     healthy = np.array([f == "healthy" for f in unseen.families_test])
     maps = det.decision_map(unseen.X_test)
     # New healthy subjects of the training brains: same generator, another seed.

@@ -21,33 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table
-from _demo_models import demo_model_parser, load_demo, run_on_demo_models
+from _demo_models import demo_cohort, demo_model_parser, load_demo, run_on_demo_models
 from demo_recipes import spread
 from demo_test_size import SEED_OFFSET
 from false_positives import fmt
 from held_out import FAMILIES, evaluate
 
-from disyre_sk.datasets import make_brain_cohort
-
 METRICS = ("pixel_ap", "slice_auroc", "volume_auroc")
-
-
-def demo_cohort(meta: dict, n_test: int | None = None, seed_offset: int = 0):
-    """The demo's cohort (from its ``metrics.json``), or ``n_test`` test subjects of the
-    same kind drawn from the seed plus ``seed_offset`` with no training subjects."""
-    seed = int(meta["settings"]["random_state"])
-    c = meta["cohort"]
-    common = dict(
-        voxel_size=c["voxel_size"],
-        contrast=c["contrast"],
-        train_bases=tuple(c["train_bases"]),
-        test_bases=tuple(c["test_bases"]),
-    )
-    if n_test is None:
-        return make_brain_cohort(
-            n_healthy=c["n_healthy"], n_test=c["n_test"], random_state=seed, **common
-        )
-    return make_brain_cohort(n_healthy=0, n_test=n_test, random_state=seed + seed_offset, **common)
 
 
 def evaluation_sets(meta: dict, n_test: int) -> dict:

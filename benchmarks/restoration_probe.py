@@ -37,8 +37,7 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table
-from _demo_models import demo_model_parser, load_demo, run_on_demo_models
-from map_median import demo_cohort
+from _demo_models import demo_cohort, demo_model_parser, load_demo, run_on_demo_models
 
 AMPLITUDES = (0.5, 0.3, 0.15, -0.15, -0.25)
 SIDES = (1, 3, 5, 7)

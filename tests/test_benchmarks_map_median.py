@@ -1,5 +1,7 @@
 """Checks of ``benchmarks/map_median.py``'s table on hand-built rows."""
 
+import sys
+
 import pytest
 from _benchmarks import load_benchmark
 
@@ -47,7 +49,9 @@ def test_report_counts_the_seeds_a_size_lifts_above_the_first(mm):
 
 def test_evaluation_sets_are_the_demos_and_the_larger_draw(mm, monkeypatch):
     calls = []
-    monkeypatch.setattr(mm, "make_brain_cohort", lambda **kw: calls.append(kw) or kw)
+    # The cohorts are built by the shared demo_cohort of _demo_models.
+    demo_models = sys.modules["_demo_models"]
+    monkeypatch.setattr(demo_models, "make_brain_cohort", lambda **kw: calls.append(kw) or kw)
     meta = {
         "settings": {"random_state": 2},
         "cohort": {
