@@ -1,7 +1,7 @@
 """What the network restores: bright and dark squares, and the severity it is given.
 
     python benchmarks/restoration_probe.py [--seeds 0 1 2] [--demo-dirs DIR ...]
-                                           [--trials 24]
+                                           [--trials 24] [--severities S ...]
                                            [--out benchmarks/results/restoration_probe_cpu.md]
 
 Each demo model (``disyre demo --seed S``, or a folder it wrote, given with
@@ -16,7 +16,9 @@ alone (no map post-processing):
   T2). Restored share: how much of the added change the network takes back, the mean
   over the square of (residual with the square - residual without it) / amplitude; 1
   undoes it entirely, 0 leaves it. The network runs at the detector's severities and
-  the shares are averaged over them, as the map averages its residuals.
+  the shares are averaged over them, as the map averages its residuals; with
+  ``--severities`` it runs at each given severity alone, on the same slices and
+  positions, a column per model and severity.
 - **Severity.** On the same slices without squares: the mean absolute difference
   between the restorations at severity 0.05 and at 1.0, over the brain, against the
   mean residual at the detector's first severity. Near 0, the network ignores the
@@ -109,29 +111,53 @@ def severity_effect(network, slices: np.ndarray, brains: np.ndarray, first: floa
     return float(np.abs(low - high)[brains].mean() / max(residual[brains].mean(), 1e-12))
 
 
-def rows_of(folder: Path, n_trials: int) -> list[dict]:
+def rows_of(folder: Path, n_trials: int, severities=None) -> list[dict]:
+    """One demo folder's rows: at the detector's severities, or at each of
+    ``severities`` alone (a column per severity)."""
     meta, seed, det = load_demo(folder)
+    network = det.network_.eval()
+    label = f"{network.config.get('conditioning', 'add')}, seed {seed}"
+    sets = [tuple(det.severities)] if severities is None else [(s,) for s in severities]
     cohort = demo_cohort(meta)
+    first = float(det.severities[0])
+    return probe_model(network, cohort, det.intensity_range_, seed, label, n_trials, sets, first)
+
+
+def probe_model(
+    network, cohort, intensity_range, seed, label, n_trials, severity_sets, first=None
+) -> list[dict]:
+    """Rows of one network: squares on ``n_trials`` slices of the cohort's healthy test
+    volumes, restored at each set of ``severity_sets`` (the same slices and positions
+    for every set; with more than one set, each set's rows name it in their ``model``),
+    and the severity effect on the same slices against the residual at ``first`` (by
+    default the first set's first severity)."""
     healthy = [i for i, f in enumerate(cohort.families_test) if f == "healthy"]
-    network, severities = det.network_.eval(), det.severities
-    model = f"{network.config.get('conditioning', 'add')}, seed {seed}"
+    labels = [
+        label if len(severity_sets) == 1 else f"{label}, severity {sev[0]:g}"
+        for sev in severity_sets
+    ]
     rng = np.random.default_rng(seed)
-    shares: dict = {}
+    shares: list[dict] = [{} for _ in severity_sets]
     picked, picked_fg = [], []
     for trial in range(n_trials):
         i = healthy[trial % len(healthy)]
         brain = cohort.brain_masks_test[i]
-        volume = scaled(cohort.X_test[i], brain, det.intensity_range_)
+        volume = scaled(cohort.X_test[i], brain, intensity_range)
         z = int(rng.integers(volume.shape[0] // 3, 2 * volume.shape[0] // 3))
         if brain[z].sum() < 100:
             continue
         picked.append(volume[z])
         picked_fg.append(brain[z])
-        for key, values in restored_shares(
-            network, volume[z], brain[z], severities, rng, 1
-        ).items():
-            shares.setdefault(key, []).extend(values)
-    effect = severity_effect(network, np.stack(picked), np.stack(picked_fg), float(severities[0]))
+        # Every set probes the same position: the later sets replay the first's draw.
+        state = rng.bit_generator.state
+        for k, severities in enumerate(severity_sets):
+            draw = rng
+            if k:
+                draw = np.random.default_rng()
+                draw.bit_generator.state = state
+            found = restored_shares(network, volume[z], brain[z], severities, draw, 1)
+            for key, values in found.items():
+                shares[k].setdefault(key, []).extend(values)
     rows = [
         {
             "seed": seed,
@@ -143,16 +169,13 @@ def rows_of(folder: Path, n_trials: int) -> list[dict]:
             "n": len(v),
             "restored_share": float(np.mean(v)),
         }
-        for (a, s), v in sorted(shares.items(), key=lambda kv: (-kv[0][0], kv[0][1]))
+        for model, severities, found in zip(labels, severity_sets, shares)
+        for (a, s), v in sorted(found.items(), key=lambda kv: (-kv[0][0], kv[0][1]))
     ]
+    first = float(severity_sets[0][0] if first is None else first)
+    effect = severity_effect(network, np.stack(picked), np.stack(picked_fg), first)
     rows.append(
-        {
-            "seed": seed,
-            "model": model,
-            "kind": "severity",
-            "n": len(picked),
-            "severity_effect": effect,
-        }
+        dict(seed=seed, model=label, kind="severity", n=len(picked), severity_effect=effect)
     )
     return rows
 
@@ -187,11 +210,19 @@ def report(rows: list[dict]) -> str:
 def main() -> int:
     ap = demo_model_parser(__doc__, "benchmarks/results/restoration_probe_cpu.md")
     ap.add_argument("--trials", type=int, default=24, help="slices probed per model")
+    ap.add_argument(
+        "--severities",
+        type=float,
+        nargs="+",
+        default=None,
+        help="restore the squares at each of these severities alone, a column each "
+        "(default: at the detector's own severities, averaged as its map averages them)",
+    )
     args = ap.parse_args()
     return run_on_demo_models(
         args,
         "What the network restores",
-        lambda folder: rows_of(folder, args.trials),
+        lambda folder: rows_of(folder, args.trials, args.severities),
         report,
     )
 

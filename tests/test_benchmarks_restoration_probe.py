@@ -123,3 +123,57 @@ def test_report_has_a_column_per_model():
     assert "| amplitude | side (px) | add, seed 0 | add, seed 1 |" in text
     assert "| +0.50 | 3 | 0.25 | 0.75 |" in text
     assert "| add, seed 0 | 4 | 0.004 |" in text
+
+
+class Graded(torch.nn.Module):
+    """``x * (1 - s * g)`` with ``g`` a fixed ramp across the columns: its residual is
+    ``s * g * x``, so a square's share is ``s`` times the ramp's mean over the square,
+    which differs from one position to the next."""
+
+    size_multiple = 1
+
+    def forward(self, x, severity):
+        g = torch.linspace(0.1, 1.0, x.shape[-1]).view(1, 1, 1, -1)
+        return x * (1 - severity * g)
+
+
+def small_cohort():
+    from sklearn.utils import Bunch
+
+    image, brain = slice_and_brain()
+    volume = np.repeat(image[None], 9, axis=0)
+    masks = np.repeat(brain[None], 9, axis=0)
+    return Bunch(
+        families_test=["tumour", "healthy", "healthy"],
+        X_test=np.stack([volume] * 3),
+        brain_masks_test=np.stack([masks] * 3),
+    )
+
+
+def test_each_severity_probes_the_same_positions():
+    cohort = small_cohort()
+    rows = probe.probe_model(Graded(), cohort, (0.0, 1.0), 0, "m", 4, [(0.5,), (1.0,)], first=0.25)
+    squares = [r for r in rows if r["kind"] == "square"]
+    by = {(r["model"], r["amplitude"], r["side"]): r for r in squares}
+    assert {r["model"] for r in squares} == {"m, severity 0.5", "m, severity 1"}
+    for a in probe.AMPLITUDES:
+        for s in probe.SIDES:
+            half, full = by[("m, severity 0.5", a, s)], by[("m, severity 1", a, s)]
+            assert half["n"] == full["n"] == 4 and half["severities"] == [0.5]
+            # Same positions: the share scales with the severity exactly.
+            assert full["restored_share"] == pytest.approx(2 * half["restored_share"], rel=1e-5)
+    # The ramp puts shares between 0.1 s and s, not one value everywhere.
+    shares = [r["restored_share"] for r in squares if r["model"] == "m, severity 1"]
+    assert 0.1 < min(shares) < max(shares) < 1.0
+    (effect,) = [r for r in rows if r["kind"] == "severity"]
+    assert effect["model"] == "m" and effect["n"] == 4
+
+
+def test_one_severity_set_keeps_the_label_and_the_draw():
+    cohort = small_cohort()
+    one = probe.probe_model(Graded(), cohort, (0.0, 1.0), 3, "m", 4, [(1.0,)])
+    two = probe.probe_model(Graded(), cohort, (0.0, 1.0), 3, "m", 4, [(1.0,), (0.5,)])
+    first = [r for r in one if r["kind"] == "square"]
+    assert {r["model"] for r in first} == {"m"}
+    again = [r for r in two if r["model"] == "m, severity 1"]
+    assert [r["restored_share"] for r in first] == [r["restored_share"] for r in again]
