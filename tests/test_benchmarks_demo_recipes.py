@@ -32,6 +32,9 @@ def test_training_recipes_change_one_setting_of_the_demo():
         assert (batch, steps) == base[:2] and len(overrides) == 1
     small = bench.CORRUPTIONS["dag_small"]()
     assert small.size_range[0] < type(small)().size_range[0]
+    noise = bench.CORRUPTIONS["dag_noise"]()
+    names = [type(c).__name__ for c in noise.corruptions]
+    assert names == ["DAGCorruption", "GaussianCorruption"] and noise.weights == (3.0, 1.0)
 
 
 def test_more_training_subjects_keep_the_first_ones_and_the_test_set():
