@@ -181,8 +181,10 @@ def probe_model(
 
 
 def report(rows: list[dict]) -> str:
-    models = list(dict.fromkeys(r["model"] for r in rows))
     squares = [r for r in rows if r["kind"] == "square"]
+    # Square columns per model and severity set; the severity effect per network.
+    models = list(dict.fromkeys(r["model"] for r in squares))
+    networks = list(dict.fromkeys(r["model"] for r in rows if r["kind"] == "severity"))
     table = []
     for a in AMPLITUDES:
         for s in SIDES:
@@ -202,7 +204,7 @@ def report(rows: list[dict]) -> str:
         + "\n\n### severity: mean |restoration at 0.05 - at 1.0| / mean residual\n\n"
         + md_table(
             ["model", "slices", "severity effect"],
-            [[m, sev[m]["n"], f"{sev[m]['severity_effect']:.3f}"] for m in models if m in sev],
+            [[m, sev[m]["n"], f"{sev[m]['severity_effect']:.3f}"] for m in networks],
         )
     )
 

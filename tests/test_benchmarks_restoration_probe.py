@@ -177,3 +177,10 @@ def test_one_severity_set_keeps_the_label_and_the_draw():
     assert {r["model"] for r in first} == {"m"}
     again = [r for r in two if r["model"] == "m, severity 1"]
     assert [r["restored_share"] for r in first] == [r["restored_share"] for r in again]
+
+
+def test_report_of_several_severities_has_no_empty_column():
+    rows = probe.probe_model(Graded(), small_cohort(), (0.0, 1.0), 0, "m", 2, [(0.5,), (1.0,)])
+    text = probe.report(rows)
+    assert "| amplitude | side (px) | m, severity 0.5 | m, severity 1 |\n" in text
+    assert "| m | 2 |" in text
