@@ -21,6 +21,9 @@ semi-axes (``DAGCorruption(size_range=(0.1, 1.0))``; the default's smallest is 2
 ``n32`` recipes with 32 healthy training subjects instead of 16 (the same test
 subjects), ``dagnoise`` recipes with a quarter of the patches corrupted by Gaussian noise
 instead of DAG (``Mixture([DAGCorruption(), GaussianCorruption()], weights=(3, 1))``),
+``smallbright`` recipes with a quarter of the patches given a small, sharp, bright DAG
+anomaly instead (semi-axes 0.8 to 2.8 px, blur sigma up to 1 px, the bias always
+brightening: ``DAGCorruption(size_range=(0.1, 0.35), sigma_range=(0, 1), p_bright=1)``),
 ``add`` recipes with the published additive severity conditioning instead of
 scale/shift, ``s25_50`` recipes restoring at severities 0.25 and 0.5 instead of 1.
 ``--new-test N`` also maps N independent test subjects of the unseen brain per seed
@@ -112,11 +115,13 @@ CHECK_RECIPES = {
 # The demo against the demo with one training setting changed: anomalies down to a
 # tenth of the box's half side (0.8 px semi-axes instead of 2 px), and twice the healthy
 # training subjects (the demo's 16 and 16 more, drawn after them from the same seed; the
-# test subjects stay the demo's).
+# test subjects stay the demo's), and a quarter of Gaussian noise or of small bright
+# anomalies instead of DAG's own.
 TRAINING_RECIPES = {
     "smallshapes_b16x1000": (16, 1000, {"corruption": "dag_small"}),
     "n32_b16x1000": (16, 1000, {"n_healthy": 32}),
     "dagnoise_b16x1000": (16, 1000, {"corruption": "dag_noise"}),
+    "smallbright_b16x1000": (16, 1000, {"corruption": "dag_smallbright"}),
 }
 # How the network takes the severity, and the severities the map restores at: the demo
 # before scale/shift conditioning (additive, as published, at 0.25 and 0.5) and
@@ -139,6 +144,16 @@ CORRUPTIONS = {
     # A quarter of the patches get Gaussian noise instead of a DAG anomaly: the noise
     # ablation alone removes one-voxel outliers that DAG's shapes (2 px and up) never show.
     "dag_noise": lambda: Mixture([DAGCorruption(), GaussianCorruption()], weights=(3, 1)),
+    # A quarter of the patches get a small, sharp, bright anomaly: the white-matter spots
+    # the network leaves (restoration_probe*.md), which DAG's shapes (2 px and up, blurred
+    # up to 5 px, brightening half the time) rarely show.
+    "dag_smallbright": lambda: Mixture(
+        [
+            DAGCorruption(),
+            DAGCorruption(size_range=(0.1, 0.35), sigma_range=(0.0, 1.0), p_bright=1.0),
+        ],
+        weights=(3, 1),
+    ),
 }
 # Networks a recipe names: the published additive severity conditioning.
 NETWORKS = {"add": functools.partial(UNet, conditioning="add")}

@@ -35,6 +35,12 @@ def test_training_recipes_change_one_setting_of_the_demo():
     noise = bench.CORRUPTIONS["dag_noise"]()
     names = [type(c).__name__ for c in noise.corruptions]
     assert names == ["DAGCorruption", "GaussianCorruption"] and noise.weights == (3.0, 1.0)
+    bright = bench.CORRUPTIONS["dag_smallbright"]()
+    default, small = bright.corruptions
+    assert repr(default) == repr(type(default)()) and bright.weights == (3.0, 1.0)
+    assert small.p_bright == 1.0 and small.size_range[0] < default.size_range[0]
+    assert small.size_range[1] < default.size_range[1]
+    assert small.sigma_range[1] < default.sigma_range[1]
 
 
 def test_more_training_subjects_keep_the_first_ones_and_the_test_set():

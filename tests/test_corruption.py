@@ -576,3 +576,51 @@ def test_mixture_weights():
         Mixture([GaussianCorruption()], weights=(1, 1))
     with pytest.raises(TypeError, match="Corruption"):
         Mixture(["dag"])
+
+
+@pytest.mark.parametrize("cls", [DAGCorruption, IntensityBiasCorruption])
+def test_p_bright_sets_the_bias_sign_and_keeps_the_random_stream(cls):
+    x = torch.rand(400, 1, 8, 8, generator=gen(1))
+    default = cls().sample_params(x, gen(0))
+    for p, expected in ((1.0, {1.0}), (0.0, {-1.0})):
+        params = cls(p_bright=p).sample_params(x, gen(0))
+        assert set(params["bias_sign"].tolist()) == expected
+        # One draw per sample whatever p_bright is: every other parameter is unchanged.
+        for key in default:
+            if key != "bias_sign":
+                assert torch.equal(params[key], default[key]), key
+    assert torch.equal(
+        cls(p_bright=0.5).sample_params(x, gen(0))["bias_sign"], default["bias_sign"]
+    )
+    share = (cls(p_bright=0.25).sample_params(x, gen(0))["bias_sign"] > 0).float().mean()
+    assert 0.19 < share < 0.31, share  # 100 of 400 expected
+
+
+def test_p_bright_one_only_brightens_and_zero_only_darkens():
+    x = make_batch(16)
+    for p, sign in ((1.0, 1.0), (0.0, -1.0)):
+        c = IntensityBiasCorruption(p_bright=p)
+        out = c(x, gen(3))
+        change = sign * (out.image - x)
+        assert (change >= 0).all() and (change > 0).any()
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        (-0.1, ValueError),
+        (1.5, ValueError),
+        (math.nan, ValueError),
+        (True, TypeError),
+        ("0.5", TypeError),
+    ],
+)
+def test_bad_p_bright_raises_with_the_reason(value, error):
+    for cls in (DAGCorruption, IntensityBiasCorruption):
+        with pytest.raises(error, match="p_bright"):
+            cls(p_bright=value)
+
+
+def test_p_bright_is_a_parameter_in_the_repr():
+    assert "p_bright=1.0" in repr(DAGCorruption(p_bright=1.0))
+    assert "p_bright=0.5" in repr(IntensityBiasCorruption())

@@ -16,7 +16,7 @@ from .base import (
     _work_dtype,
 )
 from .fpi import _apply_texture, _sample_texture_params
-from .intensity import _apply_bias, _check_n_classes, _sample_bias_params
+from .intensity import _apply_bias, _check_n_classes, _check_p_bright, _sample_bias_params
 from .shapes import _KINDS, _ShapedCorruption
 
 __all__ = ["Compose", "DAGCorruption"]
@@ -51,6 +51,8 @@ class DAGCorruption(_ShapedCorruption):
         Boundary irregularity of blobs.
     n_classes : tuple of int, default=(3, 5)
         Inclusive range of the number of intensity classes of the bias step.
+    p_bright : float, default=0.5
+        Probability that the bias step brightens (else it darkens).
 
     Notes
     -----
@@ -80,9 +82,11 @@ class DAGCorruption(_ShapedCorruption):
         size_range: tuple[float, float] = (0.25, 1.0),
         blob_roughness: float = 0.8,
         n_classes: tuple[int, int] = (3, 5),
+        p_bright: float = 0.5,
     ) -> None:
         super().__init__(box_fraction, sigma_range, shapes, size_range, blob_roughness)
         self.n_classes = _check_n_classes(n_classes)
+        self.p_bright = _check_p_bright(p_bright)
 
     def sample_params(
         self,
@@ -122,7 +126,7 @@ class DAGCorruption(_ShapedCorruption):
         b = x.shape[0]
         params = self._shape().sample_params(fg, generator)
         params.update(_sample_texture_params(fg, generator))
-        params.update(_sample_bias_params(b, generator, x.device, self.n_classes))
+        params.update(_sample_bias_params(b, generator, x.device, self.n_classes, self.p_bright))
         forced = _resolve_severity(severity, b, x.device)
         if forced is not None:
             params["a_tex"] = forced

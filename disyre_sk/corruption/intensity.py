@@ -29,7 +29,8 @@ class IntensityBiasCorruption(_ShapedCorruption):
     Foreground intensities of each sample are split into ``k`` classes at the ``j / k``
     quantiles (``k`` drawn uniformly in ``n_classes``). A random non-empty subset of the
     classes — always including the class of the mask centre — gets ``sign * a * m``
-    added, with ``a ~ U(0, 1)``, ``sign = ±1`` and ``m`` the soft mask; the image is then
+    added, with ``a ~ U(0, 1)``, ``sign = +1`` with probability ``p_bright`` (else
+    ``-1``) and ``m`` the soft mask; the image is then
     clipped to [0, 1]. The severity is the largest actual absolute change, which is at
     most ``a`` (less where clipping bites).
 
@@ -47,6 +48,9 @@ class IntensityBiasCorruption(_ShapedCorruption):
         Boundary irregularity of blobs.
     n_classes : tuple of int, default=(3, 5)
         Inclusive range of the number of intensity classes.
+    p_bright : float, default=0.5
+        Probability that the bias brightens (else it darkens). ``1`` makes only
+        hyper-intense anomalies, ``0`` only hypo-intense ones.
 
     Examples
     --------
@@ -66,9 +70,11 @@ class IntensityBiasCorruption(_ShapedCorruption):
         size_range: tuple[float, float] = (0.25, 1.0),
         blob_roughness: float = 0.8,
         n_classes: tuple[int, int] = (3, 5),
+        p_bright: float = 0.5,
     ) -> None:
         super().__init__(box_fraction, sigma_range, shapes, size_range, blob_roughness)
         self.n_classes = _check_n_classes(n_classes)
+        self.p_bright = _check_p_bright(p_bright)
 
     def sample_params(
         self,
@@ -107,7 +113,9 @@ class IntensityBiasCorruption(_ShapedCorruption):
         """
         fg = _check_input(x, foreground, generator)
         params = self._shape().sample_params(fg, generator)
-        params.update(_sample_bias_params(x.shape[0], generator, x.device, self.n_classes))
+        params.update(
+            _sample_bias_params(x.shape[0], generator, x.device, self.n_classes, self.p_bright)
+        )
         forced = _resolve_severity(severity, x.shape[0], x.device)
         if forced is not None:
             params["a_bias"] = forced
@@ -158,8 +166,23 @@ def _check_n_classes(n_classes: int | tuple[int, int]) -> tuple[int, int]:
     return (int(lo), int(hi))
 
 
+def _check_p_bright(p_bright: float) -> float:
+    if isinstance(p_bright, bool) or not isinstance(p_bright, (int, float)):
+        raise TypeError(f"p_bright must be a number in [0, 1]; got {p_bright!r}")
+    if not 0.0 <= p_bright <= 1.0:  # also refuses NaN
+        raise ValueError(
+            f"p_bright must be in [0, 1] (the probability that the bias brightens); "
+            f"got {p_bright!r}"
+        )
+    return float(p_bright)
+
+
 def _sample_bias_params(
-    b: int, generator: torch.Generator, device: torch.device, n_classes: tuple[int, int]
+    b: int,
+    generator: torch.Generator,
+    device: torch.device,
+    n_classes: tuple[int, int],
+    p_bright: float = 0.5,
 ) -> dict[str, Tensor]:
     """Draw the number of classes, the class subset bits, the sign and ``a_bias ~ U(0, 1)``."""
     lo, hi = n_classes
@@ -168,7 +191,9 @@ def _sample_bias_params(
     u_sign = _rand(generator, b, device=device)
     a_bias = _rand(generator, b, device=device)
     k = lo + (u_k * (hi - lo + 1)).long().clamp_(max=hi - lo)
-    sign = torch.where(u_sign < 0.5, -1.0, 1.0)
+    # One uniform draw per sample whatever p_bright is: the default (0.5) keeps the
+    # historical random stream, so seeded corruptions are unchanged.
+    sign = torch.where(u_sign < 1.0 - p_bright, -1.0, 1.0)
     return {"a_bias": a_bias, "bias_sign": sign, "n_classes": k, "class_bits": bits}
 
 
