@@ -24,6 +24,8 @@ instead of DAG (``Mixture([DAGCorruption(), GaussianCorruption()], weights=(3, 1
 ``smallbright`` recipes with a quarter of the patches given a small, sharp, bright DAG
 anomaly instead (semi-axes 0.8 to 2.8 px, blur sigma up to 1 px, the bias always
 brightening: ``DAGCorruption(size_range=(0.1, 0.35), sigma_range=(0, 1), p_bright=1)``),
+``smallsharp`` recipes with the same small, sharp anomalies brightening or darkening
+(``p_bright=0.5``, DAG's own),
 ``add`` recipes with the published additive severity conditioning instead of
 scale/shift, ``s25_50`` recipes restoring at severities 0.25 and 0.5 instead of 1.
 ``--new-test N`` also maps N independent test subjects of the unseen brain per seed
@@ -122,6 +124,7 @@ TRAINING_RECIPES = {
     "n32_b16x1000": (16, 1000, {"n_healthy": 32}),
     "dagnoise_b16x1000": (16, 1000, {"corruption": "dag_noise"}),
     "smallbright_b16x1000": (16, 1000, {"corruption": "dag_smallbright"}),
+    "smallsharp_b16x1000": (16, 1000, {"corruption": "dag_smallsharp"}),
 }
 # How the network takes the severity, and the severities the map restores at: the demo
 # before scale/shift conditioning (additive, as published, at 0.25 and 0.5) and
@@ -147,14 +150,18 @@ CORRUPTIONS = {
     # A quarter of the patches get a small, sharp, bright anomaly: the white-matter spots
     # the network leaves (restoration_probe*.md), which DAG's shapes (2 px and up, blurred
     # up to 5 px, brightening half the time) rarely show.
-    "dag_smallbright": lambda: Mixture(
-        [
-            DAGCorruption(),
-            DAGCorruption(size_range=(0.1, 0.35), sigma_range=(0.0, 1.0), p_bright=1.0),
-        ],
-        weights=(3, 1),
-    ),
+    "dag_smallbright": lambda: _with_small_anomalies(p_bright=1.0),
+    # The same, brightening or darkening: is it the size or the sign that counts?
+    "dag_smallsharp": lambda: _with_small_anomalies(p_bright=0.5),
 }
+
+
+def _with_small_anomalies(p_bright: float) -> Mixture:
+    """DAG, with a quarter of the patches given a small, sharp DAG anomaly instead."""
+    small = DAGCorruption(size_range=(0.1, 0.35), sigma_range=(0.0, 1.0), p_bright=p_bright)
+    return Mixture([DAGCorruption(), small], weights=(3, 1))
+
+
 # Networks a recipe names: the published additive severity conditioning.
 NETWORKS = {"add": functools.partial(UNet, conditioning="add")}
 

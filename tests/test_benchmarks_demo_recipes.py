@@ -41,6 +41,9 @@ def test_training_recipes_change_one_setting_of_the_demo():
     assert small.p_bright == 1.0 and small.size_range[0] < default.size_range[0]
     assert small.size_range[1] < default.size_range[1]
     assert small.sigma_range[1] < default.sigma_range[1]
+    sharp = bench.CORRUPTIONS["dag_smallsharp"]()
+    assert sharp.corruptions[1].p_bright == 0.5 and sharp.weights == bright.weights
+    assert repr(sharp.corruptions[1]) == repr(small).replace("p_bright=1.0", "p_bright=0.5")
 
 
 def test_more_training_subjects_keep_the_first_ones_and_the_test_set():
