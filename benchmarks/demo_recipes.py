@@ -25,7 +25,8 @@ instead of DAG (``Mixture([DAGCorruption(), GaussianCorruption()], weights=(3, 1
 anomaly instead (semi-axes 0.8 to 2.8 px, blur sigma up to 1 px, the bias always
 brightening: ``DAGCorruption(size_range=(0.1, 0.35), sigma_range=(0, 1), p_bright=1)``),
 ``smallsharp`` recipes with the same small, sharp anomalies brightening or darkening
-(``p_bright=0.5``, DAG's own),
+(``p_bright=0.5``, DAG's own), ``smallbright8`` recipes with an eighth of the patches
+given the small bright ones (weights 7 to 1),
 ``add`` recipes with the published additive severity conditioning instead of
 scale/shift, ``s25_50`` recipes restoring at severities 0.25 and 0.5 instead of 1.
 ``--new-test N`` also maps N independent test subjects of the unseen brain per seed
@@ -125,6 +126,7 @@ TRAINING_RECIPES = {
     "dagnoise_b16x1000": (16, 1000, {"corruption": "dag_noise"}),
     "smallbright_b16x1000": (16, 1000, {"corruption": "dag_smallbright"}),
     "smallsharp_b16x1000": (16, 1000, {"corruption": "dag_smallsharp"}),
+    "smallbright8_b16x1000": (16, 1000, {"corruption": "dag_smallbright8"}),
 }
 # How the network takes the severity, and the severities the map restores at: the demo
 # before scale/shift conditioning (additive, as published, at 0.25 and 0.5) and
@@ -153,13 +155,16 @@ CORRUPTIONS = {
     "dag_smallbright": lambda: _with_small_anomalies(p_bright=1.0),
     # The same, brightening or darkening: is it the size or the sign that counts?
     "dag_smallsharp": lambda: _with_small_anomalies(p_bright=0.5),
+    # An eighth instead of a quarter: less of the budget taken from DAG's own anomalies.
+    "dag_smallbright8": lambda: _with_small_anomalies(p_bright=1.0, weights=(7, 1)),
 }
 
 
-def _with_small_anomalies(p_bright: float) -> Mixture:
-    """DAG, with a quarter of the patches given a small, sharp DAG anomaly instead."""
+def _with_small_anomalies(p_bright: float, weights: tuple[int, int] = (3, 1)) -> Mixture:
+    """DAG, with a share of the patches (a quarter by default) given a small, sharp DAG
+    anomaly instead."""
     small = DAGCorruption(size_range=(0.1, 0.35), sigma_range=(0.0, 1.0), p_bright=p_bright)
-    return Mixture([DAGCorruption(), small], weights=(3, 1))
+    return Mixture([DAGCorruption(), small], weights=weights)
 
 
 # Networks a recipe names: the published additive severity conditioning.
