@@ -182,21 +182,8 @@ def run(recipe: str, seed: int, cohort_settings: dict = COHORT, new_test: int = 
     if "network" in settings:
         settings["network"] = NETWORKS[settings["network"]]
     x_train = training_subjects(cohort, cohort_settings, seed, settings.pop("n_healthy", None))
-    det = DISYREDetector(
-        **settings,
-        batch_size=batch,
-        n_steps=steps,
-        warmup_steps=steps // 10,
-        device="cpu",
-        random_state=seed,
-    )
-    t = time.perf_counter()
-    det.fit(x_train)
-    fit_s = time.perf_counter() - t
-    sets = {"": cohort}
-    if new_test:
-        other = {**cohort_settings, "n_healthy": 0, "n_test": new_test}
-        sets[f", new {new_test}"] = make_brain_cohort(**other, random_state=seed + SEED_OFFSET)
+    det, fit_s = fit_detector(settings, batch, steps, x_train, seed)
+    sets = mapped_cohorts(cohort, cohort_settings, seed, new_test)
     rows = []
     for suffix, test in sets.items():
         for option in ("location", None):
@@ -207,6 +194,35 @@ def run(recipe: str, seed: int, cohort_settings: dict = COHORT, new_test: int = 
         for name, maps in baselines(test).items():
             rows.append(dict(seed=seed, method=name + suffix, **evaluate(maps, test)))
     return rows
+
+
+def mapped_cohorts(cohort, cohort_settings: dict, seed: int, new_test: int) -> dict:
+    """Row-name suffix -> cohort: the seed's own test subjects and, with ``new_test``, that
+    many independent ones of the same brains (``demo_test_size.py``'s draw)."""
+    sets = {"": cohort}
+    if new_test:
+        other = {**cohort_settings, "n_healthy": 0, "n_test": new_test}
+        sets[f", new {new_test}"] = make_brain_cohort(**other, random_state=seed + SEED_OFFSET)
+    return sets
+
+
+def fit_detector(settings: dict, batch: int, steps: int, x_train, seed: int):
+    """Fit a detector of ``settings`` on the CPU, a tenth of the steps as warm-up.
+
+    Returns the detector and the fit's seconds (the mapping of the training subjects that
+    sets ``offset_`` included).
+    """
+    det = DISYREDetector(
+        **settings,
+        batch_size=batch,
+        n_steps=steps,
+        warmup_steps=steps // 10,
+        device="cpu",
+        random_state=seed,
+    )
+    t = time.perf_counter()
+    det.fit(x_train)
+    return det, time.perf_counter() - t
 
 
 def training_subjects(cohort, cohort_settings: dict, seed: int, n_healthy: int | None):

@@ -32,11 +32,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
-from demo_recipes import COHORT, MAP_RECIPES, SETTINGS, spread
-from demo_test_size import SEED_OFFSET
+from demo_recipes import COHORT, MAP_RECIPES, SETTINGS, fit_detector, mapped_cohorts, spread
 from held_out import FAMILIES, baselines, evaluate, row_cells
 
-from disyre_sk import DISYREDetector
 from disyre_sk.corruption import DAGCorruption
 from disyre_sk.datasets import make_brain_cohort
 
@@ -50,17 +48,7 @@ def specialist_corruption() -> DAGCorruption:
 
 def fit(corruption, x_train: np.ndarray, seed: int, settings: dict = SETTINGS):
     """One detector of the demo's recipe with ``corruption``; (detector, fit seconds)."""
-    det = DISYREDetector(
-        **{**settings, "corruption": corruption},
-        batch_size=BATCH,
-        n_steps=STEPS,
-        warmup_steps=STEPS // 10,
-        device="cpu",
-        random_state=seed,
-    )
-    t = time.perf_counter()
-    det.fit(x_train)
-    return det, time.perf_counter() - t
+    return fit_detector({**settings, "corruption": corruption}, BATCH, STEPS, x_train, seed)
 
 
 def combined(demo: np.ndarray, specialist: np.ndarray, weights) -> dict[str, np.ndarray]:
@@ -84,10 +72,7 @@ def run(
     demo, demo_s = fit(settings["corruption"], cohort.X_train, seed, settings)
     special, special_s = fit(specialist_corruption(), cohort.X_train, seed, settings)
     fit_s = {"demo": demo_s, "specialist": special_s}
-    sets = {"": cohort}
-    if new_test:
-        other = {**cohort_settings, "n_healthy": 0, "n_test": new_test}
-        sets[f", new {new_test}"] = make_brain_cohort(**other, random_state=seed + SEED_OFFSET)
+    sets = mapped_cohorts(cohort, cohort_settings, seed, new_test)
     rows = []
     for suffix, test in sets.items():
         maps = combined(demo.decision_map(test.X_test), special.decision_map(test.X_test), weights)
