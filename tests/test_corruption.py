@@ -622,5 +622,8 @@ def test_bad_p_bright_raises_with_the_reason(value, error):
 
 
 def test_p_bright_is_a_parameter_in_the_repr():
+    import numpy as np
+
+    assert DAGCorruption(p_bright=np.float32(0.25)).p_bright == 0.25  # numpy scalars too
     assert "p_bright=1.0" in repr(DAGCorruption(p_bright=1.0))
     assert "p_bright=0.5" in repr(IntensityBiasCorruption())

@@ -10,6 +10,8 @@ foreign patch interpolation alone rarely makes.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 
@@ -167,7 +169,7 @@ def _check_n_classes(n_classes: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def _check_p_bright(p_bright: float) -> float:
-    if isinstance(p_bright, bool) or not isinstance(p_bright, (int, float)):
+    if isinstance(p_bright, bool) or not isinstance(p_bright, numbers.Real):
         raise TypeError(f"p_bright must be a number in [0, 1]; got {p_bright!r}")
     if not 0.0 <= p_bright <= 1.0:  # also refuses NaN
         raise ValueError(
