@@ -142,6 +142,18 @@ ALL_RECIPES = {
     **TRAINING_RECIPES,
     **CONDITIONING_RECIPES,
 }
+
+
+def small_anomalies(p_bright: float) -> DAGCorruption:
+    """Small (0.8-2.8 px semi-axes at 32-px patches), sharp (blur <= 1 px) DAG anomalies."""
+    return DAGCorruption(size_range=(0.1, 0.35), sigma_range=(0.0, 1.0), p_bright=p_bright)
+
+
+def _with_small_anomalies(p_bright: float, weights: tuple[int, int] = (3, 1)) -> Mixture:
+    """DAG, with a share of the patches (a quarter by default) given a small anomaly."""
+    return Mixture([DAGCorruption(), small_anomalies(p_bright)], weights=weights)
+
+
 # Corruptions a recipe names: a fresh object per fit.
 CORRUPTIONS = {
     "mix": DAGFPIMixture,
@@ -158,13 +170,6 @@ CORRUPTIONS = {
     # An eighth instead of a quarter: less of the budget taken from DAG's own anomalies.
     "dag_smallbright8": lambda: _with_small_anomalies(p_bright=1.0, weights=(7, 1)),
 }
-
-
-def _with_small_anomalies(p_bright: float, weights: tuple[int, int] = (3, 1)) -> Mixture:
-    """DAG, with a share of the patches (a quarter by default) given a small, sharp DAG
-    anomaly instead."""
-    small = DAGCorruption(size_range=(0.1, 0.35), sigma_range=(0.0, 1.0), p_bright=p_bright)
-    return Mixture([DAGCorruption(), small], weights=weights)
 
 
 # Networks a recipe names: the published additive severity conditioning.

@@ -32,7 +32,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
-from demo_recipes import COHORT, MAP_RECIPES, SETTINGS, fit_detector, mapped_cohorts, spread
+from demo_recipes import (
+    COHORT,
+    MAP_RECIPES,
+    SETTINGS,
+    fit_detector,
+    mapped_cohorts,
+    small_anomalies,
+    spread,
+)
 from held_out import FAMILIES, baselines, evaluate, row_cells
 
 from disyre_sk.corruption import DAGCorruption
@@ -42,13 +50,8 @@ BATCH, STEPS, _ = MAP_RECIPES["b16x1000"]  # the demo's recipe
 
 
 def specialist_corruption() -> DAGCorruption:
-    """Small (0.8-2.8 px semi-axes at 32-px patches), sharp, always brightening."""
-    return DAGCorruption(size_range=(0.1, 0.35), sigma_range=(0.0, 1.0), p_bright=1.0)
-
-
-def fit(corruption, x_train: np.ndarray, seed: int, settings: dict = SETTINGS):
-    """One detector of the demo's recipe with ``corruption``; (detector, fit seconds)."""
-    return fit_detector({**settings, "corruption": corruption}, BATCH, STEPS, x_train, seed)
+    """demo_recipes.py's small, sharp anomalies, always brightening."""
+    return small_anomalies(p_bright=1.0)
 
 
 def combined(demo: np.ndarray, specialist: np.ndarray, weights) -> dict[str, np.ndarray]:
@@ -69,8 +72,10 @@ def run(
 ) -> list[dict]:
     """Fit both networks on one seed's cohort; a row per map and test set."""
     cohort = make_brain_cohort(**cohort_settings, random_state=seed)
-    demo, demo_s = fit(settings["corruption"], cohort.X_train, seed, settings)
-    special, special_s = fit(specialist_corruption(), cohort.X_train, seed, settings)
+    demo, demo_s = fit_detector(settings, BATCH, STEPS, cohort.X_train, seed)
+    special, special_s = fit_detector(
+        {**settings, "corruption": specialist_corruption()}, BATCH, STEPS, cohort.X_train, seed
+    )
     fit_s = {"demo": demo_s, "specialist": special_s}
     sets = mapped_cohorts(cohort, cohort_settings, seed, new_test)
     rows = []
