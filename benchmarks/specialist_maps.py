@@ -54,12 +54,39 @@ def specialist_corruption() -> DAGCorruption:
     return small_anomalies(p_bright=1.0)
 
 
-def combined(demo: np.ndarray, specialist: np.ndarray, weights) -> dict[str, np.ndarray]:
-    """Each map alone, ``demo + w * specialist`` for each weight, and the maximum."""
-    maps = {"demo": demo, "specialist": specialist}
+def _small_patch_corruption() -> DAGCorruption:
+    """The same anomalies in pixels at 16-px patches: the box spans the whole patch."""
+    return DAGCorruption(
+        box_fraction=1.0, size_range=(0.1, 0.35), sigma_range=(0.0, 1.0), p_bright=1.0
+    )
+
+
+# Cheaper specialists, for a demo that fits both networks in its budget: name -> (steps,
+# overrides of the demo's settings). "b16x1000" is the specialist of the record.
+SPECIALISTS = {
+    "b16x1000": (None, {}),  # None: the demo's steps
+    "b16x500": (500, {}),
+    "p16_b16x1000": (None, {"patch_size": 16, "corruption": _small_patch_corruption}),
+    "p16_b16x500": (500, {"patch_size": 16, "corruption": _small_patch_corruption}),
+}
+
+
+def specialist_settings(name: str, settings: dict) -> tuple[dict, int]:
+    """A specialist's detector settings (a fresh corruption) and steps."""
+    steps, overrides = SPECIALISTS[name]
+    overrides = {k: v() if callable(v) else v for k, v in overrides.items()}
+    return {**settings, "corruption": specialist_corruption(), **overrides}, steps or STEPS
+
+
+def combined(
+    demo: np.ndarray, specialist: np.ndarray, weights, name: str = "specialist"
+) -> dict[str, np.ndarray]:
+    """The specialist's map alone, ``demo + w * specialist`` for each weight, and the
+    maximum (the demo's own map is :func:`run`'s)."""
+    maps = {name: specialist}
     for w in weights:
-        maps[f"demo + {w:g} x specialist"] = demo + w * specialist
-    maps["max(demo, specialist)"] = np.maximum(demo, specialist)
+        maps[f"demo + {w:g} x {name}"] = demo + w * specialist
+    maps[f"max(demo, {name})"] = np.maximum(demo, specialist)
     return maps
 
 
@@ -69,21 +96,33 @@ def run(
     new_test: int = 0,
     cohort_settings: dict = COHORT,
     settings: dict = SETTINGS,
+    specialists=("b16x1000",),
 ) -> list[dict]:
-    """Fit both networks on one seed's cohort; a row per map and test set."""
+    """Fit the demo's network and each specialist on one seed's cohort; a row per map and
+    test set. With the record's specialist alone, its rows say "specialist"; other
+    specialists are named."""
     cohort = make_brain_cohort(**cohort_settings, random_state=seed)
     demo, demo_s = fit_detector(settings, BATCH, STEPS, cohort.X_train, seed)
-    special, special_s = fit_detector(
-        {**settings, "corruption": specialist_corruption()}, BATCH, STEPS, cohort.X_train, seed
-    )
-    fit_s = {"demo": demo_s, "specialist": special_s}
+    fitted = {}
+    for name in specialists:
+        spec_settings, steps = specialist_settings(name, settings)
+        label = "specialist" if tuple(specialists) == ("b16x1000",) else f"specialist {name}"
+        fitted[label] = fit_detector(spec_settings, BATCH, steps, cohort.X_train, seed)
     sets = mapped_cohorts(cohort, cohort_settings, seed, new_test)
     rows = []
     for suffix, test in sets.items():
-        maps = combined(demo.decision_map(test.X_test), special.decision_map(test.X_test), weights)
+        demo_map = demo.decision_map(test.X_test)
+        maps, fit_s = {"demo": demo_map}, {"demo": demo_s}
+        for label, (special, special_s) in fitted.items():
+            for name, m in combined(
+                demo_map, special.decision_map(test.X_test), weights, label
+            ).items():
+                maps[name] = m
+                fit_s[name] = special_s if name == label else demo_s + special_s
         for name, m in maps.items():
-            seconds = fit_s.get(name, demo_s + special_s)
-            rows.append(dict(seed=seed, method=name + suffix, fit_s=seconds, **evaluate(m, test)))
+            rows.append(
+                dict(seed=seed, method=name + suffix, fit_s=fit_s[name], **evaluate(m, test))
+            )
         for name, m in baselines(test).items():
             rows.append(dict(seed=seed, method=name + suffix, **evaluate(m, test)))
     return rows
@@ -103,7 +142,13 @@ def write(args, info, rows, elapsed) -> Path:
     body = "\n\n".join(
         [
             f"Cohort: {COHORT}. Both detectors: {SETTINGS}, batch {BATCH}, {STEPS} steps; the "
-            f"specialist's corruption: {specialist_corruption()!r}.",
+            f"specialist's corruption: {specialist_corruption()!r}."
+            + "".join(
+                f" Specialist {n}: {specialist_settings(n, {})[1]} steps, "
+                f"{ {k: v for k, v in specialist_settings(n, {})[0].items()} }."
+                for n in args.specialists
+                if n != "b16x1000"
+            ),
             "### min / mean / max over seeds",
             md_table(
                 ["map", "seeds", "pixel AP", "slice AUROC", "volume AUROC", "foci AP", "fit s"],
@@ -126,6 +171,13 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--weights", type=float, nargs="+", default=[0.25, 0.5, 1.0])
     ap.add_argument("--new-test", type=int, default=36)
+    ap.add_argument(
+        "--specialists",
+        nargs="+",
+        choices=list(SPECIALISTS),
+        default=["b16x1000"],
+        help="specialist recipes to fit beside the demo's network (steps, patch size)",
+    )
     ap.add_argument("--out", default="benchmarks/results/specialist_maps_cpu.md")
     args = ap.parse_args()
     if any(w <= 0 for w in args.weights):
@@ -135,7 +187,7 @@ def main() -> int:
     t0 = time.perf_counter()
     for seed in args.seeds:
         print(f"seed {seed}...", flush=True)
-        rows += run(seed, args.weights, args.new_test)
+        rows += run(seed, args.weights, args.new_test, specialists=args.specialists)
         path = write(args, info, rows, time.perf_counter() - t0)
     print(Path(path).read_text())
     return 0
