@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, now, write_results
 
-from disyre_sk import DISYREDetector
+from disyre_sk import CombinedDetector, DISYREDetector, load_model
 from disyre_sk.datasets import make_brain_cohort
 
 
@@ -31,13 +31,30 @@ def run_demo(seed: int, out: Path) -> Path:
     return out
 
 
-def load_demo(folder: Path) -> tuple[dict, int, DISYREDetector]:
+def load_demo(folder: Path, whole: bool = False) -> tuple[dict, int, DISYREDetector]:
     """A demo folder's ``metrics.json`` (settings and cohort), its seed, and its model
-    loaded quiet (no progress bars)."""
+    loaded quiet (no progress bars).
+
+    A demo model with a small-anomaly network is a ``CombinedDetector``: ``whole=True``
+    gives it (the map the demo reports), the default its DAG network alone (the scripts
+    that change a network's map settings study that one).
+    """
     meta = json.loads((Path(folder) / "metrics.json").read_text())
-    det = DISYREDetector.load(Path(folder) / "model.disyre")
-    det.set_params(verbose=False)
-    return meta, int(meta["settings"]["random_state"]), det
+    model = load_model(Path(folder) / "model.disyre")
+    for _, det in _members(model):
+        det.set_params(verbose=False)
+    if not whole and isinstance(model, CombinedDetector):
+        model = model.detectors_[0][1]
+    return meta, int(meta["settings"]["random_state"]), model
+
+
+def first_network(model) -> DISYREDetector:
+    """The model itself, or a combination's first member."""
+    return model.detectors_[0][1] if isinstance(model, CombinedDetector) else model
+
+
+def _members(model) -> list:
+    return model.detectors_ if isinstance(model, CombinedDetector) else [("", model)]
 
 
 def demo_cohort(meta: dict, n_test: int | None = None, seed_offset: int = 0):

@@ -39,7 +39,7 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
-from _demo_models import demo_cohort, demo_folders, load_demo
+from _demo_models import demo_cohort, demo_folders, first_network, load_demo
 
 from disyre_sk.datasets import make_brain_cohort
 from disyre_sk.metrics import sample_auroc, slice_labels, slice_scores
@@ -143,7 +143,8 @@ def slice_analysis(maps, masks, fgs, healthy) -> dict:
 
 
 def analyse(folder: Path) -> dict:
-    meta, seed, det = load_demo(folder)
+    meta, seed, det = load_demo(folder, whole=True)
+    scale = first_network(det).intensity_range_
     c = meta["cohort"]
     kw = dict(n_healthy=c["n_healthy"], voxel_size=c["voxel_size"], contrast=c["contrast"])
     unseen = demo_cohort(meta)
@@ -166,9 +167,13 @@ def analyse(folder: Path) -> dict:
         "folder": str(folder),
         "threshold": threshold,
         "unseen": enrichment(
-            maps[healthy], unseen.X_test[healthy], fg_u, threshold, det.intensity_range_
+            maps[healthy],
+            unseen.X_test[healthy],
+            fg_u,
+            threshold,
+            scale,
         ),
-        "seen": enrichment(seen_maps, seen.X_test, fg_s, threshold, det.intensity_range_),
+        "seen": enrichment(seen_maps, seen.X_test, fg_s, threshold, scale),
         "healthy_volume_score_unseen": [
             float(v) for v in det.score_samples(unseen.X_test[healthy])
         ],

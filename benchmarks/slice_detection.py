@@ -117,7 +117,7 @@ def volume_row(maps: np.ndarray, foreground: np.ndarray, families) -> dict:
 
 
 def rows_of(folder: Path, n_test: int, small: int) -> list[dict]:
-    meta, seed, det = load_demo(folder)
+    meta, seed, det = load_demo(folder, whole=True)
     rows = []
     for name, cohort in evaluation_sets(meta, n_test).items():
         maps = {"DISYRE": det.decision_map(cohort.X_test), **baselines(cohort)}

@@ -16,6 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ._combined import CombinedDetector, small_anomaly_specialist
 from ._detector import DISYREDetector
 from .datasets import make_brain_cohort
 from .io import save_map
@@ -71,6 +72,13 @@ QUICK = dict(
         map_median=3,
         inference_batch_size=64,
     ),
+    # A second network for lesions of a voxel or two, which DAG's shapes leave unseen:
+    # the same recipe on small, sharp, bright anomalies only (small_anomaly_specialist),
+    # with 16-px patches and 500 steps, a quarter of the first network's training time,
+    # its map added at half the weight (benchmarks/specialist_maps.py; recipe and weight
+    # chosen on 36 independent test subjects per seed:
+    # benchmarks/results/specialist_recipes_cpu.md).
+    specialist=dict(patch_size=16, n_steps=500, weight=0.5),
 )
 FULL = dict(
     cohort=dict(n_healthy=48, n_test=24, voxel_size=2.0),
@@ -194,6 +202,37 @@ def _figure(path: Path, cohort, maps, baseline) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _detector(params: dict, specialist: dict | None):
+    """The demo's model, unfitted, and its training steps in words: the DISYRE detector
+    of ``params``, with its small-anomaly specialist when ``specialist`` is given (its
+    steps scaled with an ``n_steps`` override)."""
+    det = DISYREDetector(**params)
+    if not specialist:
+        return det, f"{params['n_steps']} steps"
+    default_steps = QUICK["detector"]["n_steps"]
+    steps = max(1, round(specialist["n_steps"] * params["n_steps"] / default_steps))
+    foci = small_anomaly_specialist(det, patch_size=specialist["patch_size"], n_steps=steps)
+    combo = CombinedDetector([("shapes", det), ("foci", foci)], weights=[1.0, specialist["weight"]])
+    return combo, f"{params['n_steps']} steps + {steps} for the small-anomaly network"
+
+
+def _members(det) -> list:
+    return det.detectors_ if isinstance(det, CombinedDetector) else [("detector", det)]
+
+
+def _specialist_settings(det) -> dict | None:
+    """What metrics.json records of the small-anomaly network, or None without one."""
+    if not isinstance(det, CombinedDetector):
+        return None
+    foci = det.named_detectors_.foci
+    return {
+        "weight": float(det.weights_[1]),
+        "patch_size": foci.patch_size,
+        "n_steps": foci.n_steps,
+        "corruption": repr(foci.corruption),
+    }
+
+
 def run_demo(
     out: str | Path = "disyre_demo",
     *,
@@ -258,14 +297,15 @@ def run_demo(
     if n_steps is not None:
         params["n_steps"] = n_steps
         params["warmup_steps"] = min(params.get("warmup_steps", 500), n_steps // 10)
-    det = DISYREDetector(**params)
-    say(f"Training DISYRE ({params['n_steps']} steps, device={device})...")
+    det, steps = _detector(params, settings.get("specialist"))
+    say(f"Training DISYRE ({steps}, device={device})...")
     t1 = time.perf_counter()
     det.fit(cohort.X_train)
     fit_s = time.perf_counter() - t1
+    losses = [np.mean(d.history_["loss"][-25:]) for _, d in _members(det)]
     say(
         f"  trained in {fit_s:.0f} s on {det.device_}; final loss "
-        f"{np.mean(det.history_['loss'][-25:]):.4g}"
+        + " / ".join(f"{v:.4g}" for v in losses)
     )
     model_path = det.save(out / "model.disyre")
     say("Mapping the test volumes...")
@@ -273,7 +313,9 @@ def run_demo(
     maps = det.decision_map(cohort.X_test)
     map_s = time.perf_counter() - t2
     baselines = intensity_baselines(cohort)
-    name = f"DISYRE ({params.get('corruption', 'dag')}, ensemble)"
+    name = f"DISYRE ({params.get('corruption', 'dag')}" + (
+        " + small-anomaly network)" if isinstance(det, CombinedDetector) else ")"
+    )
     rows = [evaluate(name, maps, cohort)]
     rows += [evaluate(k, v, cohort) for k, v in baselines.items()]
 
@@ -296,6 +338,7 @@ def run_demo(
     best_base = max(r["pixel_ap"] for r in rows[1:])
     result = {
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()},
+        "specialist": _specialist_settings(det),
         "cohort": dict(
             settings["cohort"],
             contrast="t2",

@@ -37,9 +37,9 @@ from ._engine.augment import Augmentation
 from ._engine.checkpoint import Checkpointer, fingerprint
 from ._engine.distributed import join_world
 from ._engine.inference import Restorer, erode_foreground
-from ._engine.persist import load_detector, save_detector
+from ._engine.persist import detector_payload, load_detector
 from ._engine.training import SliceBank, Trainer
-from ._files import check_writable, jsonable
+from ._files import atomic_write, check_writable, jsonable
 from .corruption import get_corruption
 from .nn import UNet
 from .schedule import check_severities
@@ -1385,6 +1385,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         >>> bool(np.allclose(loaded.score_samples(X), det.score_samples(X)))
         True
         """
+        return atomic_write(Path(path), lambda handle: torch.save(self._payload(), handle))
+
+    def _payload(self) -> dict:
+        """What :meth:`save` writes: strings and tensors only."""
         check_is_fitted(self)
         if self.network is not None:
             raise TypeError(
@@ -1393,9 +1397,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 "Pickle the detector instead (joblib.dump; open such files only from a "
                 "trusted source), or save network_.state_dict() with your own code."
             )
-        return save_detector(
+        return detector_payload(
             self,
-            path,
             layout_kind=self._layout.kind,
             offset_settings=getattr(self, "_offset_settings", None),
         )
@@ -1434,8 +1437,17 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         >>> bool(np.allclose(loaded.decision_map(X), det.decision_map(X)))
         True
         """
+        return cls._from_payload(path, None, device)
+
+    @classmethod
+    def _from_payload(cls, path, payload, device) -> DISYREDetector:
+        """:meth:`load`, or with ``payload`` an already verified one (``path`` names it)."""
         detector, private = load_detector(
-            cls, path, device=device, check_params=lambda det: det._check_params_now()
+            cls,
+            path,
+            device=device,
+            check_params=lambda det: det._check_params_now(),
+            payload=payload,
         )
         detector._layout = private["layout"]
         settings = private["offset_settings"]

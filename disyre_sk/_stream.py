@@ -219,23 +219,32 @@ def _replica(model, device: str | None):
 
     from sklearn.utils.validation import check_is_fitted
 
-    from ._detector import DISYREDetector
+    from ._combined import load_model
     from ._device import inference_precision, resolve_device
 
     if isinstance(model, (str, os.PathLike)):
-        det = DISYREDetector.load(model, device=device or "auto")
+        det = load_model(model, device=device or "auto")
     else:
         check_is_fitted(model)
         if device is None or resolve_device(device) == model.device_:
             return model
         det = pickle.loads(pickle.dumps(model))  # CPU weights in between
         dev = resolve_device(device)
-        det.network_ = det.network_.to(dev).eval()
-        det.device_ = dev
-        det.precision_ = inference_precision(dev, det.precision_)
+        for single in _singles(det):
+            single.network_ = single.network_.to(dev).eval()
+            single.device_ = dev
+            single.precision_ = inference_precision(dev, single.precision_)
     # The stream has its own progress bar: no bar per scan.
-    det.verbose = False
+    for single in _singles(det):
+        single.verbose = False
     return det
+
+
+def _singles(det) -> list:
+    """The single-network detectors in ``det``: itself, or a combination's members."""
+    from ._combined import CombinedDetector
+
+    return [d for _, d in det.detectors_] if isinstance(det, CombinedDetector) else [det]
 
 
 def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
@@ -285,10 +294,10 @@ def _replicas(model, devices: Sequence[str] | None) -> list:
 
 def _volume_shape(detector) -> tuple[int, ...]:
     """The ``(Z, Y, X)`` shape ``detector`` maps; raises unless it was trained on volumes."""
-    from ._detector import fitted_layout
+    from ._combined import layout_of
 
     shape = tuple(detector.image_shape_)
-    kind = fitted_layout(detector).kind
+    kind = layout_of(detector).kind
     if len(shape) != 3 or kind != "volumes":
         raise ValueError(
             f"the model was trained on {kind} of shape {shape}; mapping "
@@ -551,9 +560,9 @@ def stream_detect(
 
     Parameters
     ----------
-    model : str, path-like or DISYREDetector
-        A model file written by ``DISYREDetector.save`` (loaded once per device), or a
-        fitted detector (copied to each device it is not on).
+    model : str, path-like, DISYREDetector or CombinedDetector
+        A model file written by either estimator's ``save`` (loaded once per device), or
+        a fitted detector (copied to each device it is not on).
     scans : sequence of path-like
         NIfTI files; their names (without ``.nii.gz``) must be distinct.
     output : path-like

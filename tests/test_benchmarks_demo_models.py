@@ -58,3 +58,35 @@ def test_load_demo_reads_the_seed_and_a_quiet_model(dm, tmp_path):
     assert seed == 7 and meta["settings"]["random_state"] == 7
     assert loaded.verbose is False
     np.testing.assert_array_equal(loaded.decision_map(x[:1]), det.decision_map(x[:1]))
+
+
+def test_load_demo_of_a_combined_model_gives_its_first_network_or_the_whole(dm, tmp_path):
+    import numpy as np
+
+    from disyre_sk import CombinedDetector, DISYREDetector, small_anomaly_specialist
+
+    x = np.zeros((4, 2, 16, 16), dtype=np.float32)
+    x[:, :, 2:14, 2:14] = np.random.default_rng(0).random((4, 2, 12, 12))
+    det = DISYREDetector(
+        patch_size=16,
+        widths=(8, 16),
+        n_steps=2,
+        batch_size=4,
+        map_standardization="location",
+        random_state=0,
+        verbose=True,
+    )
+    combo = CombinedDetector([("shapes", det), ("foci", small_anomaly_specialist(det))])
+    combo.fit(x).save(tmp_path / "model.disyre")
+    (tmp_path / "metrics.json").write_text(json.dumps({"settings": {"random_state": 3}}))
+    _, seed, first = dm.load_demo(tmp_path)
+    assert seed == 3 and isinstance(first, DISYREDetector) and first.verbose is False
+    np.testing.assert_array_equal(
+        first.decision_map(x[:1]), combo.named_detectors_.shapes.decision_map(x[:1])
+    )
+    _, _, whole = dm.load_demo(tmp_path, whole=True)
+    assert isinstance(whole, CombinedDetector)
+    assert all(d.verbose is False for _, d in whole.detectors_)
+    assert dm.first_network(whole) is whole.detectors_[0][1]
+    assert dm.first_network(first) is first
+    np.testing.assert_array_equal(whole.decision_map(x[:1]), combo.decision_map(x[:1]))

@@ -102,13 +102,57 @@ def test_errors(tmp_path):
         DISYREDetector().save(tmp_path / "x.disyre")
 
 
-def test_custom_corruption_warns_on_load(data, tmp_path):
+def test_package_corruptions_are_stored_and_rebuilt(data, tmp_path):
+    import warnings
+
+    from disyre_sk.corruption import DAGCorruption, FPICorruption
+
+    for corruption in (FPICorruption(size_range=(0.2, 0.5)), DAGCorruption(p_bright=1.0)):
+        det = DISYREDetector(**TINY, corruption=corruption).fit(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "custom corruption" warning
+            loaded = DISYREDetector.load(det.save(tmp_path / "c.disyre"))
+        assert type(loaded.corruption) is type(corruption)
+        assert repr(loaded.corruption) == repr(corruption)
+        np.testing.assert_array_equal(loaded.decision_map(data), det.decision_map(data))
+
+
+def test_a_users_own_corruption_warns_on_load(data, tmp_path):
     from disyre_sk.corruption import FPICorruption
 
-    det = DISYREDetector(**TINY, corruption=FPICorruption()).fit(data)
+    class Mine(FPICorruption):
+        pass
+
+    det = DISYREDetector(**TINY, corruption=Mine()).fit(data)
     with pytest.warns(UserWarning, match="custom corruption"):
         loaded = DISYREDetector.load(det.save(tmp_path / "c.disyre"))
+    assert loaded.corruption == "dag"
     np.testing.assert_array_equal(loaded.decision_map(data), det.decision_map(data))
+
+
+def test_a_stored_corruption_with_bad_arguments_is_refused(data, tmp_path):
+    import json
+
+    import torch
+
+    from disyre_sk._engine import persist
+    from disyre_sk.corruption import DAGCorruption
+
+    det = DISYREDetector(**TINY, corruption=DAGCorruption()).fit(data)
+    payload = det._payload()
+    params = json.loads(payload["params"])
+    params["corruption"]["params"]["p_bright"] = 7
+    payload["params"] = json.dumps(params)
+    payload["checksums"] = json.dumps(persist._checksums(payload))  # a consistent edit
+    torch.save(payload, tmp_path / "bad.disyre")
+    with pytest.raises(ValueError, match=r"invalid corruption.*p_bright"):
+        DISYREDetector.load(tmp_path / "bad.disyre")
+    params["corruption"]["class"] = "FutureCorruption"
+    payload["params"] = json.dumps(params)
+    payload["checksums"] = json.dumps(persist._checksums(payload))
+    torch.save(payload, tmp_path / "new.disyre")
+    with pytest.raises(ValueError, match="upgrade disyre_sk"):
+        DISYREDetector.load(tmp_path / "new.disyre")
 
 
 def test_save_is_atomic(fitted, tmp_path, monkeypatch):

@@ -25,11 +25,14 @@ import torch
 
 from .. import _data
 from .._device import inference_precision, resolve_device
-from .._files import atomic_write, digest, jsonable
+from .._files import digest, jsonable
 from .._version import __version__
+from ..corruption import DAGCorruption, FPICorruption, GaussianCorruption, IntensityBiasCorruption
 from ..nn import UNet
 
 FORMAT_NAME = "disyre_sk.model"
+# A CombinedDetector's file: its members' payloads, each as a single model file holds it.
+COMBINED_FORMAT_NAME = "disyre_sk.combined"
 # Version 3 adds the healthy reference maps of map_standardization='location'; files
 # without them are still written as version 2, so older readers open them.
 FORMAT_VERSION = 3
@@ -50,6 +53,8 @@ _STATE_ATTRIBUTES = (
 # Learned attributes added after the first files were written, with their value then.
 _STATE_DEFAULTS = {"residual_profile_": None}
 _LAYOUT_KINDS = ("table", "slices", "volumes")
+# Corruptions whose constructor arguments are plain values: stored and rebuilt on load.
+_STORED_CORRUPTIONS = (DAGCorruption, FPICorruption, GaussianCorruption, IntensityBiasCorruption)
 _ENTRIES = (
     "format",
     "format_version",
@@ -74,17 +79,20 @@ def _checksums(payload: dict) -> dict:
     return sums
 
 
-def save_detector(detector, path, *, layout_kind: str, offset_settings) -> Path:
-    """Write a fitted detector to ``path`` atomically; see ``DISYREDetector.save``.
-
-    ``layout_kind`` (``'images'`` or ``'volumes'``) and ``offset_settings`` (the scoring
-    settings ``offset_`` was computed with) are the detector's private state, handed in.
-    """
+def detector_payload(detector, *, layout_kind: str, offset_settings) -> dict:
+    """What a model file holds for one fitted detector (strings and tensors), checksummed."""
     params = detector.get_params()
     params["callbacks"] = None  # fit-time observers, not part of the model
     corruption = params["corruption"]
     if not isinstance(corruption, str):
         params["corruption"] = {"class": type(corruption).__name__, "repr": repr(corruption)}
+        if type(corruption) in _STORED_CORRUPTIONS:
+            # The package's own corruptions are their constructor arguments: stored as
+            # JSON and rebuilt on load, so a loaded model can be fitted again as it was.
+            names = inspect.signature(type(corruption).__init__).parameters
+            params["corruption"]["params"] = {
+                n: jsonable(getattr(corruption, n)) for n in names if n != "self"
+            }
     params = {k: jsonable(v) for k, v in params.items()}
     if not isinstance(params["random_state"], (int, type(None))):
         params["random_state"] = None
@@ -118,7 +126,7 @@ def save_detector(detector, path, *, layout_kind: str, offset_settings) -> Path:
             ),
         }
     payload["checksums"] = json.dumps(_checksums(payload))
-    return atomic_write(Path(path), lambda handle: torch.save(payload, handle))
+    return payload
 
 
 def _fail(path, problem: str, advice: str) -> ModelFileError:
@@ -131,15 +139,15 @@ _DAMAGED = (
 )
 
 
-def read_model_file(path) -> dict:
-    """Read a model file without unpickling and verify its checksums; return its payload."""
+def load_archive(path):
+    """The object a model file holds, read without unpickling (not yet checked)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {str(path)!r}.")
     if path.stat().st_size == 0:
         raise _fail(path, "the model file is empty", _DAMAGED)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise _fail(
             path,
@@ -148,6 +156,21 @@ def read_model_file(path) -> dict:
             "Pickle or joblib files must be opened with joblib.load, and only if they come "
             "from a trusted source; a damaged model file must be copied or saved again",
         ) from exc
+
+
+def read_model_file(path) -> dict:
+    """Read a model file without unpickling and verify its checksums; return its payload."""
+    return check_payload(path, load_archive(path))
+
+
+def check_payload(path, payload) -> dict:
+    """Verify one detector's payload (``path`` names it in errors); return it."""
+    if isinstance(payload, dict) and payload.get("format") == COMBINED_FORMAT_NAME:
+        raise _fail(
+            path,
+            "holds a CombinedDetector (several networks), not a single DISYREDetector",
+            "Load it with disyre_sk.CombinedDetector.load",
+        )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise _fail(path, "is not a disyre_sk model file", "Save one with DISYREDetector.save")
     version = payload.get("format_version")
@@ -239,7 +262,10 @@ def _detector_from_params(cls, path, params: dict, device, check_params):
             f"sets parameters this disyre_sk {__version__} does not have: {unknown}",
             "It was written by a newer version: upgrade disyre_sk to load it",
         )
-    if isinstance(params.get("corruption"), dict):
+    stored = params.get("corruption")
+    if isinstance(stored, dict) and isinstance(stored.get("params"), dict):
+        params["corruption"] = _corruption(path, stored)
+    elif isinstance(stored, dict):
         warnings.warn(
             f"the model was trained with a custom corruption ({params['corruption'].get('repr')}); "
             "it is not stored in the file, so the loaded detector's corruption parameter "
@@ -256,6 +282,23 @@ def _detector_from_params(cls, path, params: dict, device, check_params):
     except (TypeError, ValueError) as exc:
         raise _fail(path, f"holds invalid parameters: {exc}", _DAMAGED) from exc
     return detector
+
+
+def _corruption(path, stored: dict):
+    """A package corruption rebuilt from its stored class name and arguments."""
+    classes = {c.__name__: c for c in _STORED_CORRUPTIONS}
+    cls = classes.get(stored.get("class"))
+    if cls is None:
+        raise _fail(
+            path,
+            f"names a corruption class {stored.get('class')!r} this disyre_sk {__version__} "
+            "cannot rebuild",
+            "It was written by a newer version: upgrade disyre_sk to load it",
+        )
+    try:
+        return cls(**{k: _tuple_if_list(v) for k, v in stored["params"].items()})
+    except (TypeError, ValueError) as exc:
+        raise _fail(path, f"holds an invalid corruption ({exc})", _DAMAGED) from exc
 
 
 def _network(path, config: dict, weights: dict):
@@ -319,15 +362,17 @@ def _state(path, payload: dict) -> dict:
     return state
 
 
-def load_detector(cls, path, device="auto", *, check_params=lambda detector: None):
+def load_detector(cls, path, device="auto", *, check_params=lambda detector: None, payload=None):
     """Rebuild a fitted detector from a model file; see ``DISYREDetector.load``.
 
     ``check_params(detector)`` validates the stored parameters (raising ``TypeError``
     or ``ValueError``). Returns the detector with its public fitted attributes set, and
     its private state (``layout``, ``offset_settings``) as a dict for the estimator to
-    take back.
+    take back. ``payload``: an already verified payload (a combined file's member),
+    which ``path`` then only names in errors.
     """
-    payload = read_model_file(path)
+    if payload is None:
+        payload = read_model_file(path)
     params = _json_entry(path, payload, "params")
     detector = _detector_from_params(cls, path, params, device, check_params)
     state = _state(path, payload)

@@ -1,0 +1,251 @@
+"""CombinedDetector: members fitted as clones, the weighted map sum, files, the specialist."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from toy import smooth_brains
+
+from disyre_sk import CombinedDetector, DISYREDetector, load_model, small_anomaly_specialist
+from disyre_sk._engine.persist import ModelFileError
+from disyre_sk._stream import map_path, stream_detect
+from disyre_sk.corruption import DAGCorruption
+from disyre_sk.io import NiftiLoader, load_nifti, normalize_intensity
+
+TINY = dict(
+    patch_size=16,
+    widths=(8, 16),
+    n_steps=3,
+    batch_size=2,
+    severities=(0.5,),
+    map_standardization="location",
+    device="cpu",
+    random_state=0,
+)
+
+
+def _volumes(n, seed=0):
+    # (n, 4, 16, 16) volumes of smooth brains: location standardisation needs one grid.
+    return np.stack([smooth_brains(4, 16, seed=seed + 10 * i) for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def healthy():
+    return _volumes(5)
+
+
+@pytest.fixture(scope="module")
+def fitted(healthy):
+    main = DISYREDetector(**TINY)
+    spec = small_anomaly_specialist(main)
+    return CombinedDetector([("main", main), ("foci", spec)], weights=[1.0, 0.25]).fit(healthy)
+
+
+def test_the_map_is_the_weighted_sum_of_the_members_maps(fitted, healthy):
+    X = _volumes(2, seed=99)
+    maps = fitted.decision_map(X)
+    main, foci = (d.decision_map(X) for _, d in fitted.detectors_)
+    assert maps.shape == X.shape and maps.dtype == np.float32
+    np.testing.assert_allclose(maps, main + 0.25 * foci, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(main, foci)  # two different networks
+    # 0 outside the foreground, where each member's map is 0.
+    assert (maps[X == 0] == 0).all()
+
+
+def test_scores_reduce_the_combined_map_as_the_first_member_does(fitted, healthy):
+    X = _volumes(3, seed=50)
+    maps = fitted.decision_map(X)
+    top_k = fitted.detectors_[0][1].top_k
+    expected = []
+    for m, x in zip(maps, X):
+        values = np.sort(m[x != 0])
+        expected.append(-values[-max(1, int(np.ceil(top_k * values.size))) :].mean())
+    scores = fitted.score_samples(X)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    np.testing.assert_allclose(fitted.decision_function(X), scores - fitted.offset_)
+    np.testing.assert_array_equal(fitted.predict(X), np.where(scores - fitted.offset_ < 0, -1, 1))
+
+
+def test_offset_flags_one_percent_of_the_healthy_training_scans(fitted, healthy):
+    train = fitted.score_samples(healthy)
+    assert fitted.offset_ == pytest.approx(np.percentile(train, 1.0))
+    loose = CombinedDetector(fitted.detectors_, contamination=0.5)
+    loose.fit(healthy)
+    assert loose.offset_ == pytest.approx(np.percentile(loose.score_samples(healthy), 50.0))
+
+
+def test_fit_clones_the_members_and_leaves_them_unfitted(healthy):
+    main = DISYREDetector(**TINY)
+    combo = CombinedDetector([("a", main)]).fit(healthy)
+    assert not hasattr(main, "network_")
+    assert combo.named_detectors_.a is combo.detectors_[0][1] is not main
+    assert combo.weights_.tolist() == [1.0]
+    assert combo.image_shape_ == (4, 16, 16) and combo.n_features_in_ == 4 * 16 * 16
+    assert combo.device_ == torch.device("cpu")
+
+
+def test_a_zero_weight_member_is_fitted_but_adds_nothing(healthy):
+    main = DISYREDetector(**TINY)
+    combo = CombinedDetector([("a", main), ("b", small_anomaly_specialist(main))], weights=[1, 0])
+    combo.fit(healthy)
+    np.testing.assert_array_equal(
+        combo.decision_map(healthy), combo.named_detectors_.a.decision_map(healthy)
+    )
+
+
+@pytest.mark.parametrize(
+    "members, weights, error, words",
+    [
+        ([], None, ValueError, "non-empty list"),
+        ([("a", "not a detector")], None, TypeError, "not a DISYREDetector"),
+        ([DISYREDetector(**TINY)], None, ValueError, "(name, DISYREDetector) pairs"),
+        (
+            [("a", DISYREDetector(**TINY)), ("a", DISYREDetector(**TINY))],
+            None,
+            ValueError,
+            "distinct",
+        ),
+        ([("a__b", DISYREDetector(**TINY))], None, ValueError, "'__'"),
+        (
+            [("a", DISYREDetector(**{**TINY, "map_standardization": None}))],
+            None,
+            ValueError,
+            "map_standardization='location'",
+        ),
+        (
+            [("a", DISYREDetector(**TINY)), ("b", DISYREDetector(**TINY, background=None))],
+            None,
+            ValueError,
+            "background",
+        ),
+        ([("a", DISYREDetector(**TINY))], [1, 2], ValueError, "2 values for 1"),
+        ([("a", DISYREDetector(**TINY))], [-1], ValueError, "non-negative"),
+        ([("a", DISYREDetector(**TINY))], [0], ValueError, "not all zero"),
+        ([("a", DISYREDetector(**TINY))], [float("nan")], ValueError, "finite"),
+    ],
+)
+def test_bad_members_and_weights_are_refused_before_any_training(
+    members, weights, error, words, healthy
+):
+    with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)")):
+        CombinedDetector(members, weights=weights).fit(healthy)
+
+
+def test_a_bad_second_member_is_refused_before_the_first_trains(healthy, monkeypatch):
+    trained = []
+    monkeypatch.setattr(DISYREDetector, "fit", lambda self, *a, **k: trained.append(self))
+    good, bad = DISYREDetector(**TINY), DISYREDetector(**{**TINY, "patch_size": 15})
+    with pytest.raises(ValueError, match="detector 'b': patch_size=15"):
+        CombinedDetector([("a", good), ("b", bad)]).fit(healthy)
+    assert trained == []
+
+
+def test_members_sharing_a_checkpoint_folder_are_refused(healthy, tmp_path):
+    main = DISYREDetector(**TINY, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        CombinedDetector([("a", main), ("b", small_anomaly_specialist(main))]).fit(healthy)
+    assert not list(tmp_path.iterdir())  # refused before any training
+
+
+def test_save_and_load_give_the_same_maps_scores_and_threshold(fitted, tmp_path):
+    X = _volumes(2, seed=7)
+    path = fitted.save(tmp_path / "model.disyre")
+    for loaded in (CombinedDetector.load(path, device="cpu"), load_model(path, device="cpu")):
+        assert isinstance(loaded, CombinedDetector)
+        assert [n for n, _ in loaded.detectors_] == ["main", "foci"]
+        assert loaded.weights_.tolist() == [1.0, 0.25] and loaded.offset_ == fitted.offset_
+        np.testing.assert_array_equal(loaded.decision_map(X), fitted.decision_map(X))
+        np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
+    single = fitted.named_detectors_.main.save(tmp_path / "single.disyre")
+    assert isinstance(load_model(single), DISYREDetector)
+
+
+def test_a_combined_file_is_not_opened_as_a_single_detector(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model.disyre")
+    with pytest.raises(ModelFileError, match=r"CombinedDetector\.load"):
+        DISYREDetector.load(path)
+    single = fitted.named_detectors_.main.save(tmp_path / "single.disyre")
+    with pytest.raises(ModelFileError, match="not a CombinedDetector model file"):
+        CombinedDetector.load(single)
+
+
+def _rewrite(path, change):
+    payload = torch.load(path, weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+
+
+def test_edited_weights_or_settings_fail_the_checksums(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model.disyre")
+
+    def bump_weight(payload):
+        member = payload["members"]["foci"]
+        key = next(iter(member["state_dict"]))
+        member["state_dict"][key] = member["state_dict"][key] + 1
+
+    _rewrite(path, bump_weight)
+    with pytest.raises(ModelFileError, match=r"member 'foci'.*SHA-256"):
+        CombinedDetector.load(path)
+
+    path = fitted.save(tmp_path / "model2.disyre")
+
+    def reweigh(payload):
+        params = json.loads(payload["params"])
+        params["weights"] = [1.0, 10.0]
+        payload["params"] = json.dumps(params)
+
+    _rewrite(path, reweigh)
+    with pytest.raises(ModelFileError, match="SHA-256 check in params"):
+        CombinedDetector.load(path)
+
+
+def test_a_file_from_a_newer_format_asks_for_an_upgrade(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model.disyre")
+    _rewrite(path, lambda p: p.update(format_version=99))
+    with pytest.raises(ModelFileError, match="Upgrade disyre_sk"):
+        load_model(path)
+
+
+def test_small_anomaly_specialist_keeps_the_pixels_of_its_anomalies():
+    main = DISYREDetector(patch_size=32, widths=(8, 16), n_steps=1000, warmup_steps=100)
+    same = small_anomaly_specialist(main)
+    small = small_anomaly_specialist(main, patch_size=16, n_steps=500)
+    assert main.corruption == "dag" and main.patch_size == 32  # untouched
+    assert same.patch_size == 32 and same.n_steps == 1000
+    assert small.patch_size == 16 and small.n_steps == 500 and small.warmup_steps == 50
+    for spec in (same, small):
+        c = spec.corruption
+        assert isinstance(c, DAGCorruption) and c.p_bright == 1.0
+        assert c.box_fraction * spec.patch_size == 16  # an 8-pixel half box at any patch
+        assert c.size_range == (0.1, 0.35) and c.sigma_range == (0.0, 1.0)
+    assert small.get_params()["widths"] == main.widths
+    with pytest.raises(ValueError, match="16 pixels or more"):
+        small_anomaly_specialist(main, patch_size=8)
+
+
+def test_disyre_detect_streams_a_combined_model_file(fitted, tmp_path):
+    # A model on NIfTI volumes, streamed as `disyre detect` streams it.
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    scans = []
+    for i, vol in enumerate(_volumes(4, seed=300)):
+        p = folder / f"sub-{i}.nii.gz"
+        nib.save(nib.Nifti1Image((np.transpose(vol, (2, 1, 0)) * 1000).astype(np.int16), affine), p)
+        scans.append(p)
+    X = NiftiLoader().fit_transform(scans[:3])
+    main = DISYREDetector(**TINY)
+    combo = CombinedDetector([("main", main), ("foci", small_anomaly_specialist(main))])
+    path = combo.fit(X).save(tmp_path / "model.disyre")
+    out = tmp_path / "maps"
+    summary = stream_detect(path, scans, out, devices=["cpu"])
+    assert len(summary.written) == 4 and not summary.failed
+    rows = json.loads((out / "scores.json").read_text())
+    for scan, row in zip(scans, rows):
+        volume = normalize_intensity(load_nifti(scan))
+        np.testing.assert_allclose(
+            load_nifti(map_path(out, scan)), combo.decision_map(volume[None])[0], atol=1e-6
+        )
+        assert row["anomaly_score"] == pytest.approx(float(-combo.score_samples(volume[None])[0]))
