@@ -1,6 +1,7 @@
 """The demo behind ``disyre demo``: train on some brains, map lesions in another one.
 
-Healthy subjects rendered from two real brains train the detector; healthy and lesioned
+Healthy subjects rendered from two real brains train the detector (a DISYRE network
+and its small-anomaly network, combined); healthy and lesioned
 test subjects rendered from a third real brain, one the training never saw, are mapped
 (the held-out anatomy protocol: a detector trained on some people maps others). NIfTI
 maps, the trained model, an overlay figure and a metrics JSON are written, and the
@@ -249,12 +250,14 @@ def run_demo(
     ----------
     out : str or path-like, default='disyre_demo'
         Output folder: ``maps/*.nii.gz`` (scans, maps, lesion masks), ``model.disyre``
-        (the trained detector, for ``disyre detect``), ``demo_overlay.png`` and
+        (the trained model, a :class:`~disyre_sk.CombinedDetector` of the DISYRE network
+        and its small-anomaly network, for ``disyre detect``), ``demo_overlay.png`` and
         ``metrics.json``.
     device : str, default='auto'
         Training and inference device.
     full : bool, default=False
-        The GPU setting: reference network, more subjects, 20k steps.
+        The GPU setting: reference network, more subjects, 20k steps (one network: the
+        small-anomaly network is measured on the CPU setting only).
     n_steps : int, optional
         Override the number of training steps.
     random_state : int, default=0
