@@ -146,3 +146,22 @@ def test_smoke_run_writes_the_report(quality, tmp_path):
     assert "pixel_ap" not in results["PyOD IForest"]
     assert "| PyOD IForest | — | — | — |" in text
     assert "**DISYRE (dag, ensemble) " in text  # the computed comparison note
+
+
+def test_the_small_anomaly_row_adds_the_specialists_map_to_the_dag_networks(quality, monkeypatch):
+    setting = dict(quality.SETTINGS["smoke"])
+    setting["detector"] = dict(setting["detector"], map_standardization="location")
+    methods = {quality.DISYRE_ENS, quality.DISYRE_COMBO}
+    demo = dict(quality.QUICK_DEMO, specialist=dict(quality.QUICK_DEMO["specialist"], weight=0.0))
+    monkeypatch.setattr(quality, "QUICK_DEMO", demo)
+    out = quality.run_seed(0, setting, "cpu", methods)
+    ens, combo = out["results"][quality.DISYRE_ENS], out["results"][quality.DISYRE_COMBO]
+    # At weight 0 the sum is the dag network's map: the same metrics.
+    for key in ("pixel_ap", "best_dice", "slice_auroc", "volume_auroc"):
+        assert combo[key] == ens[key]
+    timing = out["timing"]
+    assert timing[quality.DISYRE_COMBO]["fit_s"] > timing[quality.DISYRE_ENS]["fit_s"]
+    assert timing[quality.DISYRE_COMBO]["n_params"] > timing[quality.DISYRE_ENS]["n_params"]
+    # Without location z-scores the maps do not add: the row is skipped, the others kept.
+    plain = quality.run_seed(0, quality.SETTINGS["smoke"], "cpu", methods)
+    assert set(plain["results"]) == {quality.DISYRE_ENS}
