@@ -23,7 +23,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         '`pip install "disyre-sk[pyod]"` (or `pip install pyod`).'
     ) from exc
 
-from . import DISYREDetector
+from . import CombinedDetector, DISYREDetector
 
 __all__ = ["DISYREPyOD"]
 
@@ -39,7 +39,7 @@ class DISYREPyOD(BaseDetector):
 
     Parameters
     ----------
-    detector : DISYREDetector or None, default=None
+    detector : DISYREDetector, CombinedDetector or None, default=None
         The configured, unfitted estimator to wrap (cloned on ``fit``; the instance
         itself is never fitted). ``None`` uses ``DISYREDetector()`` with its defaults.
         Its own ``contamination`` only affects its ``offset_``; this adapter's labels
@@ -50,7 +50,7 @@ class DISYREPyOD(BaseDetector):
 
     Attributes
     ----------
-    detector_ : DISYREDetector
+    detector_ : DISYREDetector or CombinedDetector
         The fitted clone of ``detector``.
     decision_scores_ : ndarray of shape (n_samples,)
         Anomaly scores of the training samples, higher = more anomalous
@@ -83,7 +83,11 @@ class DISYREPyOD(BaseDetector):
     (3, 16)
     """
 
-    def __init__(self, detector: DISYREDetector | None = None, contamination: float = 0.1):
+    def __init__(
+        self,
+        detector: DISYREDetector | CombinedDetector | None = None,
+        contamination: float = 0.1,
+    ):
         super().__init__(contamination=contamination)
         self.detector = detector
 

@@ -149,3 +149,25 @@ def test_pyod_stays_optional():
     imported, message = proc.stdout.strip().split("\n", 1)
     assert imported == "False"  # importing disyre_sk does not import pyod
     assert 'pip install "disyre-sk[pyod]"' in message
+
+
+def test_a_combined_detector_is_wrapped_as_well():
+    from toy import smooth_brains
+
+    from disyre_sk import CombinedDetector, small_anomaly_specialist
+
+    X = np.stack([smooth_brains(2, 16, seed=10 * i) for i in range(6)])
+    det = DISYREDetector(
+        patch_size=16,
+        widths=(8, 16),
+        n_steps=2,
+        batch_size=2,
+        map_standardization="location",
+        random_state=0,
+    )
+    combo = CombinedDetector([("a", det), ("b", small_anomaly_specialist(det))], weights=[1, 0.5])
+    clf = DISYREPyOD(combo, contamination=0.2).fit(X)
+    assert isinstance(clf.detector_, CombinedDetector) and not hasattr(combo, "detectors_")
+    np.testing.assert_allclose(clf.decision_scores_, -clf.detector_.score_samples(X))
+    np.testing.assert_array_equal(clf.decision_map(X[:2]), clf.detector_.decision_map(X[:2]))
+    assert int(clf.labels_.sum()) == 1  # 20 % of 6, rounded as PyOD does
