@@ -15,7 +15,14 @@ import torch
 
 from .._files import atomic_write, digest
 from .._version import __version__
-from .persist import _DAMAGED, COMBINED_FORMAT_NAME, _fail, _json_entry, check_payload
+from .persist import (
+    _DAMAGED,
+    COMBINED_FORMAT_NAME,
+    _fail,
+    _json_entry,
+    check_payload,
+    checked_version,
+)
 
 COMBINED_VERSION = 1
 _OWN = ("format", "format_version", "package_version", "torch_version", "params", "state")
@@ -48,17 +55,7 @@ def read_combined(path, payload) -> tuple[dict, dict, dict[str, dict]]:
     """Verify a combination's payload; return its ``params``, ``state`` and members."""
     if not isinstance(payload, dict) or payload.get("format") != COMBINED_FORMAT_NAME:
         raise _fail(path, "is not a CombinedDetector model file", "Save one with its save method")
-    version = payload.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise _fail(path, f"has an invalid format version {version!r}", _DAMAGED)
-    if version > COMBINED_VERSION:
-        raise _fail(
-            path,
-            f"has combined-model format version {version}, written by disyre_sk "
-            f"{payload.get('package_version')}; this disyre_sk {__version__} reads versions "
-            f"up to {COMBINED_VERSION}",
-            "Upgrade disyre_sk to load it",
-        )
+    checked_version(path, payload, COMBINED_VERSION, "combined-model")
     expected = {*_OWN, "members", "checksums"}
     if set(payload) != expected:
         extra, missing = sorted(set(payload) - expected), sorted(expected - set(payload))

@@ -158,6 +158,22 @@ def load_archive(path):
         ) from exc
 
 
+def checked_version(path, payload: dict, newest: int, kind: str) -> int:
+    """The payload's format version: a positive int no newer than ``newest``."""
+    version = payload.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _fail(path, f"has an invalid format version {version!r}", _DAMAGED)
+    if version > newest:
+        raise _fail(
+            path,
+            f"has {kind} format version {version}, written by disyre_sk "
+            f"{payload.get('package_version')}; this disyre_sk {__version__} reads versions "
+            f"up to {newest}",
+            "Upgrade disyre_sk to load it",
+        )
+    return version
+
+
 def read_model_file(path) -> dict:
     """Read a model file without unpickling and verify its checksums; return its payload."""
     return check_payload(path, load_archive(path))
@@ -173,17 +189,7 @@ def check_payload(path, payload) -> dict:
         )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise _fail(path, "is not a disyre_sk model file", "Save one with DISYREDetector.save")
-    version = payload.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise _fail(path, f"has an invalid format version {version!r}", _DAMAGED)
-    if version > FORMAT_VERSION:
-        raise _fail(
-            path,
-            f"has model format version {version}, written by disyre_sk "
-            f"{payload.get('package_version')}; this disyre_sk {__version__} reads versions "
-            f"up to {FORMAT_VERSION}",
-            "Upgrade disyre_sk to load it",
-        )
+    version = checked_version(path, payload, FORMAT_VERSION, "model")
     expected = set(_ENTRIES) | ({"checksums"} if version >= 2 else set())
     if version >= _REFERENCE_VERSION and _REFERENCE in payload:
         expected.add(_REFERENCE)
