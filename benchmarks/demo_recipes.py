@@ -89,6 +89,9 @@ SETTINGS = dict(
     map_median=3,
     inference_batch_size=64,
 )
+# The demo's small-anomaly network (disyre_sk/_demo.py): its patch size, its steps when
+# the first network takes the demo's 1,000, and the weight of its map.
+SPECIALIST = dict(patch_size=16, n_steps=500, weight=0.5)
 # name -> (batch size, steps, overrides of SETTINGS): the same pixels each (19,200 patches
 # of 32 px); warm-up a tenth of the steps.
 RECIPES = {

@@ -79,10 +79,11 @@ from _common import (
     resolve_device,
     write_results,
 )
+from demo_recipes import MAP_RECIPES
 from demo_recipes import SETTINGS as DEMO_SETTINGS
+from demo_recipes import SPECIALIST as DEMO_SPECIALIST
 
 from disyre_sk import DISYREDetector, small_anomaly_specialist
-from disyre_sk._demo import QUICK as QUICK_DEMO
 from disyre_sk.datasets import cohort_slices, make_brain_cohort
 from disyre_sk.metrics import (
     best_dice,
@@ -406,8 +407,9 @@ def _with_specialist(dag: dict, cohort, params: dict, seed: int) -> tuple:
     """The dag network's maps plus the demo's small-anomaly network's (fitted here, its
     steps scaled with the setting's), as a ``CombinedDetector`` of the two would map:
     metrics, both fits' seconds, both mappings' seconds per volume, both networks' size."""
-    spec = QUICK_DEMO["specialist"]
-    steps = max(1, round(spec["n_steps"] * params["n_steps"] / QUICK_DEMO["detector"]["n_steps"]))
+    spec = DEMO_SPECIALIST
+    demo_steps = MAP_RECIPES["b16x1000"][1]
+    steps = max(1, round(spec["n_steps"] * params["n_steps"] / demo_steps))
     foci = small_anomaly_specialist(dag["detector"], patch_size=spec["patch_size"], n_steps=steps)
     say(f"[seed {seed}] training the small-anomaly network ({steps} steps)...")
     t = time.perf_counter()

@@ -23,6 +23,8 @@ def test_the_benchmark_measures_the_demo_recipe():
     assert len(pixels) == 1
     cohort = dict(QUICK["cohort"], contrast="t2", train_bases=TRAIN_BASES, test_bases=TEST_BASES)
     assert cohort == bench.COHORT
+    # The small-anomaly network that quality.py adds is the demo's.
+    assert bench.SPECIALIST == QUICK["specialist"]
 
 
 def test_training_recipes_change_one_setting_of_the_demo():
