@@ -336,7 +336,7 @@ def run_seed(
         if dag["detector"].map_standardization != "location":
             say(f"[seed {seed}] {DISYRE_COMBO}: needs map_standardization='location'; skipped")
         else:
-            record(DISYRE_COMBO, *_with_specialist(dag, cohort, params, seed))
+            record(DISYRE_COMBO, *_with_specialist(dag, cohort, ev, params, seed))
     dag.clear()
 
     if want(AUTOENCODER):
@@ -403,7 +403,7 @@ def run_seed(
     }
 
 
-def _with_specialist(dag: dict, cohort, params: dict, seed: int) -> tuple:
+def _with_specialist(dag: dict, cohort, ev: Evaluation, params: dict, seed: int) -> tuple:
     """The dag network's maps plus the demo's small-anomaly network's (fitted here, its
     steps scaled with the setting's), as a ``CombinedDetector`` of the two would map:
     metrics, both fits' seconds, both mappings' seconds per volume, both networks' size."""
@@ -419,7 +419,6 @@ def _with_specialist(dag: dict, cohort, params: dict, seed: int) -> tuple:
     maps = dag["maps"] + spec["weight"] * foci.decision_map(cohort.X_test)
     map_s = (time.perf_counter() - t) / len(cohort.X_test) + dag["map_s"]
     n_params = n_parameters(dag["detector"].network_) + n_parameters(foci.network_)
-    ev = Evaluation(cohort)
     return ev.map_metrics(maps), dag["fit_s"] + fit_s, map_s, n_params
 
 

@@ -250,7 +250,8 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         (['a', 'b'], [1.0, 1.0])
         """
         members, weights = self._checked_members()
-        for attr in ("detectors_", "named_detectors_", "weights_", "offset_"):
+        fitted = ("detectors_", "named_detectors_", "weights_", "offset_")
+        for attr in (*fitted, "image_shape_", "n_features_in_"):
             self.__dict__.pop(attr, None)
         clones = [(name, clone(det)) for name, det in members]
         for name, det in clones:
@@ -551,6 +552,13 @@ def load_model(path, device="auto") -> DISYREDetector | CombinedDetector:
     from ._engine.persist import check_payload
 
     return DISYREDetector._from_payload(path, check_payload(path, payload), device)
+
+
+def members_of(model) -> list:
+    """``(name, DISYREDetector)`` pairs: a combination's members, or the model alone."""
+    if isinstance(model, CombinedDetector):
+        return list(model.detectors_)
+    return [("detector", model)]
 
 
 def layout_of(detector):

@@ -17,7 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ._combined import CombinedDetector, small_anomaly_specialist
+from ._combined import CombinedDetector, members_of, small_anomaly_specialist
 from ._detector import DISYREDetector
 from .datasets import make_brain_cohort
 from .io import save_map
@@ -217,10 +217,6 @@ def _detector(params: dict, specialist: dict | None):
     return combo, f"{params['n_steps']} steps + {steps} for the small-anomaly network"
 
 
-def _members(det) -> list:
-    return det.detectors_ if isinstance(det, CombinedDetector) else [("detector", det)]
-
-
 def _specialist_settings(det) -> dict | None:
     """What metrics.json records of the small-anomaly network, or None without one."""
     if not isinstance(det, CombinedDetector):
@@ -305,7 +301,7 @@ def run_demo(
     t1 = time.perf_counter()
     det.fit(cohort.X_train)
     fit_s = time.perf_counter() - t1
-    losses = [np.mean(d.history_["loss"][-25:]) for _, d in _members(det)]
+    losses = [np.mean(d.history_["loss"][-25:]) for _, d in members_of(det)]
     say(
         f"  trained in {fit_s:.0f} s on {det.device_}; final loss "
         + " / ".join(f"{v:.4g}" for v in losses)

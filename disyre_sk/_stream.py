@@ -219,7 +219,7 @@ def _replica(model, device: str | None):
 
     from sklearn.utils.validation import check_is_fitted
 
-    from ._combined import load_model
+    from ._combined import load_model, members_of
     from ._device import inference_precision, resolve_device
 
     if isinstance(model, (str, os.PathLike)):
@@ -230,21 +230,14 @@ def _replica(model, device: str | None):
             return model
         det = pickle.loads(pickle.dumps(model))  # CPU weights in between
         dev = resolve_device(device)
-        for single in _singles(det):
+        for _, single in members_of(det):
             single.network_ = single.network_.to(dev).eval()
             single.device_ = dev
             single.precision_ = inference_precision(dev, single.precision_)
     # The stream has its own progress bar: no bar per scan.
-    for single in _singles(det):
+    for _, single in members_of(det):
         single.verbose = False
     return det
-
-
-def _singles(det) -> list:
-    """The single-network detectors in ``det``: itself, or a combination's members."""
-    from ._combined import CombinedDetector
-
-    return [d for _, d in det.detectors_] if isinstance(det, CombinedDetector) else [det]
 
 
 def _put(q: queue.Queue, item, stop: threading.Event) -> bool:

@@ -249,3 +249,11 @@ def test_disyre_detect_streams_a_combined_model_file(fitted, tmp_path):
             load_nifti(map_path(out, scan)), combo.decision_map(volume[None])[0], atol=1e-6
         )
         assert row["anomaly_score"] == pytest.approx(float(-combo.score_samples(volume[None])[0]))
+
+
+def test_members_of_lists_a_combinations_networks_or_the_detector_itself(fitted):
+    from disyre_sk._combined import members_of
+
+    assert members_of(fitted) == fitted.detectors_ and members_of(fitted) is not fitted.detectors_
+    single = fitted.named_detectors_.main
+    assert members_of(single) == [("detector", single)]
