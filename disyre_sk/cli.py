@@ -76,8 +76,138 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+# Where a flag is left out, the recipe's value, else the detector's default.
+_FIT_FLAGS = {
+    "patch_size": "patch_size",
+    "steps": "n_steps",
+    "batch_size": "batch_size",
+    "learning_rate": "learning_rate",
+    "warmup_steps": "warmup_steps",
+    "corruption": "corruption",
+    "inference": "inference",
+    "severities": "severities",
+    "map_smoothing": "map_smoothing",
+    "map_smoothing_across": "map_smoothing_across",
+    "map_erosion": "map_erosion",
+    "map_median": "map_median",
+}
+
+
+def _fit_model(args):
+    """The unfitted model ``disyre fit`` trains, and its training steps in words.
+
+    Settings come from ``--recipe`` (none: the detector's defaults), then from the flags
+    given explicitly; ``--small-anomaly-network`` wraps the detector and its small-anomaly
+    network in a :class:`~disyre_sk.CombinedDetector`.
+    """
+    from . import CombinedDetector, DISYREDetector, small_anomaly_specialist
+    from ._demo import QUICK
+
+    params: dict = {}
+    specialist = None
+    if args.recipe == "cpu":
+        params.update(QUICK["detector"])
+        specialist = dict(QUICK["specialist"])
+    for flag, name in _FIT_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            params[name] = tuple(value) if isinstance(value, list) else value
+    if args.widths:
+        params["widths"] = tuple(args.widths)
+    if args.window_size is not None:
+        params["window_size"] = _window_size(args.window_size)
+    for flag in ("map_normalization", "map_standardization"):
+        value = getattr(args, flag)
+        if value is not None:
+            params[flag] = None if value == "none" else value
+    params.update(
+        device=args.device,
+        random_state=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        validation_fraction=args.validation_fraction,
+        validation_every=args.validation_every,
+        early_stopping=args.early_stopping,
+        n_iter_no_change=args.n_iter_no_change,
+        validation_tol=args.validation_tol,
+    )
+    if args.small_anomaly_network is not None:
+        specialist = dict(QUICK["specialist"]) if args.small_anomaly_network else None
+    det = DISYREDetector(**params, checkpoint_dir=args.checkpoint_dir)
+    if specialist is None:
+        for flag in ("small_patch_size", "small_steps", "small_weight"):
+            if getattr(args, flag) is not None:
+                raise ValueError(
+                    f"--{flag.replace('_', '-')} sets the small-anomaly network, which is "
+                    "off: add --small-anomaly-network (or --recipe cpu)."
+                )
+        return det, f"{det.n_steps} steps"
+    if params.get("map_standardization") != "location":
+        raise ValueError(
+            "--small-anomaly-network adds the two networks' maps as z-scores against the "
+            "healthy training maps: add --map-standardization location (--recipe cpu sets it)."
+        )
+    main_steps = det.n_steps
+    if args.small_steps is not None:
+        small_steps = args.small_steps
+    else:  # the demo's ratio: half of the main network's steps
+        small_steps = max(
+            1, round(specialist["n_steps"] * main_steps / QUICK["detector"]["n_steps"])
+        )
+    patch = args.small_patch_size if args.small_patch_size is not None else specialist["patch_size"]
+    weight = args.small_weight if args.small_weight is not None else specialist["weight"]
+    foci = small_anomaly_specialist(det, patch_size=patch, n_steps=small_steps)
+    if args.checkpoint_dir is not None:
+        # One folder each: a member resumes its own training, never the other's.
+        det.set_params(checkpoint_dir=str(Path(args.checkpoint_dir) / "shapes"))
+        foci.set_params(checkpoint_dir=str(Path(args.checkpoint_dir) / "foci"))
+    combo = CombinedDetector([("shapes", det), ("foci", foci)], weights=[1.0, weight])
+    return combo, f"{main_steps} steps + {small_steps} for the small-anomaly network"
+
+
+def _check_model(model) -> None:
+    """The checks ``fit`` runs on its settings, before any scan is read."""
+    from . import CombinedDetector
+
+    if isinstance(model, CombinedDetector):
+        model._checked_members()
+    for name, member in _members(model):
+        try:
+            member._check_params_now()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name + ': ' if name else ''}{exc}") from exc
+
+
+def _window_size(value: str):
+    if value == "slice":
+        return "slice"
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"--window-size must be 'slice' or a whole number of pixels, got {value!r}."
+        ) from None
+
+
+def _members(model) -> list:
+    """``(name, detector)`` of an unfitted model's networks."""
+    from . import CombinedDetector
+
+    if isinstance(model, CombinedDetector):
+        return list(model.detectors)
+    return [("", model)]
+
+
+def _fitted_members(model) -> list:
+    """``(' (name)', detector)`` of a fitted model's networks; ``''`` for a single one."""
+    from ._combined import members_of
+
+    members = members_of(model)
+    if len(members) == 1:
+        return [("", members[0][1])]
+    return [(f" ({name})", det) for name, det in members]
+
+
 def _cmd_fit(args) -> int:
-    from . import DISYREDetector
     from ._engine.distributed import launch_rank, shutdown
     from .io import NiftiLoader
 
@@ -88,41 +218,25 @@ def _cmd_fit(args) -> int:
         _output_file(args.output, "-o/--output")
         if args.report:
             _output_folder(args.report, "--report")
+    det, steps = _fit_model(args)
+    _check_model(det)  # refused now, not after reading the scans or training
     paths = _expand(args.healthy)
     say(f"Reading {len(paths)} healthy scans...", flush=True)
     loader = NiftiLoader(target_shape=tuple(args.shape) if args.shape else None)
     X = loader.fit_transform([str(p) for p in paths])
-    params = dict(
-        patch_size=args.patch_size,
-        n_steps=args.steps,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        corruption=args.corruption,
-        inference=args.inference,
-        device=args.device,
-        random_state=args.seed,
-        verbose=main_rank,
-        checkpoint_dir=args.checkpoint_dir,
-        checkpoint_every=args.checkpoint_every,
-        validation_fraction=args.validation_fraction,
-        validation_every=args.validation_every,
-        early_stopping=args.early_stopping,
-        n_iter_no_change=args.n_iter_no_change,
-        validation_tol=args.validation_tol,
-    )
-    if args.widths:
-        params["widths"] = tuple(args.widths)
-    det = DISYREDetector(**params)
+    for _, member in _members(det):
+        member.set_params(verbose=main_rank)
     X_val = None
     if args.validation_scans:
         X_val = loader.transform([str(p) for p in _expand(args.validation_scans)])
-    say(f"Training on {X.shape[0]} volumes of shape {X.shape[1:]}...", flush=True)
+    say(f"Training on {X.shape[0]} volumes of shape {X.shape[1:]} ({steps})...", flush=True)
     try:
         det.fit(X, X_val=X_val)
     finally:
         shutdown()
     if main_rank:
-        say(f"Validation: {det.history_['validation_note']}")
+        for name, member in _fitted_members(det):
+            say(f"Validation{name}: {member.history_['validation_note']}")
         try:
             saved = det.save(args.output)
         except OSError as exc:
@@ -141,8 +255,10 @@ def _cmd_fit(args) -> int:
         if args.report:
             from .report import write_training_report
 
-            write_training_report(det, args.report)
-            say(f"Wrote the training report to {args.report}")
+            for name, member in _fitted_members(det):
+                folder = Path(args.report) / name.strip(" ()") if name else args.report
+                write_training_report(member, folder)
+                say(f"Wrote the training report{name} to {folder}")
     return 0
 
 
@@ -321,13 +437,68 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("Z", "Y", "X"),
         help="centre-crop/pad every scan to this shape",
     )
-    fit.add_argument("--patch-size", type=int, default=128)
+    fit.add_argument(
+        "--recipe",
+        choices=["cpu"],
+        help="start from a tested recipe; flags given explicitly override it. 'cpu': the "
+        "demo's (32-px patches, 1000 steps of 16, whole-slice maps, location-standardised, "
+        "with the small-anomaly network), which trains in minutes on a CPU",
+    )
+    fit.add_argument("--patch-size", type=int, help="training patch side (default: 128)")
     fit.add_argument("--widths", type=int, nargs="+", help="UNet widths per level")
-    fit.add_argument("--steps", type=int, default=100_000)
-    fit.add_argument("--batch-size", type=int, default=96)
-    fit.add_argument("--learning-rate", type=float, default=1e-4)
-    fit.add_argument("--corruption", choices=["dag", "fpi", "gaussian"], default="dag")
-    fit.add_argument("--inference", choices=["ensemble", "multistep"], default="ensemble")
+    fit.add_argument("--steps", type=int, help="training steps (default: 100000)")
+    fit.add_argument("--batch-size", type=int, help="patches per step (default: 96)")
+    fit.add_argument("--learning-rate", type=float, help="peak learning rate (default: 1e-4)")
+    fit.add_argument("--warmup-steps", type=int, help="learning-rate warm-up (default: 500)")
+    fit.add_argument("--corruption", choices=["dag", "fpi", "gaussian"], help="(default: dag)")
+    fit.add_argument("--inference", choices=["ensemble", "multistep"], help="(default: ensemble)")
+    fit.add_argument(
+        "--severities",
+        type=float,
+        nargs="+",
+        help="restoration severities (default: 0.05 0.25 0.5 0.75)",
+    )
+    maps = fit.add_argument_group(
+        "maps", "How the model turns restorations into maps; stored in the model file."
+    )
+    maps.add_argument(
+        "--window-size",
+        help="'slice' maps each slice in one pass; a number: windows of that side "
+        "(default: the patch size)",
+    )
+    maps.add_argument(
+        "--map-smoothing", type=float, help="in-plane Gaussian sigma, px (default: 1)"
+    )
+    maps.add_argument(
+        "--map-smoothing-across", type=float, help="Gaussian sigma across slices (default: 0)"
+    )
+    maps.add_argument(
+        "--map-normalization",
+        choices=["none", "intensity"],
+        help="'intensity': divide each residual by the healthy residual of its intensity",
+    )
+    maps.add_argument(
+        "--map-standardization",
+        choices=["none", "location"],
+        help="'location': z-score each voxel against the healthy training maps there",
+    )
+    maps.add_argument("--map-erosion", type=int, help="pixels of the brain's rim set to 0")
+    maps.add_argument("--map-median", type=int, help="median filter size of the map, voxels")
+    small = fit.add_argument_group(
+        "small-anomaly network",
+        "A second network trained on small, sharp, bright anomalies only, its map added to "
+        "the first one's (needs --map-standardization location).",
+    )
+    small.add_argument(
+        "--small-anomaly-network",
+        action=argparse.BooleanOptionalAction,
+        help="train it too (on with --recipe cpu)",
+    )
+    small.add_argument("--small-patch-size", type=int, help="its patch side (default: 16)")
+    small.add_argument(
+        "--small-steps", type=int, help="its training steps (default: half of --steps)"
+    )
+    small.add_argument("--small-weight", type=float, help="weight of its map (default: 0.5)")
     fit.add_argument("--device", default="auto")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument(

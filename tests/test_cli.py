@@ -386,3 +386,115 @@ def test_fit_rescues_the_model_when_the_final_write_fails(scans, tmp_path, monke
     rescued = err.split("saved to '")[1].split("'")[0]
     assert DISYREDetector.load(rescued).image_shape_ == (16, 16, 6)
     Path(rescued).unlink()
+
+
+def _tiny(*extra):
+    """Flags that make any recipe train in a second on the 16 x 16 fixture scans."""
+    return [
+        "--patch-size",
+        "16",
+        "--widths",
+        "8",
+        "16",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
+def test_fit_cpu_recipe_trains_the_demo_model(scans, tmp_path, capsys):
+    from disyre_sk import CombinedDetector, load_model
+
+    model = tmp_path / "model.disyre"
+    report = tmp_path / "report"
+    ckpt = tmp_path / "ckpt"
+    rc = main(
+        [
+            "fit",
+            *map(str, scans[:3]),
+            "-o",
+            str(model),
+            "--recipe",
+            "cpu",
+            "--report",
+            str(report),
+            "--checkpoint-dir",
+            str(ckpt),
+            "--checkpoint-every",
+            "1",
+            *_tiny("--small-steps", "3"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "2 steps + 3 for the small-anomaly network" in out
+    combo = load_model(model, device="cpu")
+    assert isinstance(combo, CombinedDetector)
+    shapes, foci = combo.named_detectors_.shapes, combo.named_detectors_.foci
+    # The recipe's map settings, the explicit flags on top.
+    assert shapes.window_size == "slice" and shapes.map_standardization == "location"
+    assert shapes.map_normalization == "intensity" and shapes.map_median == 3
+    assert shapes.patch_size == 16 and shapes.n_steps == 2 and shapes.widths == (8, 16)
+    assert foci.patch_size == 16 and foci.n_steps == 3 and foci.corruption.p_bright == 1.0
+    assert combo.weights_.tolist() == [1.0, 0.5]
+    # One checkpoint folder and one report per network.
+    assert any((ckpt / "shapes").iterdir()) and any((ckpt / "foci").iterdir())
+    assert (report / "shapes" / "report.json").is_file()
+    assert (report / "foci" / "report.json").is_file()
+    out_dir = tmp_path / "maps"
+    assert main(["detect", str(model), str(scans[3]), "-o", str(out_dir)]) == 0
+    assert len(list(out_dir.glob("*.nii.gz"))) == 1
+
+
+def test_fit_flags_override_the_detector_defaults(scans, tmp_path):
+    from disyre_sk import DISYREDetector, load_model
+
+    model = tmp_path / "model.disyre"
+    rc = main(
+        [
+            "fit",
+            *map(str, scans[:2]),
+            "-o",
+            str(model),
+            "--window-size",
+            "slice",
+            "--map-normalization",
+            "intensity",
+            "--map-erosion",
+            "1",
+            "--severities",
+            "0.5",
+            *_tiny(),
+        ]
+    )
+    assert rc == 0
+    det = load_model(model, device="cpu")
+    assert isinstance(det, DISYREDetector)
+    assert det.window_size == "slice" and det.map_normalization == "intensity"
+    assert det.map_erosion == 1 and det.severities == (0.5,)
+    assert det.map_standardization is None  # not given, no recipe: the default
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--small-weight", "0.3"], "add --small-anomaly-network"),
+        (["--small-anomaly-network"], "--map-standardization location"),
+        (["--recipe", "cpu", "--map-standardization", "none"], "--map-standardization location"),
+        (["--window-size", "wide"], "--window-size must be 'slice' or a whole number"),
+        (["--map-erosion", "-1"], "map_erosion"),
+        (["--recipe", "cpu", "--small-weight", "-1"], "weights must be finite, non-negative"),
+        (["--recipe", "cpu", "--small-patch-size", "8"], "too small for the specialist"),
+    ],
+)
+def test_fit_refuses_bad_settings_before_reading_scans(tmp_path, capsys, flags, words):
+    # The scans do not exist: the settings are refused first, in the user's words.
+    rc = main(
+        ["fit", str(tmp_path / "none" / "*.nii.gz"), "-o", str(tmp_path / "m.disyre"), *flags]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and words in err and "no NIfTI file" not in err
