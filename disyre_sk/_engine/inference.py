@@ -83,20 +83,7 @@ def intensity_bins(x: torch.Tensor, n_bins: int) -> torch.Tensor:
     return (x * n_bins).long().clamp_(0, n_bins - 1)
 
 
-def edge_distance(foreground: torch.Tensor, limit: int) -> torch.Tensor:
-    """In-plane city-block distance of each ``(N, 1, H, W)`` foreground pixel to the
-    background, clipped at ``limit``: 1 on the rim, 0 outside the foreground."""
-    distance = torch.zeros_like(foreground)
-    inner = foreground
-    for _ in range(limit):
-        distance = distance + inner
-        inner = erode_foreground(inner, 1)
-    return distance.long()
-
-
-def normalize_residuals(
-    residual: torch.Tensor, x: torch.Tensor, profile, foreground: torch.Tensor | None = None
-) -> torch.Tensor:
+def normalize_residuals(residual: torch.Tensor, x: torch.Tensor, profile) -> torch.Tensor:
     """Divide each pixel's residual by the healthy residual expected at its intensity.
 
     ``profile[k]`` is the mean residual of healthy tissue whose intensity falls in bin
@@ -104,17 +91,10 @@ def normalize_residuals(
     are less certain in some tissues than others (bright CSF, the brain's edge, noisy
     texture); dividing by what is usual there turns "changed a lot" into "changed more
     than healthy tissue of this intensity does", which carries to anatomy the network
-    never saw because it does not depend on where the pixel is. A two-dimensional
-    ``profile[d, k]`` is also indexed by the pixel's distance to the edge of
-    ``foreground`` (``d + 1`` pixels, the last row for every pixel further in): the
-    brain's rim, wherever it lies in a new brain, is compared with healthy rims.
+    never saw because it does not depend on where the pixel is.
     """
     table = torch.as_tensor(profile, dtype=residual.dtype, device=residual.device)
-    if table.ndim == 1:
-        return residual / table[intensity_bins(x, table.numel())]
-    bins = intensity_bins(x, table.shape[1])
-    rows = (edge_distance(foreground, table.shape[0]) - 1).clamp_(min=0)
-    return residual / table[rows, bins]
+    return residual / table[intensity_bins(x, table.numel())]
 
 
 def padded_size(size: int, patch: int, stride: int) -> int:
@@ -413,7 +393,7 @@ class Restorer:
                 x_s = cold_diffusion_step(x_s, x0_hat, severity, following) * fg
             total /= len(steps)
         if self.residual_profile is not None:
-            total = normalize_residuals(total, x, self.residual_profile, fg)
+            total = normalize_residuals(total, x, self.residual_profile)
         total = smooth_maps(total, fg, self.smoothing)
         if self.erosion:
             total = total * erode_foreground(fg, self.erosion)
