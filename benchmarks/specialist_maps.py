@@ -54,11 +54,16 @@ def specialist_corruption() -> DAGCorruption:
     return small_anomalies(p_bright=1.0)
 
 
-def _small_patch_corruption() -> DAGCorruption:
+def _small_patch_corruption(p_bright: float = 1.0) -> DAGCorruption:
     """The same anomalies in pixels at 16-px patches: the box spans the whole patch."""
     return DAGCorruption(
-        box_fraction=1.0, size_range=(0.1, 0.35), sigma_range=(0.0, 1.0), p_bright=1.0
+        box_fraction=1.0, size_range=(0.1, 0.35), sigma_range=(0.0, 1.0), p_bright=p_bright
     )
+
+
+def _either_sign_corruption() -> DAGCorruption:
+    """As :func:`_small_patch_corruption`, brightening or darkening with equal chance."""
+    return _small_patch_corruption(p_bright=0.5)
 
 
 # Cheaper specialists, for a demo that fits both networks in its budget: name -> (steps,
@@ -68,6 +73,12 @@ SPECIALISTS = {
     "b16x500": (500, {}),
     "p16_b16x1000": (None, {"patch_size": 16, "corruption": _small_patch_corruption}),
     "p16_b16x500": (500, {"patch_size": 16, "corruption": _small_patch_corruption}),
+    # Small dark lesions too: either sign, twice the patches per step so that each sign
+    # gets as many as the bright-only specialist's.
+    "both_p16_b32x500": (
+        500,
+        {"patch_size": 16, "corruption": _either_sign_corruption, "batch_size": 32},
+    ),
 }
 
 
@@ -107,7 +118,8 @@ def run(
     for name in specialists:
         spec_settings, steps = specialist_settings(name, settings)
         label = "specialist" if tuple(specialists) == ("b16x1000",) else f"specialist {name}"
-        fitted[label] = fit_detector(spec_settings, BATCH, steps, cohort.X_train, seed)
+        batch = spec_settings.pop("batch_size", BATCH)
+        fitted[label] = fit_detector(spec_settings, batch, steps, cohort.X_train, seed)
     sets = mapped_cohorts(cohort, cohort_settings, seed, new_test)
     rows = []
     for suffix, test in sets.items():
@@ -119,6 +131,14 @@ def run(
             ).items():
                 maps[name] = m
                 fit_s[name] = special_s if name == label else demo_s + special_s
+        if len(fitted) > 1:
+            # Every specialist at once: one network per kind of small anomaly.
+            every = sum(special.decision_map(test.X_test) for special, _ in fitted.values())
+            for w in weights:
+                maps[f"demo + {w:g} x every specialist"] = demo_map + w * every
+                fit_s[f"demo + {w:g} x every specialist"] = demo_s + sum(
+                    t for _, t in fitted.values()
+                )
         for name, m in maps.items():
             rows.append(
                 dict(seed=seed, method=name + suffix, fit_s=fit_s[name], **evaluate(m, test))

@@ -29,16 +29,20 @@ from .corruption import DAGCorruption
 
 
 def small_anomaly_specialist(
-    detector: DISYREDetector, *, patch_size: int | None = None, n_steps: int | None = None
+    detector: DISYREDetector,
+    *,
+    patch_size: int | None = None,
+    n_steps: int | None = None,
+    p_bright: float = 1.0,
 ) -> DISYREDetector:
-    """A copy of ``detector`` that learns to restore small, sharp, bright anomalies only.
+    """A copy of ``detector`` that learns to restore small, sharp anomalies only.
 
     Its corruption is DAG with semi-axes of 0.8 to 2.8 pixels at any patch size (the box
     the shape is drawn in spans ``16 / patch_size`` of the patch), a blur of at most one
-    pixel, and an intensity bias that always brightens: foci of a voxel or two, which
-    the default DAG shapes (blurred up to 5 pixels, semi-axes up to the box's half) leave
-    to chance. Combined with ``detector`` in a :class:`CombinedDetector`, its map adds
-    what the other one misses.
+    pixel, and an intensity bias that brightens with probability ``p_bright`` (by
+    default always): foci of a voxel or two, which the default DAG shapes (blurred up to
+    5 pixels, semi-axes up to the box's half) leave to chance. Combined with ``detector``
+    in a :class:`CombinedDetector`, its map adds what the other one misses.
 
     Parameters
     ----------
@@ -50,6 +54,10 @@ def small_anomaly_specialist(
     n_steps : int, optional
         Training steps of the specialist (its warm-up is kept under a tenth of them).
         ``None`` keeps ``detector``'s.
+    p_bright : float, default=1.0
+        Probability that an anomaly brightens (:class:`~disyre_sk.corruption.DAGCorruption`):
+        1 for bright foci only, 0.5 for either sign (small dark lesions too, such as
+        lacunes and small cavities), 0 for dark ones only.
 
     Returns
     -------
@@ -65,6 +73,8 @@ def small_anomaly_specialist(
     (16, 500, 1.0)
     >>> spec.corruption.box_fraction
     1.0
+    >>> small_anomaly_specialist(main, p_bright=0.5).corruption.p_bright
+    0.5
     """
     spec = clone(detector)
     patch = spec.patch_size if patch_size is None else int(patch_size)
@@ -79,7 +89,7 @@ def small_anomaly_specialist(
             box_fraction=min(1.0, 16.0 / patch),
             size_range=(0.1, 0.35),
             sigma_range=(0.0, 1.0),
-            p_bright=1.0,
+            p_bright=p_bright,
         ),
     )
     if n_steps is not None:

@@ -1,6 +1,7 @@
 """``benchmarks/specialist_maps.py``: a small-anomaly network's map added to the demo's."""
 
 import numpy as np
+import pytest
 from _benchmarks import load_benchmark
 
 
@@ -95,3 +96,21 @@ def test_run_names_each_specialist_when_several_are_fitted(monkeypatch):
         "max(demo, specialist b16x1000)",
     ]
     assert "demo + 0.5 x specialist b16x500" in names and names.count("demo") == 1
+    by_name = {r["method"]: r for r in rows}
+    every = by_name["demo + 0.5 x every specialist"]
+    assert every["fit_s"] == pytest.approx(
+        by_name["demo"]["fit_s"]
+        + by_name["specialist b16x1000"]["fit_s"]
+        + by_name["specialist b16x500"]["fit_s"]
+    )
+
+
+def test_the_either_sign_specialist_doubles_the_batch_and_darkens_half_its_anomalies():
+    bench = load_benchmark("specialist_maps")
+    small, _ = bench.specialist_settings("p16_b16x500", bench.SETTINGS)
+    both, steps = bench.specialist_settings("both_p16_b32x500", bench.SETTINGS)
+    assert steps == 500 and both["batch_size"] == 32 and both["patch_size"] == 16
+    assert both["corruption"].p_bright == 0.5
+    assert repr(both["corruption"]) == repr(small["corruption"]).replace(
+        "p_bright=1.0", "p_bright=0.5"
+    )

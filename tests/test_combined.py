@@ -223,6 +223,11 @@ def test_small_anomaly_specialist_keeps_the_pixels_of_its_anomalies():
     assert small.get_params()["widths"] == main.widths
     with pytest.raises(ValueError, match="16 pixels or more"):
         small_anomaly_specialist(main, patch_size=8)
+    # Either sign: small dark lesions too; the rest of the recipe is the same.
+    both = small_anomaly_specialist(main, patch_size=16, p_bright=0.5)
+    assert both.corruption.p_bright == 0.5 and both.corruption.size_range == (0.1, 0.35)
+    with pytest.raises(ValueError, match="p_bright"):
+        small_anomaly_specialist(main, p_bright=1.5)
 
 
 def test_disyre_detect_streams_a_combined_model_file(fitted, tmp_path):
