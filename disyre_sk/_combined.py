@@ -22,7 +22,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _data
-from ._detector import DISYREDetector, checked_samples, fitted_layout
+from ._detector import _REFERENCE_STATE, DISYREDetector, checked_samples, fitted_layout
 from ._engine.combined_file import read_combined, save_combined
 from ._engine.persist import COMBINED_FORMAT_NAME, load_archive
 from .corruption import DAGCorruption
@@ -273,6 +273,56 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         fitted = [(name, det.fit(X, X_val=X_val)) for name, det in clones]
         self._set_members(fitted, weights)
         self.offset_ = self._offset(self.score_samples(X))
+        return self
+
+    def calibrate(self, X) -> CombinedDetector:
+        """Learn each member's healthy references, and ``offset_``, again from ``X``.
+
+        Each member's :meth:`DISYREDetector.calibrate` runs on the same healthy scans,
+        then ``offset_`` is set on the combined scores, as ``fit`` sets it. The networks
+        are kept.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W), (n, D, H, W) or (n, F)
+            Healthy scans of one's own site, in the layout used for ``fit``; at least
+            two.
+
+        Returns
+        -------
+        self : CombinedDetector
+            The calibrated combination.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from disyre_sk import CombinedDetector, DISYREDetector
+        >>> rng = np.random.default_rng(0)
+        >>> X, site = rng.uniform(0.2, 1, (6, 16, 16)), rng.uniform(0.3, 1, (6, 16, 16))
+        >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+        ...                      map_standardization="location", random_state=0)
+        >>> both = CombinedDetector([("a", det), ("b", det)]).fit(X).calibrate(site)
+        >>> both.predict(site).shape
+        (6,)
+        """
+        check_is_fitted(self)
+        kept = [
+            (det, {k: det.__dict__.get(k) for k in _REFERENCE_STATE}) for _, det in self.detectors_
+        ]
+        offset = self.offset_
+        try:
+            for name, det in self.detectors_:
+                try:
+                    det.calibrate(X)
+                except (TypeError, ValueError) as exc:
+                    raise type(exc)(f"detector {name!r}: {exc}") from exc
+            self.offset_ = self._offset(self.score_samples(X))
+        except BaseException:
+            # Every member back to its earlier references: never half calibrated.
+            for det, state in kept:
+                det.__dict__.update(state)
+            self.offset_ = offset
+            raise
         return self
 
     def _set_members(self, fitted, weights) -> None:

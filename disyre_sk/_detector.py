@@ -35,7 +35,7 @@ from ._device import (
 from ._engine import monitor, reference
 from ._engine.augment import Augmentation
 from ._engine.checkpoint import Checkpointer, fingerprint
-from ._engine.distributed import join_world
+from ._engine.distributed import World, join_world
 from ._engine.inference import Restorer, erode_foreground
 from ._engine.persist import detector_payload, load_detector
 from ._engine.training import SliceBank, Trainer
@@ -819,9 +819,18 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
 
     def _calibrate(self, data: _FitData) -> None:
         """After training: the map references ``fit`` learns, then ``offset_``."""
-        images, foreground, world = data.images, data.foreground, data.world
+        self._learn_references(
+            data.world, data.images, data.foreground, data.slices, data.slice_fg, data.rng
+        )
+
+    def _learn_references(self, world, images, foreground, slices, slice_fg, rng) -> None:
+        """The healthy references of the maps (residual profile, location reference) that
+        the map settings ask for, then ``offset_``, from healthy scans and their
+        ``[0, 1]``-scaled slices."""
+        self.residual_profile_ = None
+        self.location_mean_ = self.location_scale_ = None
         if self.map_normalization == "intensity":
-            self.residual_profile_ = self._residual_profile(data.slices, data.slice_fg, data.rng)
+            self.residual_profile_ = self._residual_profile(slices, slice_fg, rng)
         if self.map_standardization == "location":
             train_scores = -self._fit_location_reference(world, images, foreground)
         else:
@@ -832,6 +841,69 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             )
         self.offset_ = self._offset(train_scores)
         self._offset_settings = self._scoring_settings()
+
+    def calibrate(self, X) -> DISYREDetector:
+        """Learn the healthy references of the maps, and ``offset_``, again from ``X``.
+
+        The network is kept; what ``fit`` learns after training is learned anew from
+        healthy scans, as the map settings ask: the healthy residual per intensity
+        (``map_normalization='intensity'``), the per-voxel healthy maps
+        (``map_standardization='location'``) and the threshold ``offset_``. Calibrating on
+        healthy scans of one's own site (scanner, protocol, population), kept out of
+        any evaluation, compares every map with healthy scans like the ones it will map,
+        rather than with the training scans, which the network has seen. It also applies
+        map settings changed with ``set_params`` after ``fit`` that need a reference.
+        The intensity range learned in ``fit`` is kept: scans must be on the training
+        scale.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W), (n, D, H, W) or (n, F)
+            Healthy scans in the layout used for ``fit``; at least two with
+            ``map_standardization='location'`` (a per-voxel spread needs several; a few
+            dozen estimate it well).
+
+        Returns
+        -------
+        self : DISYREDetector
+            The calibrated detector.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from disyre_sk import DISYREDetector
+        >>> rng = np.random.default_rng(0)
+        >>> X, site = rng.uniform(0.2, 1, (6, 16, 16)), rng.uniform(0.3, 1, (6, 16, 16))
+        >>> det = DISYREDetector(patch_size=16, widths=(8, 16), n_steps=2, batch_size=2,
+        ...                      map_standardization="location", random_state=0).fit(X)
+        >>> before = det.location_mean_.copy()
+        >>> det = det.calibrate(site)
+        >>> bool((det.location_mean_ != before).any()), det.predict(site).shape
+        (True, (6,))
+        """
+        images, foreground = self._prepare(X)
+        self._check_params_now()
+        if self.map_standardization == "location" and len(images) < 2:
+            raise ValueError(
+                f"calibrate got {len(images)} scan; map_standardization='location' needs at "
+                "least two healthy scans to measure each voxel's spread (a few dozen "
+                "estimate it well)."
+            )
+        layout = self._layout
+        scaled = _data.scale_intensities(images, foreground, self.intensity_range_)
+        slices = _data.to_slices(scaled, layout.is_volume, self.slice_axis)
+        slice_fg = _data.to_slices(foreground, layout.is_volume, self.slice_axis)
+        # One process: the references are sums over the given scans.
+        world = World(device=self.device_)
+        rng = check_random_state(self.random_state)
+        kept = {k: self.__dict__.get(k) for k in _REFERENCE_STATE}
+        try:
+            self._learn_references(world, images, foreground, slices, slice_fg, rng)
+        except BaseException:
+            # Interrupted or refused half way: the detector keeps its earlier references.
+            self.__dict__.update(kept)
+            raise
+        return self
 
     def _build_network(self, widths, attention) -> torch.nn.Module:
         """The network ``fit`` trains: the UNet, or what the ``network`` callable builds."""
@@ -1545,6 +1617,16 @@ def _ensure_array(X):
 def map_and_score(detector: DISYREDetector, X) -> tuple[np.ndarray, np.ndarray]:
     """``detector.decision_map(X)`` and ``detector.score_samples(X)`` from one pass."""
     return detector._map_and_score(X)
+
+
+# What calibrate replaces: restored as a whole if it stops half way.
+_REFERENCE_STATE = (
+    "residual_profile_",
+    "location_mean_",
+    "location_scale_",
+    "offset_",
+    "_offset_settings",
+)
 
 
 def fitted_layout(detector: DISYREDetector) -> _data.Layout:

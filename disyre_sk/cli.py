@@ -1,4 +1,4 @@
-"""The ``disyre`` command: demo, fit, detect, evaluate.
+"""The ``disyre`` command: demo, fit, calibrate, detect, evaluate.
 
 Input scans must be skull-stripped (zero background), registered to one template (so
 they share a grid) and of one contrast (e.g. all T2). Intensities are normalised per
@@ -259,6 +259,36 @@ def _cmd_fit(args) -> int:
                 folder = Path(args.report) / name.strip(" ()") if name else args.report
                 write_training_report(member, folder)
                 say(f"Wrote the training report{name} to {folder}")
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    from . import load_model
+    from ._combined import layout_of
+    from .io import NiftiLoader
+
+    if not Path(args.model).is_file():
+        raise FileNotFoundError(f"no model file at {args.model!r}.")
+    _output_file(args.output, "-o/--output")
+    model = load_model(args.model, device=args.device)
+    shape = tuple(layout_of(model).image_shape)
+    paths = _expand(args.healthy)
+    print(f"Reading {len(paths)} healthy scans...", flush=True)
+    loader = NiftiLoader(target_shape=shape if args.crop else None)
+    X = loader.fit_transform([str(p) for p in paths])
+    if tuple(X.shape[1:]) != shape:
+        raise ValueError(
+            f"the scans have shape {tuple(X.shape[1:])} (Z, Y, X) and the model "
+            f"{shape}; register them to the training grid, or pass --crop to "
+            "centre-crop/pad them."
+        )
+    before = model.offset_
+    model.calibrate(X)
+    saved = model.save(args.output)
+    print(
+        f"Calibrated on {len(X)} healthy scans (offset_ {before:.4g} -> "
+        f"{model.offset_:.4g}); saved the model to {saved}"
+    )
     return 0
 
 
@@ -539,6 +569,24 @@ def build_parser() -> argparse.ArgumentParser:
         "report.json) to this folder",
     )
     fit.set_defaults(func=_cmd_fit)
+
+    calibrate = sub.add_parser(
+        "calibrate",
+        parents=[common],
+        help="learn a model's healthy references again from this site's healthy scans",
+        description="Learn again, from healthy scans of your site (kept out of any "
+        "evaluation), what 'disyre fit' learns after training: the healthy maps the "
+        "model's maps are compared with and its threshold. The network is kept; the "
+        "calibrated model is written to -o. " + _INPUT_HELP,
+    )
+    calibrate.add_argument("model", help="model file written by 'disyre fit'")
+    calibrate.add_argument("healthy", nargs="+", help="healthy scans: files, folders or globs")
+    calibrate.add_argument("-o", "--output", required=True, help="calibrated model file to write")
+    calibrate.add_argument(
+        "--crop", action="store_true", help="centre-crop/pad scans to the model's shape"
+    )
+    calibrate.add_argument("--device", default="auto")
+    calibrate.set_defaults(func=_cmd_calibrate)
 
     detect = sub.add_parser(
         "detect",

@@ -26,7 +26,7 @@ def scans(tmp_path):
 
 
 def test_help_mentions_expected_input(capsys):
-    for args in (["--help"], ["fit", "--help"], ["detect", "--help"]):
+    for args in (["--help"], ["fit", "--help"], ["calibrate", "--help"], ["detect", "--help"]):
         with pytest.raises(SystemExit):
             main(args)
         assert "skull-stripped" in capsys.readouterr().out
@@ -498,3 +498,36 @@ def test_fit_refuses_bad_settings_before_reading_scans(tmp_path, capsys, flags, 
     )
     err = capsys.readouterr().err
     assert rc == 2 and words in err and "no NIfTI file" not in err
+
+
+def test_calibrate_writes_a_model_with_this_sites_references(scans, tmp_path, capsys):
+    from disyre_sk import load_model
+
+    model = tmp_path / "model.disyre"
+    flags = _tiny("--map-standardization", "location")
+    assert main(["fit", *map(str, scans[:2]), "-o", str(model), *flags]) == 0
+    out = tmp_path / "calibrated.disyre"
+    rc = main(["calibrate", str(model), *map(str, scans[2:]), "-o", str(out), "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    assert "Calibrated on 2 healthy scans" in capsys.readouterr().out
+    before, after = load_model(model), load_model(out)
+    assert not np.allclose(before.location_mean_, after.location_mean_)
+    for a, b in zip(before.network_.parameters(), after.network_.parameters()):
+        assert (a == b).all()  # the network is kept
+    assert main(["detect", str(out), str(scans[0]), "-o", str(tmp_path / "maps")]) == 0
+
+
+def test_calibrate_refuses_scans_of_another_shape_and_missing_models(scans, tmp_path, capsys):
+    model = _fit_small(scans, tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    for i in range(2):
+        data = (np.random.default_rng(i).uniform(0.2, 1, (12, 12, 5)) * 1000).astype(np.int16)
+        nib.save(nib.Nifti1Image(data, np.eye(4)), other / f"s{i}.nii.gz")
+    out = tmp_path / "c.disyre"
+    assert main(["calibrate", str(model), str(other), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--crop" in err and not out.exists()
+    assert main(["calibrate", str(model), str(other), "-o", str(out), "--crop"]) == 0
+    assert main(["calibrate", str(tmp_path / "none.disyre"), str(other), "-o", str(out)]) == 2
+    assert "no model file" in capsys.readouterr().err

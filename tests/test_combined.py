@@ -262,3 +262,23 @@ def test_members_of_lists_a_combinations_networks_or_the_detector_itself(fitted)
     assert members_of(fitted) == fitted.detectors_ and members_of(fitted) is not fitted.detectors_
     single = fitted.named_detectors_.main
     assert members_of(single) == [("detector", single)]
+
+
+def test_calibrate_relearns_every_member_and_the_combined_threshold(healthy):
+    combo = CombinedDetector(
+        [("main", DISYREDetector(**TINY)), ("foci", DISYREDetector(**TINY, n_res_blocks=1))]
+    ).fit(healthy)
+    site = 0.6 * _volumes(5, seed=400)
+    means = [d.location_mean_.copy() for _, d in combo.detectors_]
+    offset = combo.offset_
+    assert combo.calibrate(site) is combo
+    for (_, det), before in zip(combo.detectors_, means):
+        assert not np.allclose(det.location_mean_, before)
+    assert combo.offset_ != offset
+    assert combo.offset_ == pytest.approx(np.percentile(combo.score_samples(site), 1.0))
+    # A refusal names the member and leaves every member as it was.
+    means = [d.location_mean_.copy() for _, d in combo.detectors_]
+    with pytest.raises(ValueError, match=r"detector 'main'.*at least two"):
+        combo.calibrate(site[:1])
+    for (_, det), before in zip(combo.detectors_, means):
+        np.testing.assert_array_equal(det.location_mean_, before)

@@ -941,3 +941,97 @@ def test_inference_plan_is_what_decision_map_runs(settings):
     else:
         assert plan.window == 16 and {tuple(s) for _, _, *s in ran} == {(16, 16)}
         assert (plan.windows >= 1).all()
+
+
+def _site_volumes(n, seed):
+    # (n, 4, 16, 16) smooth brains on one grid, as location standardisation needs.
+    return np.stack([smooth_brains(4, 16, seed=seed + 10 * i) for i in range(n)])
+
+
+CALIBRATED = dict(
+    patch_size=16,
+    widths=(8, 16),
+    n_steps=3,
+    batch_size=2,
+    severities=(0.5,),
+    map_normalization="intensity",
+    map_standardization="location",
+    device="cpu",
+    random_state=0,
+)
+
+
+def test_calibrate_on_the_training_scans_gives_fit_s_references():
+    X = _site_volumes(5, seed=0)
+    det = DISYREDetector(**CALIBRATED).fit(X)
+    mean, scale, offset = det.location_mean_, det.location_scale_, det.offset_
+    weights = [p.detach().clone() for p in det.network_.parameters()]
+    profile = det.residual_profile_
+    det.calibrate(X)
+    np.testing.assert_allclose(det.location_mean_, mean, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(det.location_scale_, scale, rtol=1e-6, atol=1e-9)
+    assert det.offset_ == pytest.approx(offset, rel=1e-5)
+    # The profile is re-estimated from a draw of slices: the same scans, close values.
+    np.testing.assert_allclose(det.residual_profile_, profile, rtol=0.5)
+    for before, after in zip(weights, det.network_.parameters()):
+        assert torch.equal(before, after)  # the network is kept
+
+
+def test_calibrate_on_another_site_learns_its_healthy_maps(tmp_path):
+    X = _site_volumes(5, seed=0)
+    # Another "site": darker, lower contrast scans of other brains.
+    site = 0.6 * _site_volumes(6, seed=500)
+    det = DISYREDetector(**CALIBRATED).fit(X)
+    before = (det.location_mean_.copy(), det.offset_)
+    assert det.calibrate(site) is det
+    assert not np.allclose(det.location_mean_, before[0])
+    assert det.offset_ != before[1]
+    # offset_ flags 1 % of the calibration scans, as fit's flags 1 % of its training ones.
+    assert (det.predict(site) == -1).sum() <= 1
+    # The calibrated model survives its file.
+    maps = det.decision_map(site)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = DISYREDetector.load(det.save(tmp_path / "model.disyre"))
+    np.testing.assert_array_equal(again.decision_map(site), maps)
+
+
+def test_calibrate_applies_map_settings_changed_after_fit():
+    X = _site_volumes(4, seed=0)
+    det = DISYREDetector(**{**CALIBRATED, "map_normalization": None, "map_standardization": None})
+    det.fit(X)
+    det.set_params(map_normalization="intensity", map_standardization="location")
+    with pytest.raises(ValueError, match="needs the residual profile"):
+        det.decision_map(X)
+    det.calibrate(X)
+    assert det.residual_profile_ is not None and det.location_mean_ is not None
+    assert det.decision_map(X).shape == X.shape
+    # And back: references the settings no longer ask for are dropped.
+    det.set_params(map_normalization=None, map_standardization=None).calibrate(X)
+    assert det.residual_profile_ is None and det.location_mean_ is None
+
+
+def test_calibrate_refuses_and_keeps_the_earlier_references():
+    X = _site_volumes(4, seed=0)
+    with pytest.raises(NotFittedError):
+        DISYREDetector(**CALIBRATED).calibrate(X)
+    det = DISYREDetector(**CALIBRATED).fit(X)
+    state = (det.location_mean_.copy(), det.offset_, det.residual_profile_)
+    with pytest.raises(ValueError, match="at least two healthy scans"):
+        det.calibrate(X[:1])
+    with pytest.raises(ValueError, match="shape"):
+        det.calibrate(np.zeros((3, 4, 8, 8)) + 0.5)
+    # Interrupted half way (after the profile, in the mapping): nothing changed.
+    calls = []
+
+    def interrupt(*args, **kwargs):
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    det._fit_location_reference = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        det.calibrate(_site_volumes(4, seed=70))
+    del det._fit_location_reference
+    assert calls
+    np.testing.assert_array_equal(det.location_mean_, state[0])
+    assert det.offset_ == state[1] and det.residual_profile_ == state[2]
