@@ -12,6 +12,7 @@ anomaly specialist from a detector.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from numbers import Real
 from pathlib import Path
 
@@ -26,6 +27,15 @@ from ._detector import _REFERENCE_STATE, DISYREDetector, checked_samples, fitted
 from ._engine.combined_file import read_combined, save_combined
 from ._engine.persist import COMBINED_FORMAT_NAME, load_archive
 from .corruption import DAGCorruption
+
+
+@contextmanager
+def _naming(name: str):
+    """A member's refusal, prefixed with the member's name."""
+    try:
+        yield
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"detector {name!r}: {exc}") from exc
 
 
 def small_anomaly_specialist(
@@ -266,10 +276,8 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         clones = [(name, clone(det)) for name, det in members]
         for name, det in clones:
             # Every member's settings before the first one trains: not after an hour.
-            try:
+            with _naming(name):
                 det._check_params_now()
-            except (TypeError, ValueError) as exc:
-                raise type(exc)(f"detector {name!r}: {exc}") from exc
         fitted = [(name, det.fit(X, X_val=X_val)) for name, det in clones]
         self._set_members(fitted, weights)
         self.offset_ = self._offset(self.score_samples(X))
@@ -312,10 +320,8 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         offset = self.offset_
         try:
             for name, det in self.detectors_:
-                try:
+                with _naming(name):
                     det.calibrate(X)
-                except (TypeError, ValueError) as exc:
-                    raise type(exc)(f"detector {name!r}: {exc}") from exc
             self.offset_ = self._offset(self.score_samples(X))
         except BaseException:
             # Every member back to its earlier references: never half calibrated.

@@ -154,27 +154,27 @@ def test_parser_defaults():
     assert args.out == "disyre_demo" and args.device == "auto" and not args.full
 
 
+def _tiny(*extra):
+    """Flags that make any recipe train in a second on the 16 x 16 fixture scans."""
+    return [
+        "--patch-size",
+        "16",
+        "--widths",
+        "8",
+        "16",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
 def _fit_small(scans, tmp_path):
     model = tmp_path / "model.disyre"
-    main(
-        [
-            "fit",
-            *map(str, scans[:2]),
-            "-o",
-            str(model),
-            "--patch-size",
-            "16",
-            "--widths",
-            "8",
-            "16",
-            "--steps",
-            "2",
-            "--batch-size",
-            "2",
-            "--device",
-            "cpu",
-        ]
-    )
+    main(["fit", *map(str, scans[:2]), "-o", str(model), *_tiny()])
     return model
 
 
@@ -386,24 +386,6 @@ def test_fit_rescues_the_model_when_the_final_write_fails(scans, tmp_path, monke
     rescued = err.split("saved to '")[1].split("'")[0]
     assert DISYREDetector.load(rescued).image_shape_ == (16, 16, 6)
     Path(rescued).unlink()
-
-
-def _tiny(*extra):
-    """Flags that make any recipe train in a second on the 16 x 16 fixture scans."""
-    return [
-        "--patch-size",
-        "16",
-        "--widths",
-        "8",
-        "16",
-        "--steps",
-        "2",
-        "--batch-size",
-        "2",
-        "--device",
-        "cpu",
-        *extra,
-    ]
 
 
 def test_fit_cpu_recipe_trains_the_demo_model(scans, tmp_path, capsys):
