@@ -23,7 +23,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _data
-from ._detector import _REFERENCE_STATE, DISYREDetector, checked_samples, fitted_layout
+from ._detector import DISYREDetector, checked_samples, fitted_layout, references_kept
 from ._engine.combined_file import read_combined, save_combined
 from ._engine.persist import COMBINED_FORMAT_NAME, load_archive
 from .corruption import DAGCorruption
@@ -269,15 +269,11 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         >>> [name for name, _ in both.detectors_], both.weights_.tolist()
         (['a', 'b'], [1.0, 1.0])
         """
-        members, weights = self._checked_members()
+        members, weights = self._check_params_now()
         fitted = ("detectors_", "named_detectors_", "weights_", "offset_")
         for attr in (*fitted, "image_shape_", "n_features_in_"):
             self.__dict__.pop(attr, None)
         clones = [(name, clone(det)) for name, det in members]
-        for name, det in clones:
-            # Every member's settings before the first one trains: not after an hour.
-            with _naming(name):
-                det._check_params_now()
         fitted = [(name, det.fit(X, X_val=X_val)) for name, det in clones]
         self._set_members(fitted, weights)
         self.offset_ = self._offset(self.score_samples(X))
@@ -314,22 +310,21 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         (6,)
         """
         check_is_fitted(self)
-        kept = [
-            (det, {k: det.__dict__.get(k) for k in _REFERENCE_STATE}) for _, det in self.detectors_
-        ]
-        offset = self.offset_
-        try:
+        with references_kept(self, *(det for _, det in self.detectors_)):
             for name, det in self.detectors_:
                 with _naming(name):
                     det.calibrate(X)
             self.offset_ = self._offset(self.score_samples(X))
-        except BaseException:
-            # Every member back to its earlier references: never half calibrated.
-            for det, state in kept:
-                det.__dict__.update(state)
-            self.offset_ = offset
-            raise
         return self
+
+    def _check_params_now(self) -> tuple:
+        """The combination's and every member's settings, as ``fit`` checks them before
+        the first member trains (not after an hour); returns ``_checked_members()``."""
+        members, weights = self._checked_members()
+        for name, det in members:
+            with _naming(name):
+                det._check_params_now()
+        return members, weights
 
     def _set_members(self, fitted, weights) -> None:
         first = fitted[0][1]

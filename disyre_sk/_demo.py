@@ -203,6 +203,12 @@ def _figure(path: Path, cohort, maps, baseline) -> None:
     fig.savefig(path, dpi=110)
 
 
+def specialist_steps(specialist: dict, n_steps: int) -> int:
+    """The small-anomaly network's steps when the first network takes ``n_steps``: the
+    demo's ratio (its 500 to the first network's 1,000)."""
+    return max(1, round(specialist["n_steps"] * n_steps / QUICK["detector"]["n_steps"]))
+
+
 def _detector(params: dict, specialist: dict | None):
     """The demo's model, unfitted, and its training steps in words: the DISYRE detector
     of ``params``, with its small-anomaly specialist when ``specialist`` is given (its
@@ -210,8 +216,7 @@ def _detector(params: dict, specialist: dict | None):
     det = DISYREDetector(**params)
     if not specialist:
         return det, f"{params['n_steps']} steps"
-    default_steps = QUICK["detector"]["n_steps"]
-    steps = max(1, round(specialist["n_steps"] * params["n_steps"] / default_steps))
+    steps = specialist_steps(specialist, params["n_steps"])
     foci = small_anomaly_specialist(det, patch_size=specialist["patch_size"], n_steps=steps)
     combo = CombinedDetector([("shapes", det), ("foci", foci)], weights=[1.0, specialist["weight"]])
     return combo, f"{params['n_steps']} steps + {steps} for the small-anomaly network"

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
@@ -698,7 +699,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         widths, attention = self._refuse_before_reading()
         data = self._fit_data(X, X_val)
         self._train(data, widths, attention)
-        self._calibrate(data)
+        # After training: the map references fit learns, then offset_.
+        self._learn_references(
+            data.world, data.images, data.foreground, data.slices, data.slice_fg, data.rng
+        )
         return self
 
     def _refuse_before_reading(self) -> tuple[list[int], list[int]]:
@@ -817,12 +821,6 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.network_ = network.eval()
         self.history_ = history
 
-    def _calibrate(self, data: _FitData) -> None:
-        """After training: the map references ``fit`` learns, then ``offset_``."""
-        self._learn_references(
-            data.world, data.images, data.foreground, data.slices, data.slice_fg, data.rng
-        )
-
     def _learn_references(self, world, images, foreground, slices, slice_fg, rng) -> None:
         """The healthy references of the maps (residual profile, location reference) that
         the map settings ask for, then ``offset_``, from healthy scans and their
@@ -896,13 +894,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         # One process: the references are sums over the given scans.
         world = World(device=self.device_)
         rng = check_random_state(self.random_state)
-        kept = {k: self.__dict__.get(k) for k in _REFERENCE_STATE}
-        try:
+        with references_kept(self):
             self._learn_references(world, images, foreground, slices, slice_fg, rng)
-        except BaseException:
-            # Interrupted or refused half way: the detector keeps its earlier references.
-            self.__dict__.update(kept)
-            raise
         return self
 
     def _build_network(self, widths, attention) -> torch.nn.Module:
@@ -1627,6 +1620,24 @@ _REFERENCE_STATE = (
     "offset_",
     "_offset_settings",
 )
+
+
+@contextmanager
+def references_kept(*models):
+    """Restore each model's references (a combination's: its ``offset_``) if the block
+    stops half way, on an error or an interrupt: never half calibrated."""
+    kept = []
+    for model in models:
+        names = _REFERENCE_STATE if isinstance(model, DISYREDetector) else ("offset_",)
+        kept.append((model, names, {k: model.__dict__[k] for k in names if k in model.__dict__}))
+    try:
+        yield
+    except BaseException:
+        for model, names, state in kept:
+            for name in names:
+                model.__dict__.pop(name, None)
+            model.__dict__.update(state)
+        raise
 
 
 def fitted_layout(detector: DISYREDetector) -> _data.Layout:

@@ -93,7 +93,7 @@ _FIT_FLAGS = {
 }
 
 
-def _fit_model(args):
+def _fit_model(args, verbose: bool):
     """The unfitted model ``disyre fit`` trains, and its training steps in words.
 
     Settings come from ``--recipe`` (none: the detector's defaults), then from the flags
@@ -101,7 +101,7 @@ def _fit_model(args):
     network in a :class:`~disyre_sk.CombinedDetector`.
     """
     from . import CombinedDetector, DISYREDetector, small_anomaly_specialist
-    from ._demo import QUICK
+    from ._demo import QUICK, specialist_steps
 
     params: dict = {}
     specialist = None
@@ -123,6 +123,7 @@ def _fit_model(args):
     params.update(
         device=args.device,
         random_state=args.seed,
+        verbose=verbose,
         checkpoint_every=args.checkpoint_every,
         validation_fraction=args.validation_fraction,
         validation_every=args.validation_every,
@@ -149,10 +150,8 @@ def _fit_model(args):
     main_steps = det.n_steps
     if args.small_steps is not None:
         small_steps = args.small_steps
-    else:  # the demo's ratio: half of the main network's steps
-        small_steps = max(
-            1, round(specialist["n_steps"] * main_steps / QUICK["detector"]["n_steps"])
-        )
+    else:
+        small_steps = specialist_steps(specialist, main_steps)
     patch = args.small_patch_size if args.small_patch_size is not None else specialist["patch_size"]
     weight = args.small_weight if args.small_weight is not None else specialist["weight"]
     foci = small_anomaly_specialist(det, patch_size=patch, n_steps=small_steps)
@@ -164,19 +163,6 @@ def _fit_model(args):
     return combo, f"{main_steps} steps + {small_steps} for the small-anomaly network"
 
 
-def _check_model(model) -> None:
-    """The checks ``fit`` runs on its settings, before any scan is read."""
-    from . import CombinedDetector
-
-    if isinstance(model, CombinedDetector):
-        model._checked_members()
-    for name, member in _members(model):
-        try:
-            member._check_params_now()
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name + ': ' if name else ''}{exc}") from exc
-
-
 def _window_size(value: str):
     if value == "slice":
         return "slice"
@@ -186,15 +172,6 @@ def _window_size(value: str):
         raise ValueError(
             f"--window-size must be 'slice' or a whole number of pixels, got {value!r}."
         ) from None
-
-
-def _members(model) -> list:
-    """``(name, detector)`` of an unfitted model's networks."""
-    from . import CombinedDetector
-
-    if isinstance(model, CombinedDetector):
-        return list(model.detectors)
-    return [("", model)]
 
 
 def _fitted_members(model) -> list:
@@ -218,14 +195,12 @@ def _cmd_fit(args) -> int:
         _output_file(args.output, "-o/--output")
         if args.report:
             _output_folder(args.report, "--report")
-    det, steps = _fit_model(args)
-    _check_model(det)  # refused now, not after reading the scans or training
+    det, steps = _fit_model(args, verbose=main_rank)
+    det._check_params_now()  # refused now, not after reading the scans or training
     paths = _expand(args.healthy)
     say(f"Reading {len(paths)} healthy scans...", flush=True)
     loader = NiftiLoader(target_shape=tuple(args.shape) if args.shape else None)
     X = loader.fit_transform([str(p) for p in paths])
-    for _, member in _members(det):
-        member.set_params(verbose=main_rank)
     X_val = None
     if args.validation_scans:
         X_val = loader.transform([str(p) for p in _expand(args.validation_scans)])

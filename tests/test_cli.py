@@ -40,17 +40,7 @@ def test_fit_detect_evaluate(scans, tmp_path, capsys):
             *map(str, scans[:3]),
             "-o",
             str(model),
-            "--patch-size",
-            "16",
-            "--widths",
-            "8",
-            "16",
-            "--steps",
-            "3",
-            "--batch-size",
-            "4",
-            "--device",
-            "cpu",
+            *_tiny("--steps", "3", "--batch-size", "4"),  # the last value of a flag wins
         ]
     )
     assert rc == 0 and model.exists()
