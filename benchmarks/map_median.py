@@ -55,15 +55,17 @@ def rows_of(folder: Path, sizes: list[int], n_test: int) -> list[dict]:
     return rows
 
 
-def report(rows: list[dict], sizes: list[int]) -> str:
+def report(rows: list[dict], sizes: list, key: str = "map_median") -> str:
+    """The table of ``rows`` whose setting ``key`` takes each of ``sizes`` (the first is
+    the reference of the "up" counts)."""
     families = [f for f in FAMILIES if any(r.get(f) is not None for r in rows)]
     sets = list(dict.fromkeys(r["test set"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
-    base = {(r["seed"], r["test set"]): r for r in rows if r["map_median"] == sizes[0]}
+    base = {(r["seed"], r["test set"]): r for r in rows if r[key] == sizes[0]}
     summary = []
     for s in sets:
         for size in sizes:
-            sel = [r for r in rows if r["test set"] == s and r["map_median"] == size]
+            sel = [r for r in rows if r["test set"] == s and r[key] == size]
             cells = []
             for k in METRICS:
                 up = sum(r[k] > base[(r["seed"], s)][k] for r in sel)
@@ -76,22 +78,22 @@ def report(rows: list[dict], sizes: list[int]) -> str:
         [
             r["seed"],
             r["test set"],
-            r["map_median"],
+            r[key],
             *(fmt(r.get(k), ".3f") for k in (*METRICS, *families)),
         ]
         for r in rows
     ]
     return (
-        f"Seeds {seeds}; `map_median` in {sizes} (the first is the reference of the 'up' "
+        f"Seeds {seeds}; `{key}` in {sizes} (the first is the reference of the 'up' "
         "counts: seeds whose figure rose above it).\n\n"
         "### DISYRE: min / mean / max over seeds\n\n"
-        + md_table(["test set", "map_median", "pixel AP", "slice AUROC", "volume AUROC"], summary)
+        + md_table(["test set", key, "pixel AP", "slice AUROC", "volume AUROC"], summary)
         + "\n\n### per seed (pixel AP per family in the last columns)\n\n"
         + md_table(
             [
                 "seed",
                 "test set",
-                "map_median",
+                key,
                 "pixel AP",
                 "slice AUROC",
                 "volume AUROC",

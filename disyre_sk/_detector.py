@@ -264,6 +264,16 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         only spreads, and keeps the edges of lesions larger than the filter. ``0``
         turns it off (the published method); otherwise an odd size ``>= 3``. Read at
         predict time, like the other map settings.
+    map_flip : bool, default=False
+        Restore every slice twice, as it is and mirrored along its last axis (the axis
+        the training augmentation mirrors, so the mirrored slice is one the network
+        learned to restore), and take the mean of the two restorations (test-time
+        augmentation): the part of the network's error that does not mirror with the
+        slice cancels, the lesion, removed in both, stays. Doubles the network's share
+        of the mapping time. ``False``: one restoration (the published method). Read at
+        predict time; the healthy references ``fit`` learns (``residual_profile_``, the
+        location reference, ``offset_``) are learned with it, so after changing it on a
+        fitted model call :meth:`calibrate`.
     score_reduction : {'topk', 'mean', 'max'}, default='topk'
         How a map is reduced to a scan's score: mean of the ``top_k`` highest foreground
         values, their mean, or their maximum.
@@ -459,6 +469,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "map_standardization": [None, StrOptions({"location"})],
         "map_erosion": [Interval(Integral, 0, None, closed="left")],
         "map_median": [Interval(Integral, 0, None, closed="left")],
+        "map_flip": ["boolean"],
         "score_reduction": [StrOptions({"topk", "mean", "max"})],
         "top_k": [
             Interval(Integral, 1, None, closed="left"),
@@ -515,6 +526,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         map_standardization=None,
         map_erosion=0,
         map_median=0,
+        map_flip=False,
         score_reduction="topk",
         top_k=0.01,
         contamination="auto",
@@ -560,6 +572,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.map_standardization = map_standardization
         self.map_erosion = map_erosion
         self.map_median = map_median
+        self.map_flip = map_flip
         self.score_reduction = score_reduction
         self.top_k = top_k
         self.contamination = contamination
@@ -958,6 +971,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "map_standardization",
             "map_erosion",
             "map_median",
+            "map_flip",
             "score_reduction",
             "top_k",
             "background",
@@ -978,6 +992,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "map_standardization",
             "map_erosion",
             "map_median",
+            "map_flip",
             "score_reduction",
             "top_k",
             "contamination",
@@ -1135,6 +1150,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             severities=check_severities(self.severities),
             residual_profile=self._checked_profile() if post_process else None,
             erosion=int(self.map_erosion) if post_process else 0,
+            flip=bool(self.map_flip),
             mode=self.inference,
             batch_size=self.inference_batch_size,
             device=self.device_,

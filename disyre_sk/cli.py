@@ -90,6 +90,7 @@ _FIT_FLAGS = {
     "map_smoothing_across": "map_smoothing_across",
     "map_erosion": "map_erosion",
     "map_median": "map_median",
+    "map_flip": "map_flip",
 }
 
 
@@ -489,6 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     maps.add_argument("--map-erosion", type=int, help="pixels of the brain's rim set to 0")
     maps.add_argument("--map-median", type=int, help="median filter size of the map, voxels")
+    maps.add_argument(
+        "--map-flip",
+        action=argparse.BooleanOptionalAction,
+        help="average each restoration with that of the mirrored slice (default: off)",
+    )
     small = fit.add_argument_group(
         "small-anomaly network",
         "A second network trained on small, sharp, bright anomalies only, its map added to "

@@ -440,6 +440,7 @@ def test_fit_flags_override_the_detector_defaults(scans, tmp_path):
             "1",
             "--severities",
             "0.5",
+            "--map-flip",
             *_tiny(),
         ]
     )
@@ -447,7 +448,7 @@ def test_fit_flags_override_the_detector_defaults(scans, tmp_path):
     det = load_model(model, device="cpu")
     assert isinstance(det, DISYREDetector)
     assert det.window_size == "slice" and det.map_normalization == "intensity"
-    assert det.map_erosion == 1 and det.severities == (0.5,)
+    assert det.map_erosion == 1 and det.severities == (0.5,) and det.map_flip is True
     assert det.map_standardization is None  # not given, no recipe: the default
 
 

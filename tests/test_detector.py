@@ -1035,3 +1035,24 @@ def test_calibrate_refuses_and_keeps_the_earlier_references():
     assert calls
     np.testing.assert_array_equal(det.location_mean_, state[0])
     assert det.offset_ == state[1] and det.residual_profile_ == state[2]
+
+
+# ------------------------------------------------------------------- mirrored restoration
+def test_map_flip_makes_the_map_mirror_with_the_scan_and_enters_the_threshold():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0.2, 1, (8, 16, 16))  # the whole square is foreground: no padding
+    det = DISYREDetector(**{**TINY, "window_size": "slice"}).fit(X)
+    x = X[:3]
+    mirror = x[..., ::-1].copy()
+    assert DISYREDetector().map_flip is False  # off unless asked
+    plain = det.decision_map(x)
+    assert not np.allclose(det.decision_map(mirror)[..., ::-1], plain, atol=1e-4)
+    det.set_params(map_flip=True)
+    with pytest.warns(UserWarning, match="stale threshold"):
+        det.predict(x)  # a scoring setting: offset_ knows its value
+    flipped = det.decision_map(x)
+    assert not np.allclose(flipped, plain)
+    np.testing.assert_allclose(det.decision_map(mirror)[..., ::-1], flipped, rtol=1e-4, atol=1e-6)
+    det.calibrate(X)  # the references learned again with the mirrored restorations
+    refit = DISYREDetector(**{**TINY, "window_size": "slice"}, map_flip=True)
+    np.testing.assert_allclose(refit.fit(X).offset_, det.offset_, rtol=1e-5)

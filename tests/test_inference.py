@@ -333,3 +333,31 @@ def test_smooth_maps_extreme_sigmas_stay_finite_and_exact():
     wide = smooth_maps(m, fg, 1e300)
     means = (m.sum(dim=(2, 3)) / fg.sum(dim=(2, 3)))[:, :, None, None]
     torch.testing.assert_close(wide, means * fg, rtol=1e-5, atol=1e-6)
+
+
+class ShiftRight(nn.Module):
+    """Restores each pixel to its left neighbour: an error that does not mirror."""
+
+    def forward(self, x, severity):
+        return torch.cat([x[..., :1], x[..., :-1]], dim=-1)
+
+
+@pytest.mark.parametrize("whole_slice", [False, True])
+def test_flip_averages_the_restoration_of_the_mirrored_input(whole_slice):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.2, 1, size=(2, 8, 8)).astype(np.float32)
+    fg = np.ones_like(x, dtype=bool)
+    kw = dict(severities=(0.5,), whole_slice=whole_slice, stride=8)
+    plain = _restorer(ShiftRight(), **kw).maps(x, fg)
+    flipped = _restorer(ShiftRight(), flip=True, **kw).maps(x, fg)
+    t = torch.from_numpy(x)[:, None]
+    net = ShiftRight()
+    by_hand = 0.5 * (net(t, None) + net(t.flip(-1), None).flip(-1))
+    np.testing.assert_allclose(plain, np.abs(x - net(t, None)[:, 0].numpy()), atol=1e-6)
+    np.testing.assert_allclose(flipped, np.abs(x - by_hand[:, 0].numpy()), atol=1e-6)
+    # The averaged restoration mirrors with its input; one restoration does not.
+    mirrored = _restorer(ShiftRight(), flip=True, **kw).maps(x[..., ::-1].copy(), fg)
+    np.testing.assert_allclose(mirrored[..., ::-1], flipped, atol=1e-6)
+    assert not np.allclose(
+        _restorer(ShiftRight(), **kw).maps(x[..., ::-1].copy(), fg)[..., ::-1], plain
+    )

@@ -158,6 +158,7 @@ _PREDICT_TIME = (
     "map_smoothing_across",
     "map_erosion",
     "map_median",
+    "map_flip",
     "score_reduction",
     "top_k",
     "background",

@@ -167,6 +167,9 @@ class Restorer:
     erosion : int, default=0
         Pixels of the foreground's in-plane rim whose map is set to 0 after smoothing
         (:func:`erode_foreground`); 0 keeps the whole foreground.
+    flip : bool, default=False
+        Restore each network input also mirrored along its last axis and average the
+        two restorations (test-time augmentation).
     """
 
     def __init__(
@@ -186,6 +189,7 @@ class Restorer:
         smoothing: float = 0.0,
         residual_profile=None,
         erosion: int = 0,
+        flip: bool = False,
     ):
         self.network = network
         self.patch_size = patch_size
@@ -200,6 +204,7 @@ class Restorer:
         self.size_multiple = size_multiple
         self.smoothing = smoothing
         self.erosion = erosion
+        self.flip = flip
         # A device tensor once here, not a host-to-device copy per chunk.
         self.residual_profile = (
             None
@@ -407,7 +412,12 @@ class Restorer:
             sev = torch.full((batch.shape[0],), severity, device=batch.device)
             try:
                 with autocast_for(self.device, self.precision):
-                    outs.append(self.network(batch, sev).float())
+                    out = self.network(batch, sev).float()
+                    if self.flip:
+                        # Mirrored back, the second restoration is of the same pixels.
+                        mirrored = self.network(batch.flip(-1), sev).float().flip(-1)
+                        out = 0.5 * (out + mirrored)
+                    outs.append(out)
             except torch.cuda.OutOfMemoryError:
                 # Out of GPU memory: retry this batch, and the rest, at half the size.
                 if self.batch_size == 1:

@@ -1,0 +1,80 @@
+"""``benchmarks/map_flip.py``: the demo's models with and without mirrored restorations."""
+
+import json
+
+import numpy as np
+import pytest
+from _benchmarks import load_benchmark
+
+from disyre_sk import CombinedDetector, DISYREDetector, load_model
+from disyre_sk.datasets import make_brain_cohort
+
+META = {
+    "settings": {"random_state": 1},
+    "cohort": {
+        "n_healthy": 3,
+        "n_test": 3,
+        "voxel_size": 8.0,
+        "contrast": "t2",
+        "train_bases": ["mni"],
+        "test_bases": ["colin"],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def mf():
+    return load_benchmark("map_flip")
+
+
+def test_rows_set_every_network_and_calibrate_both_arms_alike(mf, tmp_path, monkeypatch):
+    c = META["cohort"]
+    cohort = make_brain_cohort(
+        n_healthy=c["n_healthy"],
+        n_test=c["n_test"],
+        voxel_size=c["voxel_size"],
+        contrast=c["contrast"],
+        train_bases=tuple(c["train_bases"]),
+        test_bases=tuple(c["test_bases"]),
+        random_state=1,
+    )
+    tiny = DISYREDetector(
+        patch_size=8,
+        widths=(4, 8),
+        n_steps=2,
+        batch_size=2,
+        severities=(1.0,),
+        window_size="slice",
+        map_standardization="location",
+        device="cpu",
+        random_state=0,
+        verbose=False,
+    )
+    CombinedDetector([("shapes", tiny), ("foci", tiny)]).fit(cohort.X_train).save(
+        tmp_path / "model.disyre"
+    )
+    (tmp_path / "metrics.json").write_text(json.dumps(META))
+    calibrated = []
+    real = CombinedDetector.calibrate
+
+    def spy(self, X):
+        calibrated.append(([d.map_flip for _, d in self.detectors_], np.asarray(X).copy()))
+        return real(self, X)
+
+    monkeypatch.setattr(CombinedDetector, "calibrate", spy)
+    rows = mf.rows_of(tmp_path, n_test=2)
+    assert [(r["test set"], r["map_flip"]) for r in rows] == [
+        ("demo's, 3", False),
+        ("new, 2", False),
+        ("demo's, 3", True),
+        ("new, 2", True),
+    ]
+    # Each arm sets both networks, and both calibrate on the demo's training scans.
+    assert [flips for flips, _ in calibrated] == [[False, False], [True, True]]
+    np.testing.assert_array_equal(calibrated[0][1], cohort.X_train)
+    np.testing.assert_array_equal(calibrated[1][1], cohort.X_train)
+    assert rows[0]["pixel_ap"] != rows[2]["pixel_ap"]  # the mirrored maps differ
+    assert all(r["seconds"] > 0 and 0 <= r["slice_auroc"] <= 1 for r in rows)
+    text = mf.report(rows, [False, True], key="map_flip")
+    assert "| demo's, 3 | True |" in text and "of 1 up)" in text
+    assert load_model(tmp_path / "model.disyre").detectors_[0][1].map_flip is False  # file kept
