@@ -164,3 +164,29 @@ def test_the_small_anomaly_row_adds_the_specialists_map_to_the_dag_networks(qual
     # Without location z-scores the maps do not add: the row is skipped, the others kept.
     plain = quality.run_seed(0, quality.SETTINGS["smoke"], "cpu", methods)
     assert set(plain["results"]) == {quality.DISYRE_ENS}
+
+
+def test_the_multistep_row_maps_a_calibrated_copy_with_several_steps(quality, cohort):
+    from disyre_sk import DISYREDetector
+
+    det = DISYREDetector(
+        **quality.SETTINGS["smoke"]["detector"],
+        map_standardization="location",
+        random_state=0,
+        device="cpu",
+    ).fit(cohort.X_train)
+    before = (det.inference, det.severities, det.offset_, det.location_mean_.copy())
+    ms = quality.multistep(det, cohort)
+    # One severity in the setting: the sampler's own steps, strongest first.
+    assert ms.inference == "multistep" and ms.severities == quality.MULTISTEP_SEVERITIES
+    assert len(ms.severities) > 1 and ms.network_ is not det.network_
+    # Its references are its own maps', learned on the training scans.
+    assert not np.allclose(ms.location_mean_, before[3])
+    x = cohort.X_test[:2]
+    assert not np.allclose(ms.decision_map(x), det.decision_map(x))
+    # The ensemble's detector is left as fitted.
+    assert (det.inference, det.severities, det.offset_) == before[:3]
+    np.testing.assert_array_equal(det.location_mean_, before[3])
+    several = det.set_params(severities=(0.5, 0.25))
+    assert quality.multistep(several, cohort).severities == (0.5, 0.25)
+    det.set_params(severities=before[1])
