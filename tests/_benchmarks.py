@@ -17,3 +17,54 @@ def load_benchmark(name: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+# A demo folder's metrics.json, at the smallest size the cohort renders.
+TINY_DEMO_META = {
+    "settings": {"random_state": 1},
+    "cohort": {
+        "n_healthy": 3,
+        "n_test": 3,
+        "voxel_size": 8.0,
+        "contrast": "t2",
+        "train_bases": ["mni"],
+        "test_bases": ["colin"],
+    },
+}
+
+
+def tiny_demo_folder(folder: Path, **detector):
+    """Write a demo folder (``model.disyre``, a two-network model as the demo's, trained a
+    few steps, and ``metrics.json``) into ``folder``; return its cohort."""
+    import json
+
+    from disyre_sk import CombinedDetector, DISYREDetector
+    from disyre_sk.datasets import make_brain_cohort
+
+    c = TINY_DEMO_META["cohort"]
+    cohort = make_brain_cohort(
+        n_healthy=c["n_healthy"],
+        n_test=c["n_test"],
+        voxel_size=c["voxel_size"],
+        contrast=c["contrast"],
+        train_bases=tuple(c["train_bases"]),
+        test_bases=tuple(c["test_bases"]),
+        random_state=TINY_DEMO_META["settings"]["random_state"],
+    )
+    settings = dict(
+        patch_size=8,
+        widths=(4, 8),
+        n_steps=2,
+        batch_size=2,
+        severities=(1.0,),
+        map_standardization="location",
+        device="cpu",
+        random_state=0,
+        verbose=False,
+    )
+    tiny = DISYREDetector(**{**settings, **detector})
+    CombinedDetector([("shapes", tiny), ("foci", tiny)]).fit(cohort.X_train).save(
+        Path(folder) / "model.disyre"
+    )
+    (Path(folder) / "metrics.json").write_text(json.dumps(TINY_DEMO_META))
+    return cohort

@@ -1,25 +1,10 @@
 """``benchmarks/map_flip.py``: the demo's models with and without mirrored restorations."""
 
-import json
-
 import numpy as np
 import pytest
-from _benchmarks import load_benchmark
+from _benchmarks import load_benchmark, tiny_demo_folder
 
-from disyre_sk import CombinedDetector, DISYREDetector, load_model
-from disyre_sk.datasets import make_brain_cohort
-
-META = {
-    "settings": {"random_state": 1},
-    "cohort": {
-        "n_healthy": 3,
-        "n_test": 3,
-        "voxel_size": 8.0,
-        "contrast": "t2",
-        "train_bases": ["mni"],
-        "test_bases": ["colin"],
-    },
-}
+from disyre_sk import CombinedDetector, load_model
 
 
 @pytest.fixture(scope="module")
@@ -28,32 +13,7 @@ def mf():
 
 
 def test_rows_set_every_network_and_calibrate_both_arms_alike(mf, tmp_path, monkeypatch):
-    c = META["cohort"]
-    cohort = make_brain_cohort(
-        n_healthy=c["n_healthy"],
-        n_test=c["n_test"],
-        voxel_size=c["voxel_size"],
-        contrast=c["contrast"],
-        train_bases=tuple(c["train_bases"]),
-        test_bases=tuple(c["test_bases"]),
-        random_state=1,
-    )
-    tiny = DISYREDetector(
-        patch_size=8,
-        widths=(4, 8),
-        n_steps=2,
-        batch_size=2,
-        severities=(1.0,),
-        window_size="slice",
-        map_standardization="location",
-        device="cpu",
-        random_state=0,
-        verbose=False,
-    )
-    CombinedDetector([("shapes", tiny), ("foci", tiny)]).fit(cohort.X_train).save(
-        tmp_path / "model.disyre"
-    )
-    (tmp_path / "metrics.json").write_text(json.dumps(META))
+    cohort = tiny_demo_folder(tmp_path, window_size="slice")
     calibrated = []
     real = CombinedDetector.calibrate
 

@@ -1,25 +1,10 @@
 """``benchmarks/site_calibration.py``: the demo's models calibrated on other healthy scans."""
 
-import json
-
 import numpy as np
 import pytest
-from _benchmarks import load_benchmark
+from _benchmarks import TINY_DEMO_META, load_benchmark, tiny_demo_folder
 
-from disyre_sk import CombinedDetector, DISYREDetector
-from disyre_sk.datasets import make_brain_cohort
-
-META = {
-    "settings": {"random_state": 1},
-    "cohort": {
-        "n_healthy": 3,
-        "n_test": 3,
-        "voxel_size": 8.0,
-        "contrast": "t2",
-        "train_bases": ["mni"],
-        "test_bases": ["colin"],
-    },
-}
+META = TINY_DEMO_META
 
 
 @pytest.fixture(scope="module")
@@ -47,31 +32,7 @@ def test_calibration_scans_come_from_the_training_or_the_test_brain(sc, monkeypa
 
 
 def test_rows_map_each_test_set_three_ways_and_calibration_changes_the_maps(sc, tmp_path):
-    c = META["cohort"]
-    cohort = make_brain_cohort(
-        n_healthy=c["n_healthy"],
-        n_test=c["n_test"],
-        voxel_size=c["voxel_size"],
-        contrast=c["contrast"],
-        train_bases=tuple(c["train_bases"]),
-        test_bases=tuple(c["test_bases"]),
-        random_state=1,
-    )
-    tiny = DISYREDetector(
-        patch_size=8,
-        widths=(4, 8),
-        n_steps=2,
-        batch_size=2,
-        severities=(1.0,),
-        map_standardization="location",
-        device="cpu",
-        random_state=0,
-        verbose=False,
-    )
-    CombinedDetector([("shapes", tiny), ("foci", tiny)]).fit(cohort.X_train).save(
-        tmp_path / "model.disyre"
-    )
-    (tmp_path / "metrics.json").write_text(json.dumps(META))
+    tiny_demo_folder(tmp_path)
     rows = sc.rows_of(tmp_path, n_calibration=2, n_test=2)
     assert [(r["test set"], r["way"]) for r in rows][:2] == [
         ("demo's, 3", "as fitted"),
