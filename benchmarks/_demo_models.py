@@ -39,9 +39,9 @@ def load_demo(folder: Path, whole: bool = False) -> tuple[dict, int, DISYREDetec
     gives it (the map the demo reports), the default its DAG network alone (the scripts
     that change a network's map settings study that one).
     """
-    meta = json.loads((Path(folder) / "metrics.json").read_text())
+    meta = demo_meta(folder)
     model = load_model(Path(folder) / "model.disyre")
-    for _, det in _members(model):
+    for _, det in members(model):
         det.set_params(verbose=False)
     if not whole and isinstance(model, CombinedDetector):
         model = model.detectors_[0][1]
@@ -53,7 +53,14 @@ def first_network(model) -> DISYREDetector:
     return model.detectors_[0][1] if isinstance(model, CombinedDetector) else model
 
 
-def _members(model) -> list:
+def demo_meta(folder: Path) -> dict:
+    """A demo folder's ``metrics.json``: its settings (the seed) and its cohort."""
+    return json.loads((Path(folder) / "metrics.json").read_text())
+
+
+def members(model) -> list:
+    """``(name, detector)`` of a model's fitted networks: a combination's members, or
+    ``("", model)``."""
     return model.detectors_ if isinstance(model, CombinedDetector) else [("", model)]
 
 

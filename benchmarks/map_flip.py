@@ -24,30 +24,27 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _demo_models import demo_cohort, demo_model_parser, load_demo, run_on_demo_models
+from _demo_models import (
+    demo_cohort,
+    demo_meta,
+    demo_model_parser,
+    load_demo,
+    members,
+    run_on_demo_models,
+)
 from held_out import evaluate
 from map_median import evaluation_sets, report
-
-from disyre_sk import CombinedDetector
 
 VALUES = (False, True)
 
 
-def networks(model) -> list:
-    """The fitted networks of a demo model: a combination's members, or itself."""
-    if isinstance(model, CombinedDetector):
-        return [det for _, det in model.detectors_]
-    return [model]
-
-
 def rows_of(folder: Path, n_test: int) -> list[dict]:
-    rows, sets = [], None
+    rows, meta = [], demo_meta(folder)
+    sets = evaluation_sets(meta, n_test)
     for flip in VALUES:
-        meta, seed, model = load_demo(folder, whole=True)  # a fresh copy: calibrate changes it
-        if sets is None:
-            sets = evaluation_sets(meta, n_test)
+        _, seed, model = load_demo(folder, whole=True)  # a fresh copy: calibrate changes it
         t = time.perf_counter()
-        for det in networks(model):
+        for _, det in members(model):
             det.set_params(map_flip=flip)
         model.calibrate(demo_cohort(meta).X_train)
         for name, cohort in sets.items():
@@ -60,6 +57,12 @@ def rows_of(folder: Path, n_test: int) -> list[dict]:
     return rows
 
 
+def seconds(rows: list[dict]) -> str:
+    """Each arm's seconds (calibration and both sets' maps), once per seed and arm."""
+    arms = {(r["seed"], r["map_flip"]): r["seconds"] for r in rows}
+    return ", ".join(f"seed {seed} {flip}: {s:.0f}" for (seed, flip), s in arms.items())
+
+
 def main() -> int:
     ap = demo_model_parser(__doc__, "benchmarks/results/map_flip_cpu.md")
     args = ap.parse_args()
@@ -70,7 +73,7 @@ def main() -> int:
         lambda rows: (
             report(rows, list(VALUES), key="map_flip")
             + "\n\nSeconds per arm (calibration and both sets' maps): "
-            + ", ".join(f"seed {r['seed']} {r['map_flip']}: {r['seconds']:.0f}" for r in rows[::2])
+            + seconds(rows)
         ),
     )
 

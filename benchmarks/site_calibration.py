@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table
-from _demo_models import demo_model_parser, load_demo, run_on_demo_models
+from _demo_models import demo_meta, demo_model_parser, load_demo, run_on_demo_models
 from demo_recipes import spread
 from held_out import FAMILIES, evaluate
 from map_median import evaluation_sets
@@ -70,11 +70,10 @@ def calibration_scans(meta: dict, way: str, n: int):
 
 
 def rows_of(folder: Path, n_calibration: int, n_test: int) -> list[dict]:
-    rows, sets = [], None
+    rows, meta = [], demo_meta(folder)
+    sets = evaluation_sets(meta, n_test)
     for way in WAYS:
-        meta, seed, model = load_demo(folder, whole=True)  # a fresh copy: calibrate changes it
-        if sets is None:
-            sets = evaluation_sets(meta, n_test)
+        _, seed, model = load_demo(folder, whole=True)  # a fresh copy: calibrate changes it
         X_cal = calibration_scans(meta, way, n_calibration)
         cal_s = None
         if X_cal is not None:

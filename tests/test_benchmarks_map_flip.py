@@ -38,3 +38,13 @@ def test_rows_set_every_network_and_calibrate_both_arms_alike(mf, tmp_path, monk
     text = mf.report(rows, [False, True], key="map_flip")
     assert "| demo's, 3 | True |" in text and "of 1 up)" in text
     assert load_model(tmp_path / "model.disyre").detectors_[0][1].map_flip is False  # file kept
+
+
+def test_seconds_name_each_arm_once_whatever_the_number_of_sets(mf):
+    rows = [
+        {"seed": 0, "map_flip": False, "seconds": 10.2},
+        {"seed": 0, "map_flip": False, "seconds": 10.2},
+        {"seed": 0, "map_flip": False, "seconds": 10.2},
+        {"seed": 0, "map_flip": True, "seconds": 17.0},
+    ]
+    assert mf.seconds(rows) == "seed 0 False: 10, seed 0 True: 17"

@@ -112,17 +112,7 @@ def test_detect_shape_mismatch_is_explained(scans, tmp_path, capsys):
             *map(str, scans[:2]),
             "-o",
             str(model),
-            "--patch-size",
-            "16",
-            "--widths",
-            "8",
-            "16",
-            "--steps",
-            "2",
-            "--batch-size",
-            "2",
-            "--device",
-            "cpu",
+            *_tiny(),
         ]
     )
     other = tmp_path / "other.nii.gz"
@@ -229,9 +219,6 @@ def test_evaluate_mask_shape_mismatch(scans, tmp_path, capsys):
 
 
 # ------------------------------------------------------------ user errors: no traceback
-FIT_TINY = ["--patch-size", "16", "--widths", "8", "16", "--steps", "2", "--batch-size", "2"]
-
-
 def _user_error_cases(scans, tmp_path):
     """(name, argv, text the message must hold) for each user error of each subcommand."""
     model = _fit_small(scans, tmp_path)
@@ -250,7 +237,7 @@ def _user_error_cases(scans, tmp_path):
     main(["detect", str(model), str(scans[0]), "-o", str(maps)])
     the_map = str(next(maps.glob("*_map.nii.gz")))
     healthy = [str(p) for p in scans[:2]]
-    fit = ["fit", *healthy, "-o", str(tmp_path / "new.disyre"), *FIT_TINY, "--device", "cpu"]
+    fit = ["fit", *healthy, "-o", str(tmp_path / "new.disyre"), *_tiny()]
     return [
         ("fit truncated scan", ["fit", str(bad["truncated"]), *fit[1:]], "truncated.nii.gz"),
         ("fit 4-D scan", ["fit", str(bad["four_d"]), *fit[1:]], "four_d.nii.gz"),
@@ -370,7 +357,7 @@ def test_fit_rescues_the_model_when_the_final_write_fails(scans, tmp_path, monke
         return original(self, path)
 
     monkeypatch.setattr(DISYREDetector, "save", failing)
-    rc = main(["fit", *map(str, scans[:2]), "-o", str(target), *FIT_TINY, "--device", "cpu"])
+    rc = main(["fit", *map(str, scans[:2]), "-o", str(target), *_tiny()])
     err = capsys.readouterr().err
     assert rc == 2 and "No space left" in err
     rescued = err.split("saved to '")[1].split("'")[0]
