@@ -38,6 +38,19 @@ def _naming(name: str):
         raise type(exc)(f"detector {name!r}: {exc}") from exc
 
 
+def _reference_part(X, fitted: list):
+    """The samples of ``X`` that no member trained on (``reference_fraction``), or ``X``.
+
+    Members with one ``random_state`` and ``reference_fraction`` hold out the same
+    samples; where they differ, the samples every member held out, if any.
+    """
+    held = [det.history_.get("reference_samples") for _, det in fitted]
+    if any(h is None for h in held):
+        return X
+    common = sorted(set.intersection(*(set(h) for h in held)))
+    return np.asarray(X)[common] if common else X
+
+
 def small_anomaly_specialist(
     detector: DISYREDetector,
     *,
@@ -244,6 +257,10 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
     def fit(self, X, y=None, *, X_val=None):
         """Fit a clone of each member on ``X``, then set ``offset_`` on their combination.
 
+        ``offset_`` is set on the combined scores of the samples the members held out
+        with ``reference_fraction`` (the same ones when they share ``random_state``), or
+        of ``X`` when they hold none out.
+
         Parameters
         ----------
         X : array-like of shape (n, H, W), (n, D, H, W) or (n, F)
@@ -276,7 +293,7 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         clones = [(name, clone(det)) for name, det in members]
         fitted = [(name, det.fit(X, X_val=X_val)) for name, det in clones]
         self._set_members(fitted, weights)
-        self.offset_ = self._offset(self.score_samples(X))
+        self.offset_ = self._offset(self.score_samples(_reference_part(X, fitted)))
         return self
 
     def calibrate(self, X) -> CombinedDetector:

@@ -125,6 +125,11 @@ class _FitData:
     rng: np.random.RandomState
     init_seed: int
     train_seed: int
+    # Healthy samples held out by reference_fraction (None: the references are learned
+    # on the training samples), and their indices in X.
+    reference_images: np.ndarray | None = None
+    reference_fg: np.ndarray | None = None
+    reference_samples: list | None = None
 
 
 class DISYREDetector(OutlierMixin, BaseEstimator):
@@ -336,6 +341,19 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         when that is less than one sample or leaves none for training, or with ``0``;
         ``history_['validation_note']`` says which. Explicit ``X_val`` in :meth:`fit`
         replaces the split.
+    reference_fraction : float in (0, 1) or None, default=None
+        Fraction of the healthy *samples* held out of training to learn what ``fit``
+        learns after training: the healthy references of the maps
+        (``map_normalization``, ``map_standardization``) and ``offset_``. A network's
+        residuals on scans it trained on are smaller than on a new person's, so
+        references learned on them make every new scan look anomalous; held-out healthy
+        scans compare a new scan with healthy scans the network has not seen, as
+        :meth:`calibrate` does with scans of one's own. ``floor(reference_fraction *
+        n)`` samples are held out (at least one, two with
+        ``map_standardization='location'``, and at least one left to train on),
+        drawn from the seed of ``random_state``; ``validation_fraction`` then splits the
+        rest. ``history_['reference_samples']`` lists their indices in ``X``. ``None``
+        learns the references on the training samples.
     validation_every : int, default=1000
         Steps between validations; the last step is validated too.
     early_stopping : bool or 'auto', default=False
@@ -490,6 +508,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "checkpoint_dir": [None, str, os.PathLike],
         "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [None, Interval(Real, 0, 1, closed="left")],
+        "reference_fraction": [None, Interval(Real, 0, 1, closed="neither")],
         "validation_every": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean", StrOptions({"auto"})],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -540,6 +559,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         checkpoint_dir=None,
         checkpoint_every=1000,
         validation_fraction=0.1,
+        reference_fraction=None,
         validation_every=1000,
         early_stopping=False,
         n_iter_no_change=10,
@@ -586,6 +606,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
         self.validation_fraction = validation_fraction
+        self.reference_fraction = reference_fraction
         self.validation_every = validation_every
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
@@ -712,11 +733,43 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         widths, attention = self._refuse_before_reading()
         data = self._fit_data(X, X_val)
         self._train(data, widths, attention)
-        # After training: the map references fit learns, then offset_.
-        self._learn_references(
-            data.world, data.images, data.foreground, data.slices, data.slice_fg, data.rng
-        )
+        self.history_["reference_samples"] = data.reference_samples
+        # After training: the map references fit learns, then offset_, from the held-out
+        # healthy samples when reference_fraction asks for them.
+        if data.reference_images is None:
+            self._learn_references(
+                data.world, data.images, data.foreground, data.slices, data.slice_fg, data.rng
+            )
+            return self
+        images, fg = data.reference_images, data.reference_fg
+        scaled = _data.scale_intensities(images, fg, data.intensity_range)
+        slices = _data.to_slices(scaled, data.layout.is_volume, self.slice_axis)
+        slice_fg = _data.to_slices(fg, data.layout.is_volume, self.slice_axis)
+        self._learn_references(data.world, images, fg, slices, slice_fg, data.rng)
         return self
+
+    def _reference_split(self, n: int, train_seed: int) -> np.ndarray | None:
+        """Sorted indices of the samples ``reference_fraction`` holds out, or None."""
+        fraction = self.reference_fraction
+        if fraction is None:
+            return None
+        n_ref = math.floor(fraction * n + 1e-9)
+        need = 2 if self.map_standardization == "location" else 1
+        if n_ref < need or n - n_ref < 1:
+            why = " (map_standardization='location' measures a per-voxel spread)"
+            raise ValueError(
+                f"reference_fraction={fraction:g} of {n} samples holds out {n_ref} for the "
+                f"healthy references and leaves {n - n_ref} for training; it needs at least "
+                f"{need} held out"
+                + (why if need == 2 else "")
+                + " and one to train on. Pass more healthy samples, change the fraction, or "
+                "set reference_fraction=None."
+            )
+        # A stream of its own from the training seed: processes agree, the members of a
+        # CombinedDetector with one random_state hold out the same samples, and the
+        # training stream is the one it would be without the split.
+        rng = np.random.default_rng([train_seed, 7])
+        return np.sort(rng.choice(n, size=n_ref, replace=False))
 
     def _refuse_before_reading(self) -> tuple[list[int], list[int]]:
         """Settings checked before any data is read or any step is run, not after an hour."""
@@ -747,6 +800,16 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         world = join_world(resolve_device(self.device))
         world.check_same_data(images)
         init_seed, train_seed = world.agree((init_seed, train_seed))
+        held = self._reference_split(len(images), train_seed)
+        reference = {}
+        if held is not None:
+            reference = dict(
+                reference_images=images[held],
+                reference_fg=foreground[held],
+                reference_samples=held.tolist(),
+            )
+            keep = np.setdiff1d(np.arange(len(images)), held)
+            images, foreground = images[keep], foreground[keep]
         # Validation draws from a seed of its own: the training stream stays the same.
         val_images = None if X_val is None else self._validate_input(X_val, reset=False)[0]
         plan = monitor.plan_validation(
@@ -770,6 +833,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             rng=rng,
             init_seed=init_seed,
             train_seed=train_seed,
+            **reference,
         )
 
     def _train(self, data: _FitData, widths, attention) -> None:

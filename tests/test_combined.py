@@ -76,6 +76,24 @@ def test_offset_flags_one_percent_of_the_healthy_training_scans(fitted, healthy)
     assert loose.offset_ == pytest.approx(np.percentile(loose.score_samples(healthy), 50.0))
 
 
+def test_members_holding_out_reference_samples_set_offset_on_them():
+    X = _volumes(6, seed=3)
+    main = DISYREDetector(**TINY, reference_fraction=0.5)
+    both = CombinedDetector([("main", main), ("foci", small_anomaly_specialist(main))]).fit(X)
+    held = [d.history_["reference_samples"] for _, d in both.detectors_]
+    # One random_state: the members hold out the same samples, and offset_ comes from them.
+    assert held[0] == held[1] and len(held[0]) == 3
+    scores = both.score_samples(X[held[0]])
+    assert both.offset_ == pytest.approx(np.percentile(scores, 1.0))
+    assert both.offset_ != pytest.approx(np.percentile(both.score_samples(X), 1.0))
+    # Members with other seeds: the samples both held out, or all when none is common.
+    other = DISYREDetector(**dict(TINY, random_state=1), reference_fraction=0.5)
+    mixed = CombinedDetector([("a", main), ("b", other)]).fit(X)
+    a, b = (set(d.history_["reference_samples"]) for _, d in mixed.detectors_)
+    common = sorted(a & b) or list(range(6))
+    assert mixed.offset_ == pytest.approx(np.percentile(mixed.score_samples(X[common]), 1.0))
+
+
 def test_fit_clones_the_members_and_leaves_them_unfitted(healthy):
     main = DISYREDetector(**TINY)
     combo = CombinedDetector([("a", main)]).fit(healthy)

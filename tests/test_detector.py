@@ -977,6 +977,60 @@ def test_calibrate_on_the_training_scans_gives_fit_s_references():
         assert torch.equal(before, after)  # the network is kept
 
 
+def test_reference_fraction_learns_the_references_on_held_out_samples(tmp_path):
+    X = _site_volumes(6, seed=0)
+    det = DISYREDetector(**CALIBRATED, reference_fraction=0.5).fit(X)
+    held = det.history_["reference_samples"]
+    assert len(held) == 3 and held == sorted(held) and set(held) <= set(range(6))
+    rest = [i for i in range(6) if i not in held]
+    # The same seeds on the other samples: the same network, trained without the held-out
+    # ones; its own references come from what it trained on.
+    twin = DISYREDetector(**CALIBRATED).fit(X[rest])
+    assert twin.history_["reference_samples"] is None
+    for a, b in zip(det.network_.parameters(), twin.network_.parameters()):
+        assert torch.equal(a, b)
+    assert not np.allclose(twin.location_mean_, det.location_mean_)
+    # ... and calibrated on the held-out samples, it has fit's references and offset_.
+    twin.calibrate(X[held])
+    np.testing.assert_allclose(det.location_mean_, twin.location_mean_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(det.location_scale_, twin.location_scale_, rtol=1e-6, atol=1e-9)
+    assert det.offset_ == pytest.approx(twin.offset_, rel=1e-5)
+    # The same draw from the same seed; the indices survive the model file.
+    again = DISYREDetector(**CALIBRATED, reference_fraction=0.5).fit(X)
+    assert again.history_["reference_samples"] == held
+    loaded = DISYREDetector.load(det.save(tmp_path / "model.disyre"))
+    assert loaded.history_["reference_samples"] == held
+
+
+@pytest.mark.parametrize(
+    ("n", "fraction", "location", "match"),
+    [
+        (5, 0.2, "location", "holds out 1 for the healthy references and leaves 4"),
+        (2, 0.4, None, "holds out 0 for the healthy references and leaves 2"),
+    ],
+)
+def test_reference_fraction_refuses_a_split_it_cannot_make(n, fraction, location, match):
+    settings = dict(CALIBRATED, reference_fraction=fraction, map_standardization=location)
+    det = DISYREDetector(**settings)
+    with pytest.raises(ValueError, match=match) as err:
+        det.fit(_site_volumes(n, seed=0))
+    # Two for a per-voxel spread, one otherwise; refused before any training.
+    assert ("map_standardization='location'" in str(err.value)) == (location is not None)
+    assert not hasattr(det, "network_")
+
+
+def test_reference_fraction_leaves_one_sample_to_train_on():
+    X = _site_volumes(3, seed=0)
+    det = DISYREDetector(**CALIBRATED, reference_fraction=0.9).fit(X)
+    assert len(det.history_["reference_samples"]) == 2 and det.history_["n_slices"] == 4
+
+
+@pytest.mark.parametrize("fraction", [0, 0.0, 1, 1.5, -0.1, "half"])
+def test_reference_fraction_refuses_what_is_not_a_fraction(fraction):
+    with pytest.raises(ValueError, match="reference_fraction"):
+        DISYREDetector(**CALIBRATED, reference_fraction=fraction).fit(_site_volumes(4, seed=0))
+
+
 def test_calibrate_on_another_site_learns_its_healthy_maps(tmp_path):
     X = _site_volumes(5, seed=0)
     # Another "site": darker, lower contrast scans of other brains.
