@@ -91,7 +91,20 @@ _FIT_FLAGS = {
     "map_erosion": "map_erosion",
     "map_median": "map_median",
     "map_flip": "map_flip",
+    "reference_fraction": "reference_fraction",
 }
+
+
+def _reference_fraction(text: str) -> float | str:
+    """``--reference-fraction``: a fraction, or 'none' (references on the training scans)."""
+    if text.lower() == "none":
+        return "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a fraction; give a number between 0 and 1, or 'none'"
+        ) from None
 
 
 def _fit_model(args, verbose: bool):
@@ -113,6 +126,8 @@ def _fit_model(args, verbose: bool):
         value = getattr(args, flag)
         if value is not None:
             params[name] = tuple(value) if isinstance(value, list) else value
+    if params.get("reference_fraction") == "none":
+        params["reference_fraction"] = None
     if args.widths:
         params["widths"] = tuple(args.widths)
     if args.window_size is not None:
@@ -523,6 +538,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="fraction of the healthy scans held out for synthetic validation "
         "(default: %(default)s; 0 turns it off)",
+    )
+    fit.add_argument(
+        "--reference-fraction",
+        type=_reference_fraction,
+        metavar="FRACTION",
+        help="fraction of the healthy scans held out of training to learn the maps' "
+        "healthy references and the threshold on ('none': on the training scans; "
+        "default: the recipe's, else none)",
     )
     fit.add_argument(
         "--validation-scans",

@@ -374,7 +374,7 @@ def test_fit_cpu_recipe_trains_the_demo_model(scans, tmp_path, capsys):
     rc = main(
         [
             "fit",
-            *map(str, scans[:3]),
+            *map(str, scans[:4]),
             "-o",
             str(model),
             "--recipe",
@@ -439,6 +439,36 @@ def test_fit_flags_override_the_detector_defaults(scans, tmp_path):
     assert det.map_standardization is None  # not given, no recipe: the default
 
 
+def test_fit_reference_fraction_holds_scans_out_for_the_references(scans, tmp_path, capsys):
+    from disyre_sk import load_model
+
+    model = tmp_path / "model.disyre"
+    flags = _tiny("--map-standardization", "location", "--reference-fraction", "0.5")
+    assert main(["fit", *map(str, scans[:4]), "-o", str(model), *flags]) == 0
+    det = load_model(model, device="cpu")
+    assert det.reference_fraction == 0.5 and len(det.history_["reference_samples"]) == 2
+    # 'none' turns off what a recipe sets; a word that is no fraction is refused.
+    again = tmp_path / "again.disyre"
+    assert (
+        main(
+            [
+                "fit",
+                *map(str, scans[:2]),
+                "-o",
+                str(again),
+                *_tiny(),
+                "--reference-fraction",
+                "none",
+            ]
+        )
+        == 0
+    )
+    assert load_model(again).reference_fraction is None
+    with pytest.raises(SystemExit):
+        main(["fit", str(scans[0]), "-o", str(again), "--reference-fraction", "half"])
+    assert "is not a fraction" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "flags, words",
     [
@@ -447,6 +477,7 @@ def test_fit_flags_override_the_detector_defaults(scans, tmp_path):
         (["--recipe", "cpu", "--map-standardization", "none"], "--map-standardization location"),
         (["--window-size", "wide"], "--window-size must be 'slice' or a whole number"),
         (["--map-erosion", "-1"], "map_erosion"),
+        (["--reference-fraction", "1.5"], "reference_fraction"),
         (["--recipe", "cpu", "--small-weight", "-1"], "weights must be finite, non-negative"),
         (["--recipe", "cpu", "--small-patch-size", "8"], "too small for the specialist"),
     ],
