@@ -33,6 +33,20 @@ TINY_DEMO_META = {
 }
 
 
+# A network of the demo's kind that trains in a second on TINY_DEMO_META's cohort.
+TINY_DEMO_SETTINGS = dict(
+    patch_size=8,
+    widths=(4, 8),
+    n_steps=2,
+    batch_size=2,
+    severities=(1.0,),
+    map_standardization="location",
+    device="cpu",
+    random_state=0,
+    verbose=False,
+)
+
+
 def tiny_demo_folder(folder: Path, **detector):
     """Write a demo folder (``model.disyre``, a two-network model as the demo's, trained a
     few steps, and ``metrics.json``) into ``folder``; return its cohort."""
@@ -51,18 +65,7 @@ def tiny_demo_folder(folder: Path, **detector):
         test_bases=tuple(c["test_bases"]),
         random_state=TINY_DEMO_META["settings"]["random_state"],
     )
-    settings = dict(
-        patch_size=8,
-        widths=(4, 8),
-        n_steps=2,
-        batch_size=2,
-        severities=(1.0,),
-        map_standardization="location",
-        device="cpu",
-        random_state=0,
-        verbose=False,
-    )
-    tiny = DISYREDetector(**{**settings, **detector})
+    tiny = DISYREDetector(**{**TINY_DEMO_SETTINGS, **detector})
     CombinedDetector([("shapes", tiny), ("foci", tiny)]).fit(cohort.X_train).save(
         Path(folder) / "model.disyre"
     )

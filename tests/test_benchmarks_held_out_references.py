@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _benchmarks import TINY_DEMO_META, load_benchmark
+from _benchmarks import TINY_DEMO_META, TINY_DEMO_SETTINGS, load_benchmark
 
 from disyre_sk import CombinedDetector, DISYREDetector
 
@@ -14,15 +14,7 @@ def hr():
 
 def _tiny_pair(seed, reference_fraction):
     tiny = DISYREDetector(
-        patch_size=8,
-        widths=(4, 8),
-        n_steps=2,
-        batch_size=2,
-        severities=(1.0,),
-        map_standardization="location",
-        reference_fraction=reference_fraction,
-        device="cpu",
-        random_state=seed,
+        **dict(TINY_DEMO_SETTINGS, reference_fraction=reference_fraction, random_state=seed)
     )
     return CombinedDetector([("shapes", tiny), ("foci", tiny)])
 
