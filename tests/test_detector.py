@@ -1019,6 +1019,19 @@ def test_reference_fraction_refuses_a_split_it_cannot_make(n, fraction, location
     assert not hasattr(det, "network_")
 
 
+def test_reference_fraction_without_a_seed_resumes_with_the_same_held_out_samples(tmp_path):
+    X = _site_volumes(6, seed=0)
+    settings = dict(CALIBRATED, random_state=None, reference_fraction=0.5, n_steps=4)
+    ckpt = tmp_path / "ckpt"
+    first = DISYREDetector(**settings, checkpoint_dir=ckpt, checkpoint_every=1).fit(X)
+    # Another unseeded fit draws the same samples, so it finds the checkpoint its own.
+    again = DISYREDetector(**settings, checkpoint_dir=ckpt, verbose=True)
+    again.fit(X)
+    assert again.history_["reference_samples"] == first.history_["reference_samples"]
+    for a, b in zip(first.network_.parameters(), again.network_.parameters()):
+        assert torch.equal(a, b)  # resumed at the end: the same weights
+
+
 def test_reference_fraction_leaves_one_sample_to_train_on():
     X = _site_volumes(3, seed=0)
     det = DISYREDetector(**CALIBRATED, reference_fraction=0.9).fit(X)
