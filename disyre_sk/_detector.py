@@ -130,6 +130,7 @@ class _FitData:
     reference_images: np.ndarray | None = None
     reference_fg: np.ndarray | None = None
     reference_samples: list | None = None
+    kept_samples: list | None = None  # indices in X of the samples left to train on
 
 
 class DISYREDetector(OutlierMixin, BaseEstimator):
@@ -393,8 +394,9 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         ``'mean_average_precision'`` and ``'mean_best_dice'``, ``'seconds'``),
         ``'best_step'`` (the step whose weights ``network_`` holds, by mean AP; ``None``
         without validation), ``'stopped_early'``, ``'validation_note'`` (what
-        validation did, or why it did not run) and ``'validation_samples'`` (indices of
-        the samples of ``X`` held out, or ``None``).
+        validation did, or why it did not run), ``'validation_samples'`` (indices of
+        the samples of ``X`` held out for it, or ``None``) and ``'reference_samples'``
+        (those held out by ``reference_fraction``, or ``None``).
     intensity_range_ : tuple of float
         Raw intensities mapped to 0 and 1.
     residual_profile_ : tuple of float or None
@@ -737,6 +739,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         data = self._fit_data(X, X_val)
         self._train(data, widths, attention)
         self.history_["reference_samples"] = data.reference_samples
+        val = self.history_.get("validation_samples")
+        if data.kept_samples is not None and val is not None:
+            # The validation split indexes the samples left to train on; report X's.
+            self.history_["validation_samples"] = [data.kept_samples[i] for i in val]
         # After training: the map references fit learns, then offset_, from the held-out
         # healthy samples when reference_fraction asks for them.
         if data.reference_images is None:
@@ -814,6 +820,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 reference_samples=held.tolist(),
             )
             keep = np.setdiff1d(np.arange(len(images)), held)
+            reference["kept_samples"] = keep.tolist()
             images, foreground = images[keep], foreground[keep]
         # Validation draws from a seed of its own: the training stream stays the same.
         val_images = None if X_val is None else self._validate_input(X_val, reset=False)[0]

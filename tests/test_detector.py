@@ -1032,6 +1032,29 @@ def test_reference_fraction_without_a_seed_resumes_with_the_same_held_out_sample
         assert torch.equal(a, b)  # resumed at the end: the same weights
 
 
+def test_reference_and_validation_samples_are_disjoint_indices_of_x(monkeypatch):
+    from disyre_sk._engine import monitor
+
+    plans = []
+    real = monitor.plan_validation
+
+    def spy(*args, **kwargs):
+        plans.append(real(*args, **kwargs))
+        return plans[-1]
+
+    monkeypatch.setattr(monitor, "plan_validation", spy)
+    X = _site_volumes(8, seed=0)
+    settings = dict(CALIBRATED, n_steps=2, validation_every=1, validation_fraction=0.25)
+    for seed in range(3):
+        det = DISYREDetector(**dict(settings, random_state=seed), reference_fraction=0.25)
+        det.fit(X)
+        ref, val = det.history_["reference_samples"], det.history_["validation_samples"]
+        assert len(ref) == 2 and len(val) == 1 and not set(ref) & set(val)
+        # history_ names the scan of X that was validated on, not its place among the rest.
+        np.testing.assert_array_equal(X[val], plans[-1].val_images)
+        assert "validating on 1 of 6 samples" in det.history_["validation_note"]
+
+
 def test_reference_fraction_leaves_one_sample_to_train_on():
     X = _site_volumes(3, seed=0)
     det = DISYREDetector(**CALIBRATED, reference_fraction=0.9).fit(X)
