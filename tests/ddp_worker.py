@@ -155,6 +155,23 @@ def main(folder: Path) -> None:
         "score_percentile": float(np.percentile(located.score_samples(X), 1.0)),
     }
     np.save(folder / f"rank{rank}_location_mean.npy", located.location_mean_)
+
+    # Held-out references: every rank holds out the same scans, trains on the rest, and
+    # pools the held-out scans' maps, which alone make the reference and offset_.
+    held = DISYREDetector(
+        **dict(params, n_steps=10, map_standardization="location", reference_fraction=0.25)
+    ).fit(X)
+    ref = held.history_["reference_samples"]
+    held.set_params(map_standardization=None)
+    raw = held.decision_map(X[ref])
+    held.set_params(map_standardization="location")
+    mean, _ = location_reference(reference_sums(raw, X[ref] != 0))
+    out["reference"] = {
+        "samples": ref,
+        "max_rel_diff": float(np.abs(mean - held.location_mean_).max() / np.abs(mean).max()),
+        "offset": held.offset_,
+        "score_percentile": float(np.percentile(held.score_samples(X[ref]), 1.0)),
+    }
     (folder / f"rank{rank}.json").write_text(json.dumps(out))
 
 

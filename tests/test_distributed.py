@@ -299,3 +299,15 @@ def test_location_reference_pools_every_rank(two_ranks):
         # A shard is mapped in other batches than all scans at once: float32 ulps apart.
         assert r["location"]["offset"] == pytest.approx(r["location"]["score_percentile"], rel=1e-6)
     assert r0["location"]["offset"] == r1["location"]["offset"]
+
+
+def test_held_out_references_are_the_same_scans_on_every_rank(two_ranks, task):
+    _, (r0, r1) = two_ranks
+    assert r0["reference"]["samples"] == r1["reference"]["samples"]
+    assert len(r0["reference"]["samples"]) == len(task[0]) // 4
+    for r in (r0, r1):
+        assert r["reference"]["max_rel_diff"] < 1e-6
+        assert r["reference"]["offset"] == pytest.approx(
+            r["reference"]["score_percentile"], rel=1e-6
+        )
+    assert r0["reference"]["offset"] == r1["reference"]["offset"]
