@@ -130,7 +130,6 @@ class _FitData:
     reference_images: np.ndarray | None = None
     reference_fg: np.ndarray | None = None
     reference_samples: list | None = None
-    kept_samples: list | None = None  # indices in X of the samples left to train on
 
 
 class DISYREDetector(OutlierMixin, BaseEstimator):
@@ -739,23 +738,28 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         data = self._fit_data(X, X_val)
         self._train(data, widths, attention)
         self.history_["reference_samples"] = data.reference_samples
-        val = self.history_.get("validation_samples")
-        if data.kept_samples is not None and val is not None:
-            # The validation split indexes the samples left to train on; report X's.
-            self.history_["validation_samples"] = [data.kept_samples[i] for i in val]
         # After training: the map references fit learns, then offset_, from the held-out
         # healthy samples when reference_fraction asks for them.
         if data.reference_images is None:
             self._learn_references(
                 data.world, data.images, data.foreground, data.slices, data.slice_fg, data.rng
             )
-            return self
-        images, fg = data.reference_images, data.reference_fg
-        scaled = _data.scale_intensities(images, fg, data.intensity_range)
-        slices = _data.to_slices(scaled, data.layout.is_volume, self.slice_axis)
-        slice_fg = _data.to_slices(fg, data.layout.is_volume, self.slice_axis)
-        self._learn_references(data.world, images, fg, slices, slice_fg, data.rng)
+        else:
+            images, fg = data.reference_images, data.reference_fg
+            self._learn_references(
+                data.world, images, fg, *self._scaled_slices(images, fg), data.rng
+            )
         return self
+
+    def _scaled_slices(self, images, foreground) -> tuple[np.ndarray, np.ndarray]:
+        """Scans scaled by the learned intensity range and cut into slices, with their
+        foreground slices, as the network sees them."""
+        is_volume = self._layout.is_volume
+        scaled = _data.scale_intensities(images, foreground, self.intensity_range_)
+        return (
+            _data.to_slices(scaled, is_volume, self.slice_axis),
+            _data.to_slices(foreground, is_volume, self.slice_axis),
+        )
 
     def _reference_split(self, n: int, train_seed: int) -> np.ndarray | None:
         """Sorted indices of the samples ``reference_fraction`` holds out, or None."""
@@ -812,7 +816,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         world.check_same_data(images)
         init_seed, train_seed = world.agree((init_seed, train_seed))
         held = self._reference_split(len(images), train_seed)
-        reference = {}
+        reference, keep = {}, None
         if held is not None:
             reference = dict(
                 reference_images=images[held],
@@ -820,13 +824,15 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 reference_samples=held.tolist(),
             )
             keep = np.setdiff1d(np.arange(len(images)), held)
-            reference["kept_samples"] = keep.tolist()
             images, foreground = images[keep], foreground[keep]
         # Validation draws from a seed of its own: the training stream stays the same.
         val_images = None if X_val is None else self._validate_input(X_val, reset=False)[0]
         plan = monitor.plan_validation(
             self, layout, images, foreground, val_images, monitor.validation_seed(train_seed)
         )
+        if keep is not None and plan.held_out is not None:
+            # The plan split the samples left after the reference split: name them in X.
+            plan.held_out = keep[plan.held_out].tolist()
         fit_images, fit_fg = plan.training_data(images, foreground)
         intensity_range = _data.learn_intensity_range(
             fit_images, fit_fg, tuple(float(p) for p in self.intensity_percentiles), rng
@@ -976,15 +982,13 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 "least two healthy scans to measure each voxel's spread (a few dozen "
                 "estimate it well)."
             )
-        layout = self._layout
-        scaled = _data.scale_intensities(images, foreground, self.intensity_range_)
-        slices = _data.to_slices(scaled, layout.is_volume, self.slice_axis)
-        slice_fg = _data.to_slices(foreground, layout.is_volume, self.slice_axis)
         # One process: the references are sums over the given scans.
         world = World(device=self.device_)
         rng = check_random_state(self.random_state)
         with references_kept(self):
-            self._learn_references(world, images, foreground, slices, slice_fg, rng)
+            self._learn_references(
+                world, images, foreground, *self._scaled_slices(images, foreground), rng
+            )
         return self
 
     def _build_network(self, widths, attention) -> torch.nn.Module:
@@ -1248,13 +1252,10 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         across = float(self.map_smoothing_across)  # checked by _restorer() above
         out = np.empty(images.shape, dtype=np.float32)
         for part in _sample_groups(images.shape):
-            scaled = _data.scale_intensities(images[part], foreground[part], self.intensity_range_)
-            slices = _data.to_slices(scaled, layout.is_volume, self.slice_axis)
-            slice_fg = _data.to_slices(foreground[part], layout.is_volume, self.slice_axis)
+            slices, slice_fg = self._scaled_slices(images[part], foreground[part])
+            n = len(images[part])
             maps = restorer.maps(slices, slice_fg)
-            out[part] = _data.from_slices(
-                maps, scaled.shape[0], layout.image_shape, self.slice_axis
-            )
+            out[part] = _data.from_slices(maps, n, layout.image_shape, self.slice_axis)
             if layout.is_volume and across >= 0.1:
                 # The rim the restorer zeroed, found by the restorer's own erosion.
                 support = (
@@ -1267,9 +1268,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 )
                 out[part] = _data.smooth_across_slices(
                     out[part],
-                    _data.from_slices(
-                        support, scaled.shape[0], layout.image_shape, self.slice_axis
-                    ),
+                    _data.from_slices(support, n, layout.image_shape, self.slice_axis),
                     across,
                     self.slice_axis,
                 )

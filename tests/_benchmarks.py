@@ -7,10 +7,14 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def load_benchmark(name: str):
-    """The module of ``benchmarks/<name>.py``, executed once under ``benchmarks_<name>``."""
+def _bench_on_path() -> None:
     if str(BENCH) not in sys.path:
         sys.path.insert(0, str(BENCH))  # the scripts import their shared _common module
+
+
+def load_benchmark(name: str):
+    """The module of ``benchmarks/<name>.py``, executed once under ``benchmarks_<name>``."""
+    _bench_on_path()
     spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     # Registered before it runs, as an import would: dataclasses look their module up.
@@ -53,18 +57,11 @@ def tiny_demo_folder(folder: Path, **detector):
     import json
 
     from disyre_sk import CombinedDetector, DISYREDetector
-    from disyre_sk.datasets import make_brain_cohort
 
-    c = TINY_DEMO_META["cohort"]
-    cohort = make_brain_cohort(
-        n_healthy=c["n_healthy"],
-        n_test=c["n_test"],
-        voxel_size=c["voxel_size"],
-        contrast=c["contrast"],
-        train_bases=tuple(c["train_bases"]),
-        test_bases=tuple(c["test_bases"]),
-        random_state=TINY_DEMO_META["settings"]["random_state"],
-    )
+    _bench_on_path()
+    from _demo_models import demo_cohort  # the cohort a demo folder's metrics.json names
+
+    cohort = demo_cohort(TINY_DEMO_META)
     tiny = DISYREDetector(**{**TINY_DEMO_SETTINGS, **detector})
     CombinedDetector([("shapes", tiny), ("foci", tiny)]).fit(cohort.X_train).save(
         Path(folder) / "model.disyre"
