@@ -57,10 +57,11 @@ def rows_of(folder: Path, n_test: int) -> list[dict]:
     return rows
 
 
-def seconds(rows: list[dict]) -> str:
-    """Each arm's seconds (calibration and both sets' maps), once per seed and arm."""
-    arms = {(r["seed"], r["map_flip"]): r["seconds"] for r in rows}
-    return ", ".join(f"seed {seed} {flip}: {s:.0f}" for (seed, flip), s in arms.items())
+def seconds(rows: list[dict], key: str = "map_flip", field: str = "seconds") -> str:
+    """Each arm's ``field`` (by default its seconds: calibration and both sets' maps),
+    once per seed and value of ``key``, however many test sets repeat it."""
+    arms = {(r["seed"], r[key]): r[field] for r in rows}
+    return ", ".join(f"seed {seed} {arm}: {s:.0f}" for (seed, arm), s in arms.items())
 
 
 def main() -> int:

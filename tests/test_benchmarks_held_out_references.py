@@ -45,3 +45,12 @@ def test_three_arms_differ_in_references_or_training_data(hr, monkeypatch):
     text = hr.report(rows, list(hr.ARMS), key="references")
     assert "| new, 2 | 16 trained, references on the other 16 |" in text
     assert np.isfinite([r["pixel_ap"] for r in rows]).all()
+
+
+def test_fit_seconds_name_both_fits_of_each_seed_once(hr):
+    rows = [
+        {"seed": 0, "test set": t, "references": arm, "fit_s": s}
+        for arm, s in zip(hr.ARMS, (150.4, 160.0, 150.4))
+        for t in ("unseen brain, 12", "new, 36")
+    ]
+    assert hr.fit_seconds(rows) == (f"seed 0 {hr.ARMS[1]}: 160, seed 0 {hr.ARMS[2]}: 150")
