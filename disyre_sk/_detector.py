@@ -33,7 +33,7 @@ from ._device import (
     resolve_device,
     training_precision,
 )
-from ._engine import monitor, reference
+from ._engine import monitor, reference, symmetry
 from ._engine.augment import Augmentation
 from ._engine.checkpoint import Checkpointer, fingerprint
 from ._engine.distributed import World, join_world
@@ -279,6 +279,25 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         predict time; the healthy references ``fit`` learns (``residual_profile_``, the
         location reference, ``offset_``) are learned with it, so after changing it on a
         fitted model call :meth:`calibrate`.
+    map_symmetry : float in [0, 1], default=0.0
+        Weight of a left-right symmetry prior: each finished map is multiplied by
+        ``1 - map_symmetry * s``, where ``s`` in ``[0, 1]`` says how well the scan
+        mirrors itself at each voxel: the share of healthy voxels at least as
+        asymmetric (``symmetry_reference_``). A voxel's asymmetry is the absolute
+        difference between the scan and its mirror image along the last axis, the
+        mirror aligned to the scan's own midline (the integer shift that matches it
+        best) and allowed one voxel of in-plane misalignment, smoothed by one voxel. A
+        new person's anatomy (ventricles, cisterns, sulci) differs from the training
+        brains' on both sides alike, while most lesions lie on one side: where the scan
+        mirrors itself, the map is lowered, at most by ``map_symmetry``; where it does
+        not, the map is kept. ``fit`` (and :meth:`calibrate`) learns the healthy
+        asymmetry from up to 32 healthy scans when the weight is above 0, before
+        ``offset_``. For scans whose last axis runs left to right with the head
+        roughly straight (a template space, or the package's ``(Z, Y, X)`` volumes); a
+        lesion mirrored on both sides (symmetric white-matter disease) is lowered too,
+        which is why the weight stops at 1 and a half-weight is the one measured (user
+        guide, inference page). ``0`` turns it off (the published method). Read at
+        predict time: after changing it on a fitted model, call :meth:`calibrate`.
     score_reduction : {'topk', 'mean', 'max'}, default='topk'
         How a map is reduced to a scan's score: mean of the ``top_k`` highest foreground
         values, their mean, or their maximum.
@@ -408,6 +427,9 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
     location_scale_ : ndarray of float32, or None
         With ``map_standardization='location'``: their per-voxel spread plus a floor
         (the median spread inside the brain), always positive; ``None`` otherwise.
+    symmetry_reference_ : tuple of float or None
+        With ``map_symmetry > 0``: the quantiles (0 % to 100 %, 101 values) of the
+        healthy scans' asymmetry over their foreground; ``None`` otherwise.
     image_shape_ : tuple of int
         Spatial shape of the training images.
     n_features_in_ : int
@@ -491,6 +513,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         "map_standardization": [None, StrOptions({"location"})],
         "map_erosion": [Interval(Integral, 0, None, closed="left")],
         "map_median": [Interval(Integral, 0, None, closed="left")],
+        "map_symmetry": [Interval(Real, 0, 1, closed="both")],
         "map_flip": ["boolean"],
         "score_reduction": [StrOptions({"topk", "mean", "max"})],
         "top_k": [
@@ -550,6 +573,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         map_erosion=0,
         map_median=0,
         map_flip=False,
+        map_symmetry=0.0,
         score_reduction="topk",
         top_k=0.01,
         contamination="auto",
@@ -597,6 +621,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.map_erosion = map_erosion
         self.map_median = map_median
         self.map_flip = map_flip
+        self.map_symmetry = map_symmetry
         self.score_reduction = score_reduction
         self.top_k = top_k
         self.contamination = contamination
@@ -874,7 +899,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.device_ = device
         self.precision_ = precision
         self.network_ = network
-        self.residual_profile_ = None
+        self.residual_profile_ = self.symmetry_reference_ = None
         self.location_mean_ = self.location_scale_ = None
         # The profile is learned after training: validation maps the raw residual.
         validator = monitor.make_validator(
@@ -917,13 +942,15 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.history_ = history
 
     def _learn_references(self, world, images, foreground, slices, slice_fg, rng) -> None:
-        """The healthy references of the maps (residual profile, location reference) that
-        the map settings ask for, then ``offset_``, from healthy scans and their
-        ``[0, 1]``-scaled slices."""
-        self.residual_profile_ = None
+        """The healthy references of the maps (residual profile, healthy asymmetry,
+        location reference) that the map settings ask for, then ``offset_``, from
+        healthy scans and their ``[0, 1]``-scaled slices."""
+        self.residual_profile_ = self.symmetry_reference_ = None
         self.location_mean_ = self.location_scale_ = None
         if self.map_normalization == "intensity":
             self.residual_profile_ = self._residual_profile(slices, slice_fg, rng)
+        if self.map_symmetry > 0:
+            self.symmetry_reference_ = self._symmetry_reference(images, foreground)
         if self.map_standardization == "location":
             train_scores = -self._fit_location_reference(world, images, foreground)
         else:
@@ -1052,6 +1079,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "map_erosion",
             "map_median",
             "map_flip",
+            "map_symmetry",
             "score_reduction",
             "top_k",
             "background",
@@ -1073,6 +1101,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
             "map_erosion",
             "map_median",
             "map_flip",
+            "map_symmetry",
             "score_reduction",
             "top_k",
             "contamination",
@@ -1113,6 +1142,33 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         return float(np.percentile(scores, 100.0 * fraction))
 
     # ------------------------------------------------------------------ inference
+    def _symmetry_reference(self, images, foreground) -> tuple:
+        """Quantiles of the healthy asymmetry, from up to 32 scans evenly spaced."""
+        pick = np.unique(np.linspace(0, len(images) - 1, min(len(images), 32)).astype(int))
+        scaled = _data.scale_intensities(images[pick], foreground[pick], self.intensity_range_)
+        return tuple(float(v) for v in symmetry.reference_quantiles(scaled, foreground[pick]))
+
+    def _checked_symmetry(self):
+        if self.map_symmetry == 0:
+            return None
+        quantiles = getattr(self, "symmetry_reference_", None)
+        if quantiles is None:
+            raise ValueError(
+                f"map_symmetry={self.map_symmetry:g} needs the healthy asymmetry that fit "
+                "learns when the weight is above 0; this detector was fitted without it. "
+                "Call calibrate(X) with healthy scans (or fit again) with the weight set, "
+                "or set map_symmetry=0."
+            )
+        q = np.asarray(quantiles, dtype=np.float64)
+        valid = q.shape == (symmetry.N_QUANTILES,) and np.all(np.isfinite(q))
+        if not valid or np.any(np.diff(q) < 0):
+            raise ValueError(
+                f"symmetry_reference_ must be {symmetry.N_QUANTILES} finite, non-decreasing "
+                f"quantiles; this detector holds {q.shape[0] if q.ndim == 1 else q.shape} "
+                "values that are not. Call calibrate(X) with healthy scans to learn them again."
+            )
+        return q
+
     def _residual_profile(self, slices, slice_fg, rng, n_bins: int = 20) -> tuple:
         """Mean healthy residual per intensity bin, from up to 256 training slices."""
         has_fg = np.flatnonzero(slice_fg.reshape(len(slice_fg), -1).any(axis=1))
@@ -1142,7 +1198,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         maps = self._maps(images[part], fg, standardize=False)
         sums = sum(world.all_gather(reference.reference_sums(maps, fg)))
         self.location_mean_, self.location_scale_ = reference.location_reference(sums)
-        z = self._finish_maps(maps, fg, (self.location_mean_, self.location_scale_))
+        z = self._finish_maps(maps, images[part], fg, (self.location_mean_, self.location_scale_))
         mine = _data.reduce_scores(z, fg, self.score_reduction, self.top_k)
         return np.concatenate([np.asarray(s) for s in world.all_gather(mine)])
 
@@ -1281,16 +1337,25 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 "are damaged or diverged. Load a model file that passes its checksum, or "
                 "refit (a lower learning_rate, grad_clip) if this model came from fit."
             )
-        return self._finish_maps(out, foreground, location) if standardize else out
+        return self._finish_maps(out, images, foreground, location) if standardize else out
 
-    def _finish_maps(self, maps, foreground, location) -> np.ndarray:
+    def _finish_maps(self, maps, images, foreground, location) -> np.ndarray:
         """The last map steps, after the per-slice ones: location standardisation (when
-        ``location`` holds the reference), then the median filter. ``fit``'s reference
-        scoring and every prediction both finish their maps here."""
+        ``location`` holds the reference), the median filter, then the symmetry prior.
+        ``fit``'s reference scoring and every prediction both finish their maps here."""
         if location is not None:
             maps = reference.standardize(maps, foreground, *location)
         size = _check_map_median(self.map_median, self.image_shape_)
-        return _data.median_filter_maps(maps, foreground, size)
+        maps = _data.median_filter_maps(maps, foreground, size)
+        quantiles = self._checked_symmetry()
+        if quantiles is not None:
+            weight = float(self.map_symmetry)
+            for i in range(len(maps)):
+                scaled = _data.scale_intensities(
+                    images[i : i + 1], foreground[i : i + 1], self.intensity_range_
+                )[0]
+                maps[i] *= 1.0 - weight * symmetry.symmetry(scaled, quantiles)
+        return maps
 
     def _anomaly_scores(self, images, foreground) -> np.ndarray:
         maps = self._maps(images, foreground)
@@ -1706,6 +1771,7 @@ def map_and_score(detector: DISYREDetector, X) -> tuple[np.ndarray, np.ndarray]:
 # What calibrate replaces: restored as a whole if it stops half way.
 _REFERENCE_STATE = (
     "residual_profile_",
+    "symmetry_reference_",
     "location_mean_",
     "location_scale_",
     "offset_",

@@ -91,6 +91,7 @@ _FIT_FLAGS = {
     "map_erosion": "map_erosion",
     "map_median": "map_median",
     "map_flip": "map_flip",
+    "map_symmetry": "map_symmetry",
     "reference_fraction": "reference_fraction",
 }
 
@@ -509,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--map-flip",
         action=argparse.BooleanOptionalAction,
         help="average each restoration with that of the mirrored slice (default: off)",
+    )
+    maps.add_argument(
+        "--map-symmetry",
+        type=float,
+        help="weight in [0, 1] of the left-right symmetry prior: lower the map where the "
+        "scan mirrors itself (default: 0, off)",
     )
     small = fit.add_argument_group(
         "small-anomaly network",

@@ -428,6 +428,8 @@ def test_fit_flags_override_the_detector_defaults(scans, tmp_path):
             "--severities",
             "0.5",
             "--map-flip",
+            "--map-symmetry",
+            "0.5",
             *_tiny(),
         ]
     )
@@ -436,6 +438,7 @@ def test_fit_flags_override_the_detector_defaults(scans, tmp_path):
     assert isinstance(det, DISYREDetector)
     assert det.window_size == "slice" and det.map_normalization == "intensity"
     assert det.map_erosion == 1 and det.severities == (0.5,) and det.map_flip is True
+    assert det.map_symmetry == 0.5 and len(det.symmetry_reference_) == 101
     assert det.map_standardization is None  # not given, no recipe: the default
 
 

@@ -1146,3 +1146,65 @@ def test_map_flip_makes_the_map_mirror_with_the_scan_and_enters_the_threshold():
     det.calibrate(X)  # the references learned again with the mirrored restorations
     refit = DISYREDetector(**{**TINY, "window_size": "slice"}, map_flip=True)
     np.testing.assert_allclose(refit.fit(X).offset_, det.offset_, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ left-right symmetry
+def _mirrored_brains(n, seed):
+    # Centred ellipses made mirror-symmetric, plus the noise no two sides share.
+    brains = smooth_brains(n, size=16, seed=seed)
+    noise = np.random.default_rng(seed).normal(0, 0.02, brains.shape)
+    return np.where(brains > 0, (brains + brains[..., ::-1]) / 2 + noise, 0).astype(np.float32)
+
+
+def test_map_symmetry_lowers_the_map_where_the_scan_mirrors_itself():
+    from disyre_sk._engine import symmetry
+
+    X = _mirrored_brains(8, seed=0)
+    assert DISYREDetector().map_symmetry == 0.0  # off unless asked
+    plain = DISYREDetector(**TINY).fit(X)
+    det = DISYREDetector(**TINY, map_symmetry=0.5).fit(X)
+    assert plain.symmetry_reference_ is None
+    q = np.asarray(det.symmetry_reference_)
+    assert q.shape == (101,) and np.all(np.diff(q) >= 0)
+    scan = _mirrored_brains(1, seed=5)
+    scan[0, 5:9, 3:6] = 1.0  # bright on one side only
+    before, after = plain.decision_map(scan)[0], det.decision_map(scan)[0]
+    # The same network (same seed); the map is the plain one times 1 - w * symmetry.
+    lo, hi = det.intensity_range_
+    scaled = np.where(scan[0] > 0, np.clip((scan[0] - lo) / (hi - lo), 0, 1), 0)
+    expected = before * (1 - 0.5 * symmetry.symmetry(scaled, q))
+    np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-7)
+    # Kept at the one-sided patch, lowered (at most halved) where the scan is symmetric.
+    np.testing.assert_allclose(after[6, 4], before[6, 4], rtol=1e-5)
+    inside = scan[0] > 0
+    ratio = after[inside] / np.maximum(before[inside], 1e-12)
+    assert ratio.min() >= 0.5 - 1e-5 and (ratio < 0.75).sum() >= 10
+
+
+def test_map_symmetry_enters_the_threshold_needs_its_reference_and_is_saved(tmp_path):
+    from disyre_sk import load_model
+
+    X = _mirrored_brains(8, seed=1)
+    det = DISYREDetector(**TINY).fit(X)
+    det.set_params(map_symmetry=0.5)
+    with pytest.raises(ValueError, match="calibrate"):
+        det.decision_map(X[:2])  # fitted without the healthy asymmetry
+    det.calibrate(X)
+    assert det.symmetry_reference_ is not None
+    refit = DISYREDetector(**TINY, map_symmetry=0.5).fit(X)
+    assert refit.offset_ == pytest.approx(det.offset_, rel=1e-5)
+    refit.set_params(map_symmetry=1.0)
+    with pytest.warns(UserWarning, match="stale threshold"):
+        refit.predict(X[:2])  # a scoring setting: offset_ knows its value
+    refit.set_params(map_symmetry=0.5)
+    path = tmp_path / "sym.disyre"
+    refit.save(path)
+    loaded = load_model(path, device="cpu")
+    assert loaded.symmetry_reference_ == refit.symmetry_reference_
+    np.testing.assert_array_equal(loaded.decision_map(X[:2]), refit.decision_map(X[:2]))
+    loaded.symmetry_reference_ = loaded.symmetry_reference_[:50]  # damaged
+    with pytest.raises(ValueError, match="101 finite, non-decreasing"):
+        loaded.decision_map(X[:2])
+    for bad in (-0.1, 1.5, "half"):
+        with pytest.raises(ValueError, match="map_symmetry"):
+            DISYREDetector(**TINY, map_symmetry=bad).fit(X)

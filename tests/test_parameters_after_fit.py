@@ -159,6 +159,7 @@ _PREDICT_TIME = (
     "map_erosion",
     "map_median",
     "map_flip",
+    "map_symmetry",
     "score_reduction",
     "top_k",
     "background",

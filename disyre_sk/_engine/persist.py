@@ -49,9 +49,10 @@ _STATE_ATTRIBUTES = (
     "precision_",
     "history_",
     "residual_profile_",
+    "symmetry_reference_",
 )
 # Learned attributes added after the first files were written, with their value then.
-_STATE_DEFAULTS = {"residual_profile_": None}
+_STATE_DEFAULTS = {"residual_profile_": None, "symmetry_reference_": None}
 _LAYOUT_KINDS = ("table", "slices", "volumes")
 # Corruptions whose constructor arguments are plain values: stored and rebuilt on load.
 _STORED_CORRUPTIONS = (DAGCorruption, FPICorruption, GaussianCorruption, IntensityBiasCorruption)
