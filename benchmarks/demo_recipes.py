@@ -87,6 +87,7 @@ SETTINGS = dict(
     map_standardization="location",
     map_erosion=2,
     map_median=3,
+    map_symmetry=0.5,
     inference_batch_size=64,
 )
 # The demo's small-anomaly network (disyre_sk/_demo.py): its patch size, its steps when

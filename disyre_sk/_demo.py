@@ -71,6 +71,10 @@ QUICK = dict(
         map_standardization="location",
         map_erosion=2,
         map_median=3,
+        # Maps halved at most where the scan mirrors itself left to right: a new brain's
+        # anatomy differs from the training brains' on both sides alike, most lesions on
+        # one side (benchmarks/results/map_symmetry_cpu.md).
+        map_symmetry=0.5,
         inference_batch_size=64,
     ),
     # A second network for lesions of a voxel or two, which DAG's shapes leave unseen:
