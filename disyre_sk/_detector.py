@@ -428,7 +428,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         With ``map_standardization='location'``: their per-voxel spread plus a floor
         (the median spread inside the brain), always positive; ``None`` otherwise.
     symmetry_reference_ : tuple of float or None
-        With ``map_symmetry > 0``: the quantiles (0 % to 100 %, 101 values) of the
+        With ``map_symmetry > 0``: the percentiles (the 0th to the 100th, 101 values) of the
         healthy scans' asymmetry over their foreground; ``None`` otherwise.
     image_shape_ : tuple of int
         Spatial shape of the training images.
@@ -968,7 +968,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         The network is kept; what ``fit`` learns after training is learned anew from
         healthy scans, as the map settings ask: the healthy residual per intensity
         (``map_normalization='intensity'``), the per-voxel healthy maps
-        (``map_standardization='location'``) and the threshold ``offset_``. Calibrating on
+        (``map_standardization='location'``), the healthy asymmetry
+        (``map_symmetry > 0``) and the threshold ``offset_``. Calibrating on
         healthy scans of one's own site (scanner, protocol, population), kept out of
         any evaluation, compares every map with healthy scans like the ones it will map,
         rather than with the training scans, which the network has seen. It also applies
@@ -1159,13 +1160,17 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
                 "Call calibrate(X) with healthy scans (or fit again) with the weight set, "
                 "or set map_symmetry=0."
             )
-        q = np.asarray(quantiles, dtype=np.float64)
+        try:
+            q = np.asarray(quantiles, dtype=np.float64)
+        except (TypeError, ValueError):
+            q = np.zeros(0)
         valid = q.shape == (symmetry.N_QUANTILES,) and np.all(np.isfinite(q))
         if not valid or np.any(np.diff(q) < 0):
             raise ValueError(
                 f"symmetry_reference_ must be {symmetry.N_QUANTILES} finite, non-decreasing "
-                f"quantiles; this detector holds {q.shape[0] if q.ndim == 1 else q.shape} "
-                "values that are not. Call calibrate(X) with healthy scans to learn them again."
+                f"numbers; this detector holds {type(quantiles).__name__} "
+                f"{str(quantiles)[:60]}. Call calibrate(X) with healthy scans to learn them "
+                "again."
             )
         return q
 

@@ -1202,9 +1202,10 @@ def test_map_symmetry_enters_the_threshold_needs_its_reference_and_is_saved(tmp_
     loaded = load_model(path, device="cpu")
     assert loaded.symmetry_reference_ == refit.symmetry_reference_
     np.testing.assert_array_equal(loaded.decision_map(X[:2]), refit.decision_map(X[:2]))
-    loaded.symmetry_reference_ = loaded.symmetry_reference_[:50]  # damaged
-    with pytest.raises(ValueError, match="101 finite, non-decreasing"):
-        loaded.decision_map(X[:2])
+    for damaged in (loaded.symmetry_reference_[:50], "abc", tuple(range(101))[::-1]):
+        loaded.symmetry_reference_ = damaged
+        with pytest.raises(ValueError, match="101 finite, non-decreasing"):
+            loaded.decision_map(X[:2])
     for bad in (-0.1, 1.5, "half"):
         with pytest.raises(ValueError, match="map_symmetry"):
             DISYREDetector(**TINY, map_symmetry=bad).fit(X)

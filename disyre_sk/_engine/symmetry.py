@@ -16,7 +16,7 @@ from scipy import ndimage as ndi
 
 __all__ = ["asymmetry", "mirror_shift", "reference_quantiles", "symmetry"]
 
-N_QUANTILES = 101  # the healthy asymmetry's quantiles, 0 % to 100 % in steps of 1 %
+N_QUANTILES = 101  # the healthy asymmetry's percentiles, the smallest value to the largest
 _TOLERANCE = 1  # voxels of in-plane misalignment forgiven
 _SIGMA = 1.0  # voxels, the asymmetry's smoothing
 
@@ -112,7 +112,7 @@ def asymmetry(image: np.ndarray, shift: int | None = None) -> np.ndarray:
 
 
 def reference_quantiles(images: np.ndarray, foreground: np.ndarray) -> np.ndarray:
-    """Quantiles (0 % to 100 %) of the asymmetry of healthy scans over their foreground.
+    """Percentiles (the 0th to the 100th) of the asymmetry of healthy scans in their foreground.
 
     Parameters
     ----------
