@@ -831,6 +831,7 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         """Checked inputs, seeds, the process group, the validation plan, training slices."""
         images, layout = self._validate_input(X, reset=True)
         self._layout = layout
+        self._check_symmetry_layout()  # before training, not after it
         foreground = _data.foreground_of(images, self.background)
         _data.check_foreground(foreground, "X")
         rng = check_random_state(self.random_state)
@@ -1145,13 +1146,24 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------------ inference
     def _symmetry_reference(self, images, foreground) -> tuple:
         """Quantiles of the healthy asymmetry, from up to 32 scans evenly spaced."""
+        self._check_symmetry_layout()
         pick = np.unique(np.linspace(0, len(images) - 1, min(len(images), 32)).astype(int))
         scaled = _data.scale_intensities(images[pick], foreground[pick], self.intensity_range_)
         return tuple(float(v) for v in symmetry.reference_quantiles(scaled, foreground[pick]))
 
+    def _check_symmetry_layout(self) -> None:
+        if self.map_symmetry > 0 and self._layout.kind == "table" and self.image_shape is None:
+            raise ValueError(
+                f"map_symmetry={self.map_symmetry:g} mirrors images left to right; this "
+                "detector was fitted on a plain table of features, which has no left and "
+                "right. Pass images (n, H, W) or (n, D, H, W), or image_shape, or set "
+                "map_symmetry=0."
+            )
+
     def _checked_symmetry(self):
         if self.map_symmetry == 0:
             return None
+        self._check_symmetry_layout()
         quantiles = getattr(self, "symmetry_reference_", None)
         if quantiles is None:
             raise ValueError(

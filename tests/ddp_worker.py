@@ -172,6 +172,16 @@ def main(folder: Path) -> None:
         "offset": held.offset_,
         "score_percentile": float(np.percentile(held.score_samples(X[ref]), 1.0)),
     }
+    # The symmetry prior: every rank learns the healthy asymmetry from all the scans (the
+    # same quantiles), and offset_ is the percentile of the prior-weighted scores.
+    sym = DISYREDetector(
+        **dict(params, n_steps=10, map_standardization="location", map_symmetry=0.5)
+    ).fit(X)
+    out["symmetry"] = {
+        "reference": list(sym.symmetry_reference_),
+        "offset": sym.offset_,
+        "score_percentile": float(np.percentile(sym.score_samples(X), 1.0)),
+    }
     (folder / f"rank{rank}.json").write_text(json.dumps(out))
 
 

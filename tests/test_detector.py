@@ -1206,6 +1206,12 @@ def test_map_symmetry_enters_the_threshold_needs_its_reference_and_is_saved(tmp_
         loaded.symmetry_reference_ = damaged
         with pytest.raises(ValueError, match="101 finite, non-decreasing"):
             loaded.decision_map(X[:2])
+    table = DISYREDetector(**TINY).fit(X.reshape(len(X), -1))  # no image_shape: no sides
+    table.set_params(map_symmetry=0.5)
+    with pytest.raises(ValueError, match="no left and right"):
+        table.calibrate(X.reshape(len(X), -1))
+    with pytest.raises(ValueError, match="no left and right"):
+        table.fit(X.reshape(len(X), -1))  # refused before training
     for bad in (-0.1, 1.5, "half"):
         with pytest.raises(ValueError, match="map_symmetry"):
             DISYREDetector(**TINY, map_symmetry=bad).fit(X)

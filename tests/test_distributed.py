@@ -311,3 +311,12 @@ def test_held_out_references_are_the_same_scans_on_every_rank(two_ranks, task):
             r["reference"]["score_percentile"], rel=1e-6
         )
     assert r0["reference"]["offset"] == r1["reference"]["offset"]
+
+
+def test_symmetry_reference_is_the_same_on_every_rank(two_ranks):
+    _, (r0, r1) = two_ranks
+    assert len(r0["symmetry"]["reference"]) == 101
+    assert r0["symmetry"]["reference"] == r1["symmetry"]["reference"]
+    for r in (r0, r1):
+        assert r["symmetry"]["offset"] == pytest.approx(r["symmetry"]["score_percentile"], rel=1e-6)
+    assert r0["symmetry"]["offset"] == r1["symmetry"]["offset"]
