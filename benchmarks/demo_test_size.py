@@ -22,11 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table
-from _demo_models import demo_cohort, demo_model_parser, run_on_demo_models
+from _demo_models import demo_cohort, demo_model_parser, load_demo, run_on_demo_models
 from false_positives import fmt
 from held_out import FAMILIES, baselines, evaluate
-
-from disyre_sk import DISYREDetector
 
 SEED_OFFSET = 2000  # false_positives.py uses +1000 for its new training-brain subjects
 METRICS = ("pixel_ap", "slice_auroc", "volume_auroc")
@@ -55,8 +53,7 @@ def demo_rows(meta: dict) -> list[dict]:
 def larger_rows(folder: Path, meta: dict, n_test: int) -> tuple[list[dict], list[str]]:
     """Scores of the folder's model and the baselines on a new, larger test set."""
     cohort = demo_cohort(meta, n_test, SEED_OFFSET)
-    det = DISYREDetector.load(folder / "model.disyre")
-    det.set_params(verbose=False)
+    _, _, det = load_demo(folder, whole=True)  # the model as the demo reports it
     named = {DEMO_NAMES.get(k, k): v for k, v in baselines(cohort).items()}
     maps = {"DISYRE": det.decision_map(cohort.X_test), **named}
     rows = [{"method": name, **evaluate(m, cohort)} for name, m in maps.items()]

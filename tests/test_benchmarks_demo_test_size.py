@@ -56,3 +56,12 @@ def test_report_lists_disyre_per_seed_sorted_and_every_row(dts):
     assert "| 0.100 | — | — | — |" in text
     # No run holds an infarct: no column for it.
     assert "infarct" not in text and "| cavity |" in text
+
+
+def test_larger_rows_map_with_the_demos_whole_model(dts, tmp_path):
+    from _benchmarks import TINY_DEMO_META, tiny_demo_folder
+
+    tiny_demo_folder(tmp_path, window_size="slice")  # two networks, as the demo's model
+    rows, families = dts.larger_rows(tmp_path, TINY_DEMO_META, 2)
+    assert rows[0]["method"] == "DISYRE" and len(families) == 2
+    assert 0 <= rows[0]["pixel_ap"] <= 1 and 0 <= rows[0]["slice_auroc"] <= 1
