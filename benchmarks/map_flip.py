@@ -38,23 +38,30 @@ from map_median import evaluation_sets, report
 VALUES = (False, True)
 
 
-def rows_of(folder: Path, n_test: int) -> list[dict]:
+def setting_rows(folder: Path, n_test: int, key: str, values) -> list[dict]:
+    """One arm per value of the predict-time setting ``key``: a fresh copy of the demo's
+    model, the value set on every network, calibrated on the demo's training scans, then
+    both test sets mapped and scored, with the arm's seconds."""
     rows, meta = [], demo_meta(folder)
     sets = evaluation_sets(meta, n_test)
-    for flip in VALUES:
+    for value in values:
         _, seed, model = load_demo(folder, whole=True)  # a fresh copy: calibrate changes it
         t = time.perf_counter()
         for _, det in members(model):
-            det.set_params(map_flip=flip)
+            det.set_params(**{key: value})
         model.calibrate(demo_cohort(meta).X_train)
         for name, cohort in sets.items():
-            row = {"seed": seed, "test set": name, "map_flip": flip}
+            row = {"seed": seed, "test set": name, key: value}
             row.update(evaluate(model.decision_map(cohort.X_test), cohort))
             rows.append(row)
         for row in rows[-len(sets) :]:
             row["seconds"] = time.perf_counter() - t
-        print(f"  seed {seed}, map_flip={flip}: done", flush=True)
+        print(f"  seed {seed}, {key}={value}: done", flush=True)
     return rows
+
+
+def rows_of(folder: Path, n_test: int) -> list[dict]:
+    return setting_rows(folder, n_test, "map_flip", VALUES)
 
 
 def seconds(rows: list[dict], key: str = "map_flip", field: str = "seconds") -> str:

@@ -20,42 +20,18 @@ seconds each arm took (calibration and both sets' maps). Only public API is used
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _demo_models import (
-    demo_cohort,
-    demo_meta,
-    demo_model_parser,
-    load_demo,
-    members,
-    run_on_demo_models,
-)
-from held_out import evaluate
-from map_flip import seconds
-from map_median import evaluation_sets, report
+from _demo_models import demo_model_parser, run_on_demo_models
+from map_flip import seconds, setting_rows
+from map_median import report
 
 WEIGHTS = (0.0, 0.5, 1.0)
 
 
 def rows_of(folder: Path, n_test: int, weights=WEIGHTS) -> list[dict]:
-    rows, meta = [], demo_meta(folder)
-    sets = evaluation_sets(meta, n_test)
-    for weight in weights:
-        _, seed, model = load_demo(folder, whole=True)  # a fresh copy: calibrate changes it
-        t = time.perf_counter()
-        for _, det in members(model):
-            det.set_params(map_symmetry=weight)
-        model.calibrate(demo_cohort(meta).X_train)
-        for name, cohort in sets.items():
-            row = {"seed": seed, "test set": name, "map_symmetry": weight}
-            row.update(evaluate(model.decision_map(cohort.X_test), cohort))
-            rows.append(row)
-        for row in rows[-len(sets) :]:
-            row["seconds"] = time.perf_counter() - t
-        print(f"  seed {seed}, map_symmetry={weight:g}: done", flush=True)
-    return rows
+    return setting_rows(folder, n_test, "map_symmetry", weights)
 
 
 def main() -> int:
