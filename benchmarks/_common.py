@@ -179,6 +179,22 @@ def write_results(
     return path
 
 
+def record_rows(out, title: str, jobs, report: Callable[[list], str]) -> int:
+    """Run each job (a callable returning rows; ``jobs`` may be a generator), then write
+    ``report(rows)`` with the run's provenance (taken before the first job), its run time
+    and the rows as JSON beside, and print the file."""
+    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
+    t0 = time.perf_counter()
+    rows: list = []
+    for job in jobs:
+        rows += job()
+    body = report(rows)
+    body += f"\n\nRun time: {time.perf_counter() - t0:.0f} s. Raw: the JSON beside."
+    path = write_results(out, title, info, body, raw=rows)
+    print(Path(path).read_text())
+    return 0
+
+
 def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)

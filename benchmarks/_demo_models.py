@@ -14,11 +14,10 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, git_commit, hardware, now, write_results
+from _common import record_rows
 
 from disyre_sk import CombinedDetector, DISYREDetector, load_model
 from disyre_sk.datasets import make_brain_cohort
@@ -103,15 +102,15 @@ def demo_model_parser(doc: str, out: str) -> argparse.ArgumentParser:
 def run_on_demo_models(args, title: str, rows_of, report) -> int:
     """``rows_of(folder)`` for each demo folder (``args.demo_dirs``, or a fresh demo per
     seed), then ``report(rows)`` written with the run's provenance and the rows as JSON."""
-    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
-    t0 = time.perf_counter()
-    rows: list = []
-    with tempfile.TemporaryDirectory() as tmp:
+
+    def mapped(folder: Path) -> list:
+        print(f"mapping with {folder}...", flush=True)
+        return rows_of(folder)
+
+    def jobs(tmp: str):
+        # A generator: the demos run after record_rows has taken the provenance and time.
         for folder in demo_folders(args.demo_dirs, args.seeds, Path(tmp)):
-            print(f"mapping with {folder}...", flush=True)
-            rows += rows_of(folder)
-    body = report(rows)
-    body += f"\n\nRun time: {time.perf_counter() - t0:.0f} s. Raw: the JSON beside."
-    path = write_results(args.out, title, info, body, raw=rows)
-    print(Path(path).read_text())
-    return 0
+            yield lambda folder=folder: mapped(folder)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return record_rows(args.out, title, jobs(tmp), report)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, git_commit, hardware, now, write_results
+from _common import record_rows
 from demo_recipes import COHORT, SETTINGS, SPECIALIST
 from demo_test_size import SEED_OFFSET
 from held_out import evaluate
@@ -108,20 +108,15 @@ def main() -> int:
     ap.add_argument("--n-test", type=int, default=36)
     ap.add_argument("--out", default="benchmarks/results/held_out_references_cpu.md")
     args = ap.parse_args()
-    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
-    t0 = time.perf_counter()
-    rows: list = []
-    for seed in args.seeds:
-        rows += rows_of(seed, args.n_test)
-    fits = fit_seconds(rows)
-    body = (
-        report(rows, list(ARMS), key="references")
-        + f"\n\nFit seconds (both networks and their references): {fits}."
-        + f"\n\nRun time: {time.perf_counter() - t0:.0f} s. Raw: the JSON beside."
+    return record_rows(
+        args.out,
+        "Healthy references on held-out scans",
+        [lambda seed=seed: rows_of(seed, args.n_test) for seed in args.seeds],
+        lambda rows: (
+            report(rows, list(ARMS), key="references")
+            + f"\n\nFit seconds (both networks and their references): {fit_seconds(rows)}."
+        ),
     )
-    path = write_results(args.out, "Healthy references on held-out scans", info, body, raw=rows)
-    print(Path(path).read_text())
-    return 0
 
 
 if __name__ == "__main__":

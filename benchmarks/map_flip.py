@@ -64,11 +64,16 @@ def rows_of(folder: Path, n_test: int) -> list[dict]:
     return setting_rows(folder, n_test, "map_flip", VALUES)
 
 
-def seconds(rows: list[dict], key: str = "map_flip", field: str = "seconds") -> str:
+def seconds(
+    rows: list[dict], key: str = "map_flip", field: str = "seconds", group=("seed",)
+) -> str:
     """Each arm's ``field`` (by default its seconds: calibration and both sets' maps),
-    once per seed and value of ``key``, however many test sets repeat it."""
-    arms = {(r["seed"], r[key]): r[field] for r in rows}
-    return ", ".join(f"seed {seed} {arm}: {s:.0f}" for (seed, arm), s in arms.items())
+    once per value of ``key`` within each ``group`` of rows (the seed first; by default
+    the seed alone), however many test sets repeat it."""
+    arms = {(tuple(r[g] for g in group), r[key]): r[field] for r in rows}
+    return ", ".join(
+        f"seed {' '.join(map(str, names))} {arm}: {s:.0f}" for (names, arm), s in arms.items()
+    )
 
 
 def main() -> int:

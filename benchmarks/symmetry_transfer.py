@@ -21,15 +21,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, git_commit, hardware, now, write_results
+from _common import cohort_bases, record_rows
 from _demo_models import members
 from held_out import evaluate
 from held_out_references import demo_pair
+from map_flip import seconds
 from map_median import report
 
 from disyre_sk.datasets import make_brain_cohort
-
-BRAINS = ("mni", "colin", "itk")
 
 
 def split_cohort(held: str, contrast: str, n_test: int, seed: int):
@@ -39,9 +38,8 @@ def split_cohort(held: str, contrast: str, n_test: int, seed: int):
         n_test=n_test,
         voxel_size=3.0,
         contrast=contrast,
-        train_bases=tuple(b for b in BRAINS if b != held),
-        test_bases=(held,),
         random_state=seed,
+        **cohort_bases(held),
     )
 
 
@@ -73,26 +71,20 @@ def main() -> int:
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.5])
     ap.add_argument("--out", default="benchmarks/results/symmetry_transfer_cpu.md")
     args = ap.parse_args()
-    info = {"command": command_line(), "commit": git_commit(), "date": now(), **hardware("cpu")}
-    t0 = time.perf_counter()
-    rows = []
-    for split in args.splits:
-        for seed in args.seeds:
-            rows += rows_of(seed, split, args.n_test, args.weights)
-    body = (
-        report(rows, list(args.weights), key="map_symmetry")
-        + "\n\nSeconds per arm (calibration and the test set's maps): "
-        + ", ".join(
-            f"seed {r['seed']} {r['test set']} {r['map_symmetry']:g}: {r['seconds']:.0f}"
-            for r in rows
-        )
-        + f"\n\nRun time: {time.perf_counter() - t0:.0f} s. Raw: the JSON beside."
+    return record_rows(
+        args.out,
+        "The symmetry prior on other brains and contrasts",
+        [
+            lambda seed=seed, split=split: rows_of(seed, split, args.n_test, args.weights)
+            for split in args.splits
+            for seed in args.seeds
+        ],
+        lambda rows: (
+            report(rows, list(args.weights), key="map_symmetry")
+            + "\n\nSeconds per arm (calibration and the test set's maps): "
+            + seconds(rows, key="map_symmetry", group=("seed", "test set"))
+        ),
     )
-    path = write_results(
-        args.out, "The symmetry prior on other brains and contrasts", info, body, raw=rows
-    )
-    print(Path(path).read_text())
-    return 0
 
 
 if __name__ == "__main__":

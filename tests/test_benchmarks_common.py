@@ -92,3 +92,24 @@ def test_counting_network_counts_inference_and_a_dry_one_swapped_in_after_fit_ma
     # Input returned unchanged: the residual is the fusion's round-off alone.
     assert det.decision_map(x[:1]).max() < 1e-5
     assert det.network_.windows == counting.windows
+
+
+def test_record_rows_runs_the_jobs_after_the_provenance_and_writes_them_all(
+    common, tmp_path, monkeypatch, capsys
+):
+    import json
+
+    order = []
+    monkeypatch.setattr(common, "git_commit", lambda: order.append("provenance") or "abc")
+
+    def jobs():  # a generator: nothing runs before record_rows starts the clock
+        for seed in (0, 1):
+            yield lambda seed=seed: order.append(seed) or [{"seed": seed}]
+
+    out = tmp_path / "r.md"
+    rc = common.record_rows(out, "T", jobs(), lambda rows: f"{len(rows)} rows")
+    assert rc == 0 and order == ["provenance", 0, 1]
+    text = out.read_text()
+    assert "2 rows" in text and "Run time: " in text and "- **commit**: abc" in text
+    assert json.loads(out.with_suffix(".json").read_text())["raw"] == [{"seed": 0}, {"seed": 1}]
+    assert "2 rows" in capsys.readouterr().out

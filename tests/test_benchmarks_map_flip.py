@@ -48,3 +48,6 @@ def test_seconds_name_each_arm_once_whatever_the_number_of_sets(mf):
         {"seed": 0, "map_flip": True, "seconds": 17.0},
     ]
     assert mf.seconds(rows) == "seed 0 False: 10, seed 0 True: 17"
+    # Grouped by seed and test set: one entry per set when each set is its own run.
+    sets = [dict(rows[0], **{"test set": "a"}), dict(rows[3], **{"test set": "b"})]
+    assert mf.seconds(sets, group=("seed", "test set")) == "seed 0 a False: 10, seed 0 b True: 17"

@@ -22,10 +22,9 @@ def test_rows_train_once_and_score_every_weight(st, monkeypatch):
     fits = []
 
     def tiny_cohort(held, contrast, n_test, seed):
-        bases = tuple(b for b in st.BRAINS if b != held)
         return make_brain_cohort(
             n_healthy=3, n_test=3, voxel_size=8.0, contrast=contrast,
-            train_bases=bases, test_bases=(held,), random_state=seed,
+            random_state=seed, **st.cohort_bases(held),
         )  # fmt: skip
 
     def tiny_pair(seed, reference_fraction):
