@@ -92,3 +92,17 @@ def test_symmetry_is_the_share_of_healthy_voxels_at_least_as_asymmetric():
     assert symmetry(lesion, q)[10, 6] == 0.0
     # The background mirrors itself exactly: as symmetric as anything healthy.
     assert symmetry(fresh, q)[0, 0] == 1.0
+
+
+def test_reference_quantiles_of_large_scans_come_from_an_even_share(monkeypatch):
+    import disyre_sk._engine.symmetry as sym
+
+    healthy = np.stack([_symmetric((32, 32), seed=s, noise=0.03) for s in range(3)])
+    full = reference_quantiles(healthy, healthy > 0)
+    monkeypatch.setattr(sym, "_VALUES_PER_SCAN", 100)  # a stride of several voxels
+    share = sym.reference_quantiles(healthy, healthy > 0)
+    assert not np.array_equal(share, full)
+    # An even stride through each scan keeps the distribution, not one corner of it.
+    spread = full[95] - full[5]
+    np.testing.assert_allclose(share[[10, 25, 50, 75, 90]], full[[10, 25, 50, 75, 90]],
+                               atol=0.15 * spread)  # fmt: skip
