@@ -8,9 +8,10 @@
 ``demo_cpu.md`` over seeds mixes two things: which subjects were drawn and how the
 training went. Here the cohort is fixed (the demo's, ``random_state = --cohort-seed``)
 and only the detector's ``random_state`` changes: its initial weights, its patches, its
-corruptions. Each network is the demo's recipe (``demo_recipes.py``'s ``b16x1000``, the
-same settings as ``disyre_sk/_demo.py``); model seed equal to the cohort seed is the
-demo itself, so its first row repeats ``demo_cpu.md``'s. Every network maps the demo's
+corruptions. Each model is the demo's whole model (``held_out_references.demo_pair``:
+the first network with ``disyre_sk/_demo.py``'s settings and its small-anomaly network,
+both seeded with the model seed); model seed equal to the cohort seed is the demo
+itself, so its rows repeat ``demo_cpu.md``'s. Every model maps the demo's
 12 test subjects and the larger independent set of ``demo_test_size.py`` (``--n-test``
 subjects of the same unseen brain, ``random_state = cohort seed + 2000``), scored with
 ``held_out.py``'s metrics beside the two intensity thresholds. Only public API is used.
@@ -25,29 +26,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
-from demo_recipes import ALL_RECIPES, COHORT, SETTINGS, spread
+from demo_recipes import COHORT, SETTINGS, SPECIALIST, spread
 from demo_test_size import SEED_OFFSET
 from false_positives import fmt
 from held_out import FAMILIES, baselines, evaluate
+from held_out_references import demo_pair
 
-from disyre_sk import DISYREDetector
+from disyre_sk import CombinedDetector
 from disyre_sk.datasets import make_brain_cohort
 
-RECIPE = "b16x1000"  # the demo
 METRICS = ("pixel_ap", "slice_auroc", "volume_auroc")
 
 
-def detector(model_seed: int) -> DISYREDetector:
-    """The demo's detector (not fitted), seeded with ``model_seed``."""
-    batch, steps, overrides = ALL_RECIPES[RECIPE]
-    return DISYREDetector(
-        **{**SETTINGS, **overrides},
-        batch_size=batch,
-        n_steps=steps,
-        warmup_steps=steps // 10,
-        device="cpu",
-        random_state=model_seed,
-    )
+def detector(model_seed: int) -> CombinedDetector:
+    """The demo's model (both networks, not fitted), seeded with ``model_seed``."""
+    return demo_pair(model_seed, None)
 
 
 def report(rows: list[dict]) -> str:
@@ -68,9 +61,9 @@ def report(rows: list[dict]) -> str:
         for r in rows
     ]
     return (
-        "### DISYRE over model seeds: min / mean / max\n\n"
+        "### DISYRE (both networks) over model seeds: min / mean / max\n\n"
         + md_table(["test set", "models", "pixel AP", "slice AUROC", "volume AUROC"], summary)
-        + "\n\n### every network (pixel AP per family in the middle columns)\n\n"
+        + "\n\n### every model (pixel AP per family in the middle columns)\n\n"
         + md_table(
             [
                 "test set",
@@ -109,9 +102,9 @@ def main() -> int:
     ]
     head = (
         f"Cohort seed {args.cohort_seed} ({COHORT}); the larger test set: {args.n_test} "
-        f"subjects, `random_state = {args.cohort_seed + SEED_OFFSET}`. Detector: {SETTINGS}, "
-        f"recipe {RECIPE} {ALL_RECIPES[RECIPE]} (batch, steps, overrides); model seeds "
-        f"{args.model_seeds}.\n\n"
+        f"subjects, `random_state = {args.cohort_seed + SEED_OFFSET}`. First network: "
+        f"{SETTINGS}, batch 16, 1,000 steps; small-anomaly network: {SPECIALIST}; model "
+        f"seeds {args.model_seeds}.\n\n"
     )
     for model_seed in args.model_seeds:
         print(f"model seed {model_seed}...", flush=True)

@@ -3,6 +3,7 @@
 import pytest
 from _benchmarks import load_benchmark
 
+from disyre_sk import CombinedDetector
 from disyre_sk._demo import QUICK
 
 
@@ -11,11 +12,19 @@ def dms():
     return load_benchmark("demo_model_seeds")
 
 
-def test_the_detector_is_the_demos_with_only_its_seed_changed(dms):
-    params = dms.detector(7).get_params()
+def test_the_model_is_the_demos_with_only_its_seed_changed(dms):
+    model = dms.detector(7)
+    # Both of the demo's networks, its small-anomaly network at the demo's weight.
+    assert isinstance(model, CombinedDetector)
+    (_, first), (_, foci) = model.detectors
+    assert model.weights == [1.0, QUICK["specialist"]["weight"]]
+    params = first.get_params()
     assert params["random_state"] == 7 and params["device"] == "cpu"
     for name, value in QUICK["detector"].items():
         assert params[name] == value, name
+    assert foci.random_state == 7
+    assert foci.patch_size == QUICK["specialist"]["patch_size"]
+    assert foci.n_steps == QUICK["specialist"]["n_steps"]
 
 
 def _row(test_set, method, ap, model_seed=None):
