@@ -63,9 +63,10 @@ def members(model) -> list:
     return model.detectors_ if isinstance(model, CombinedDetector) else [("", model)]
 
 
-def demo_cohort(meta: dict, n_test: int | None = None, seed_offset: int = 0):
+def demo_cohort(meta: dict, n_test: int | None = None, seed_offset: int = 0, **overrides):
     """The demo's cohort (from its ``metrics.json``), or ``n_test`` test subjects of the
-    same kind drawn from the seed plus ``seed_offset`` with no training subjects."""
+    same kind drawn from the seed plus ``seed_offset`` with no training subjects;
+    ``overrides`` go to ``make_brain_cohort`` (e.g. ``bias_field``)."""
     seed = int(meta["settings"]["random_state"])
     c = meta["cohort"]
     common = dict(
@@ -73,6 +74,7 @@ def demo_cohort(meta: dict, n_test: int | None = None, seed_offset: int = 0):
         contrast=c["contrast"],
         train_bases=tuple(c["train_bases"]),
         test_bases=tuple(c["test_bases"]),
+        **overrides,
     )
     if n_test is None:
         return make_brain_cohort(

@@ -151,6 +151,41 @@ def test_cohort_seeded():
     assert not np.array_equal(a.X_test, c.X_test)
 
 
+def test_bias_field_strength_changes_only_the_bias_field():
+    kw = dict(n_healthy=2, n_test=4, voxel_size=6.0, random_state=5)
+    default = make_brain_cohort(**kw)
+    np.testing.assert_array_equal(make_brain_cohort(**kw, bias_field=1.0).X_test, default.X_test)
+    flat = make_brain_cohort(**kw, bias_field=0.0)
+    strong = make_brain_cohort(**kw, bias_field=2.0)
+    assert flat.bias_field == 0.0 and "no bias field" in flat.description
+    # The same subjects and lesions: only the intensities move.
+    for c in (flat, strong):
+        assert c.families_test == default.families_test
+        np.testing.assert_array_equal(c.masks_test, default.masks_test)
+        np.testing.assert_array_equal(c.brain_masks_train, default.brain_masks_train)
+        assert not np.array_equal(c.X_train, default.X_train)
+
+    def slow_variation(x, brain):
+        # Spread of the image's log over the brain after heavy smoothing: the bias field.
+        from scipy import ndimage as ndi
+
+        w = ndi.gaussian_filter(brain.astype(float), 3)
+        low = ndi.gaussian_filter(np.log(np.maximum(x, 0.05)) * brain, 3) / np.maximum(w, 1e-3)
+        return float(np.std(low[brain & (w > 0.5)]))
+
+    spreads = {
+        name: np.mean([slow_variation(x, b) for x, b in zip(c.X_train, c.brain_masks_train)])
+        for name, c in (("flat", flat), ("default", default), ("strong", strong))
+    }
+    assert spreads["flat"] < spreads["default"] < spreads["strong"]
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf"), "strong"])
+def test_bias_field_refused(bad):
+    with pytest.raises((ValueError, TypeError), match="bias_field"):
+        make_brain_cohort(1, 1, voxel_size=6.0, bias_field=bad)
+
+
 def test_no_two_subjects_alike(cohort):
     X = cohort.X_train
     for i in range(len(X)):
