@@ -465,8 +465,8 @@ def make_brain_cohort(
     bias_field : float, default=1.0
         Strength of each subject's smooth multiplicative bias field, relative to the
         default (the field's log has a standard deviation drawn in [0.05, 0.2] at its
-        4×4×4 control points, about ±20 % to ±50 % of intensity across a brain, as in an
-        uncorrected scan). ``0`` renders the same subjects bias-corrected: with one
+        4×4×4 control points, a slow brightening and darkening across the brain as in
+        an uncorrected scan). ``0`` renders the same subjects bias-corrected: with one
         ``random_state``, every other random choice, lesions included, stays the same.
     random_state : int, RandomState instance or None, default=None
         Seed; the same seed gives the same cohort.
