@@ -32,48 +32,44 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table
-from _demo_models import demo_cohort, demo_model_parser, load_demo, run_on_demo_models
+from _demo_models import demo_model_parser, load_demo, run_on_demo_models
 from demo_recipes import spread
-from demo_test_size import SEED_OFFSET
 from held_out import baselines, evaluate
 from held_out_references import demo_pair
 from map_flip import seconds
-from map_median import report
+from map_median import evaluation_sets, report
 
 ARMS = ("uncorrected", "corrected test scans", "corrected throughout")
-
-
-def test_sets(meta: dict, n_test: int, bias_field: float) -> dict:
-    """The demo's 12 test subjects and the larger set, rendered with ``bias_field``."""
-    return {
-        f"demo's, {meta['cohort']['n_test']}": demo_cohort(meta, bias_field=bias_field),
-        f"new, {n_test}": demo_cohort(meta, n_test, SEED_OFFSET, bias_field=bias_field),
-    }
 
 
 def rows_of(folder: Path, n_test: int, retrain: bool = True) -> list[dict]:
     """Every arm's rows for one demo folder: DISYRE's, then the thresholds' (``method``)."""
     meta, seed, model = load_demo(folder, whole=True)
-    rows = []
-    arms = [(ARMS[0], 1.0, model), (ARMS[1], 0.0, model)]
+    # Each rendering once: both corrected arms map the same corrected subjects, and the
+    # retrained arm trains on the corrected demo cohort's own training scans.
+    uncorrected = evaluation_sets(meta, n_test)
+    corrected = evaluation_sets(meta, n_test, bias_field=0.0)
+    arms = [(ARMS[0], uncorrected, model), (ARMS[1], corrected, model)]
     if retrain:
-        arms.append((ARMS[2], 0.0, None))
-    for arm, bias, det in arms:
+        arms.append((ARMS[2], corrected, None))
+    rows = []
+    for arm, sets, det in arms:
         t = time.perf_counter()
         if det is None:
             det = demo_pair(seed, None)
-            det.fit(demo_cohort(meta, bias_field=0.0).X_train)
-        for name, cohort in test_sets(meta, n_test, bias).items():
+            det.fit(next(iter(corrected.values())).X_train)  # the demo's cohort is first
+        mapped = []
+        for name, cohort in sets.items():
             row = {"seed": seed, "test set": name, "scans": arm, "method": "DISYRE"}
-            rows.append({**row, **evaluate(det.decision_map(cohort.X_test), cohort)})
+            mapped.append({**row, **evaluate(det.decision_map(cohort.X_test), cohort)})
+            rows.append(mapped[-1])
             if arm != ARMS[2]:  # the thresholds see the same scans in both corrected arms
                 rows += [
                     {**row, "method": method, **evaluate(maps, cohort)}
                     for method, maps in baselines(cohort).items()
                 ]
-        for r in rows:
-            if r["scans"] == arm and r["method"] == "DISYRE":
-                r["seconds"] = time.perf_counter() - t
+        for r in mapped:
+            r["seconds"] = time.perf_counter() - t
         print(f"  seed {seed}, {arm}: done", flush=True)
     return rows
 

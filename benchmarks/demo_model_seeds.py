@@ -158,8 +158,8 @@ def main() -> int:
         done.append(model_seed)
         if args.pairs and len(done) % 2 == 0:
             rows += pair_rows(done, maps, sets, fit_s)
-        if not args.pairs:
-            maps.clear()  # only pairs need the maps kept
+        if not args.pairs or len(done) % 2 == 0:
+            maps.clear()  # only a pair's first model waits for its second
         body = head + report(rows)
         body += f"\n\nRun time so far: {time.perf_counter() - t0:.0f} s. Raw: the JSON beside."
         path = write_results(

@@ -30,11 +30,12 @@ from held_out import FAMILIES, evaluate
 METRICS = ("pixel_ap", "slice_auroc", "volume_auroc")
 
 
-def evaluation_sets(meta: dict, n_test: int) -> dict:
-    """The demo's cohort (its 12 test subjects) and the larger independent set."""
+def evaluation_sets(meta: dict, n_test: int, **overrides) -> dict:
+    """The demo's cohort (its 12 test subjects) and the larger independent set;
+    ``overrides`` go to ``make_brain_cohort`` for both (e.g. ``bias_field``)."""
     return {
-        f"demo's, {meta['cohort']['n_test']}": demo_cohort(meta),
-        f"new, {n_test}": demo_cohort(meta, n_test, SEED_OFFSET),
+        f"demo's, {meta['cohort']['n_test']}": demo_cohort(meta, **overrides),
+        f"new, {n_test}": demo_cohort(meta, n_test, SEED_OFFSET, **overrides),
     }
 
 
