@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -81,6 +82,12 @@ def foreground_of(images: np.ndarray, background: float | None) -> np.ndarray:
     """Foreground mask: voxels that differ from the background value."""
     if background is None:
         return np.ones(images.shape, dtype=bool)
+    dtype = images.dtype
+    # No voxel can equal a finite value beyond the dtype's range; comparing would cast it
+    # to inf with an overflow warning. (Other types are left to parameter validation.)
+    if isinstance(background, Real) and np.issubdtype(dtype, np.floating):
+        if np.isfinite(background) and abs(float(background)) > float(np.finfo(dtype).max):
+            return np.ones(images.shape, dtype=bool)
     return images != background
 
 

@@ -1215,3 +1215,15 @@ def test_map_symmetry_enters_the_threshold_needs_its_reference_and_is_saved(tmp_
     for bad in (-0.1, 1.5, "half"):
         with pytest.raises(ValueError, match="map_symmetry"):
             DISYREDetector(**TINY, map_symmetry=bad).fit(X)
+
+
+def test_foreground_of_a_background_beyond_float32_is_everything_without_warning():
+    import warnings
+
+    images = np.array([[0.0, 1.0, -3.0]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning from casting 1e300 to float32
+        assert _data.foreground_of(images, 1e300).all()
+        assert _data.foreground_of(images, -1e300).all()
+        np.testing.assert_array_equal(_data.foreground_of(images, 0.0), [[False, True, True]])
+        np.testing.assert_array_equal(_data.foreground_of(images, float("inf")), [[True] * 3])
