@@ -152,7 +152,7 @@ def _fit_model(args, verbose: bool):
         specialist = dict(QUICK["specialist"]) if args.small_anomaly_network else None
     det = DISYREDetector(**params, checkpoint_dir=args.checkpoint_dir)
     if specialist is None:
-        for flag in ("small_patch_size", "small_steps", "small_weight"):
+        for flag in ("small_patch_size", "small_steps", "small_weight", "small_p_bright"):
             if getattr(args, flag) is not None:
                 raise ValueError(
                     f"--{flag.replace('_', '-')} sets the small-anomaly network, which is "
@@ -171,7 +171,8 @@ def _fit_model(args, verbose: bool):
         small_steps = specialist_steps(specialist, main_steps)
     patch = args.small_patch_size if args.small_patch_size is not None else specialist["patch_size"]
     weight = args.small_weight if args.small_weight is not None else specialist["weight"]
-    foci = small_anomaly_specialist(det, patch_size=patch, n_steps=small_steps)
+    p_bright = args.small_p_bright if args.small_p_bright is not None else 1.0
+    foci = small_anomaly_specialist(det, patch_size=patch, n_steps=small_steps, p_bright=p_bright)
     if args.checkpoint_dir is not None:
         # One folder each: a member resumes its own training, never the other's.
         det.set_params(checkpoint_dir=str(Path(args.checkpoint_dir) / "shapes"))
@@ -532,6 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--small-steps", type=int, help="its training steps (default: half of --steps)"
     )
     small.add_argument("--small-weight", type=float, help="weight of its map (default: 0.5)")
+    small.add_argument(
+        "--small-p-bright",
+        type=float,
+        help="probability that one of its anomalies brightens (default: 1, bright only; "
+        "0.5 for either sign, e.g. on T1, where lesions are darker than the tissue around them)",
+    )
     fit.add_argument("--device", default="auto")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument(

@@ -483,6 +483,8 @@ def test_fit_reference_fraction_holds_scans_out_for_the_references(scans, tmp_pa
         (["--reference-fraction", "1.5"], "reference_fraction"),
         (["--recipe", "cpu", "--small-weight", "-1"], "weights must be finite, non-negative"),
         (["--recipe", "cpu", "--small-patch-size", "8"], "too small for the specialist"),
+        (["--small-p-bright", "0.5"], "add --small-anomaly-network"),
+        (["--recipe", "cpu", "--small-p-bright", "1.5"], "p_bright must be in [0, 1]"),
     ],
 )
 def test_fit_refuses_bad_settings_before_reading_scans(tmp_path, capsys, flags, words):
@@ -492,6 +494,21 @@ def test_fit_refuses_bad_settings_before_reading_scans(tmp_path, capsys, flags, 
     )
     err = capsys.readouterr().err
     assert rc == 2 and words in err and "no NIfTI file" not in err
+
+
+def test_small_p_bright_sets_the_sign_of_the_small_networks_anomalies_only(tmp_path):
+    from disyre_sk import cli
+
+    def model(*flags):
+        args = cli.build_parser().parse_args(
+            ["fit", "x.nii.gz", "-o", str(tmp_path / "m.disyre"), "--recipe", "cpu", *flags]
+        )
+        return cli._fit_model(args, verbose=False)[0]
+
+    either = dict(model("--small-p-bright", "0.5").detectors)
+    assert either["foci"].corruption.p_bright == 0.5
+    assert either["shapes"].corruption == "dag"  # the first network's own
+    assert dict(model().detectors)["foci"].corruption.p_bright == 1.0  # bright by default
 
 
 def test_calibrate_writes_a_model_with_this_sites_references(scans, tmp_path, capsys):
