@@ -537,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--small-p-bright",
         type=float,
         help="probability that one of its anomalies brightens (default: 1, bright only; "
-        "0.5 for either sign, e.g. on T1, where lesions are darker than the tissue around them)",
+        "0.5 for either sign, 0 for dark only)",
     )
     fit.add_argument("--device", default="auto")
     fit.add_argument("--seed", type=int, default=0)
