@@ -497,7 +497,7 @@ def test_fit_refuses_bad_settings_before_reading_scans(tmp_path, capsys, flags, 
 
 
 def test_small_p_bright_sets_the_sign_of_the_small_networks_anomalies_only(tmp_path):
-    from disyre_sk import cli
+    from disyre_sk import DISYREDetector, cli
 
     def model(*flags):
         args = cli.build_parser().parse_args(
@@ -509,6 +509,10 @@ def test_small_p_bright_sets_the_sign_of_the_small_networks_anomalies_only(tmp_p
     assert either["foci"].corruption.p_bright == 0.5
     assert either["shapes"].corruption == "dag"  # the first network's own
     assert dict(model().detectors)["foci"].corruption.p_bright == 1.0  # bright by default
+    # The recipe without its second network (the advice for T1): one detector, its settings.
+    alone = model("--no-small-anomaly-network")
+    assert isinstance(alone, DISYREDetector) and alone.map_standardization == "location"
+    assert alone.map_symmetry == 0.5 and alone.n_steps == 1000
 
 
 def test_calibrate_writes_a_model_with_this_sites_references(scans, tmp_path, capsys):
