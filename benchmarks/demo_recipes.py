@@ -26,7 +26,8 @@ anomaly instead (semi-axes 0.8 to 2.8 px, blur sigma up to 1 px, the bias always
 brightening: ``DAGCorruption(size_range=(0.1, 0.35), sigma_range=(0, 1), p_bright=1)``),
 ``smallsharp`` recipes with the same small, sharp anomalies brightening or darkening
 (``p_bright=0.5``, DAG's own), ``smallbright8`` recipes with an eighth of the patches
-given the small bright ones (weights 7 to 1),
+given the small bright ones (weights 7 to 1), ``dark`` recipes with DAG's intensity bias
+darkening only (``DAGCorruption(p_bright=0)``),
 ``add`` recipes with the published additive severity conditioning instead of
 scale/shift, ``s25_50`` recipes restoring at severities 0.25 and 0.5 instead of 1.
 ``--new-test N`` also maps N independent test subjects of the unseen brain per seed
@@ -131,6 +132,7 @@ TRAINING_RECIPES = {
     "smallbright_b16x1000": (16, 1000, {"corruption": "dag_smallbright"}),
     "smallsharp_b16x1000": (16, 1000, {"corruption": "dag_smallsharp"}),
     "smallbright8_b16x1000": (16, 1000, {"corruption": "dag_smallbright8"}),
+    "dark_b16x1000": (16, 1000, {"corruption": "dag_dark"}),
 }
 # How the network takes the severity, and the severities the map restores at: the demo
 # before scale/shift conditioning (additive, as published, at 0.25 and 0.5) and
@@ -173,6 +175,9 @@ CORRUPTIONS = {
     "dag_smallsharp": lambda: _with_small_anomalies(p_bright=0.5),
     # An eighth instead of a quarter: less of the budget taken from DAG's own anomalies.
     "dag_smallbright8": lambda: _with_small_anomalies(p_bright=1.0, weights=(7, 1)),
+    # DAG's intensity bias darkening only: on T1 nearly every lesion is darker than the
+    # tissue around it, and half of DAG's anomalies brighten tissue there.
+    "dag_dark": lambda: DAGCorruption(p_bright=0.0),
 }
 
 

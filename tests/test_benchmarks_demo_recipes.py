@@ -48,6 +48,9 @@ def test_training_recipes_change_one_setting_of_the_demo():
     assert repr(sharp.corruptions[1]) == repr(small).replace("p_bright=1.0", "p_bright=0.5")
     eighth = bench.CORRUPTIONS["dag_smallbright8"]()
     assert eighth.weights == (7.0, 1.0) and repr(eighth.corruptions[1]) == repr(small)
+    # DAG itself, its bias darkening only.
+    dark = bench.CORRUPTIONS["dag_dark"]()
+    assert repr(dark) == repr(type(default)()).replace("p_bright=0.5", "p_bright=0.0")
 
 
 def test_more_training_subjects_keep_the_first_ones_and_the_test_set():
