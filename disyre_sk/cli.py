@@ -129,6 +129,16 @@ def _fit_model(args, verbose: bool):
             params[name] = tuple(value) if isinstance(value, list) else value
     if params.get("reference_fraction") == "none":
         params["reference_fraction"] = None
+    if args.p_bright is not None:
+        corruption = params.get("corruption", "dag")
+        if corruption != "dag":
+            raise ValueError(
+                f"--p-bright sets the sign of DAG's intensity bias; --corruption {corruption} "
+                "has none: use --corruption dag (the default)."
+            )
+        from .corruption import DAGCorruption
+
+        params["corruption"] = DAGCorruption(p_bright=args.p_bright)
     if args.widths:
         params["widths"] = tuple(args.widths)
     if args.window_size is not None:
@@ -474,6 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--learning-rate", type=float, help="peak learning rate (default: 1e-4)")
     fit.add_argument("--warmup-steps", type=int, help="learning-rate warm-up (default: 500)")
     fit.add_argument("--corruption", choices=["dag", "fpi", "gaussian"], help="(default: dag)")
+    fit.add_argument(
+        "--p-bright",
+        type=float,
+        help="probability that a DAG anomaly brightens the tissue (default: 0.5; 1 for bright "
+        "anomalies only, 0 for dark ones only)",
+    )
     fit.add_argument("--inference", choices=["ensemble", "multistep"], help="(default: ensemble)")
     fit.add_argument(
         "--severities",

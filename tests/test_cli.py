@@ -484,6 +484,8 @@ def test_fit_reference_fraction_holds_scans_out_for_the_references(scans, tmp_pa
         (["--recipe", "cpu", "--small-weight", "-1"], "weights must be finite, non-negative"),
         (["--recipe", "cpu", "--small-patch-size", "8"], "too small for the specialist"),
         (["--small-p-bright", "0.5"], "add --small-anomaly-network"),
+        (["--corruption", "fpi", "--p-bright", "0"], "use --corruption dag"),
+        (["--p-bright", "2"], "p_bright must be in [0, 1]"),
         (["--recipe", "cpu", "--small-p-bright", "1.5"], "p_bright must be in [0, 1]"),
     ],
 )
@@ -496,8 +498,9 @@ def test_fit_refuses_bad_settings_before_reading_scans(tmp_path, capsys, flags, 
     assert rc == 2 and words in err and "no NIfTI file" not in err
 
 
-def test_small_p_bright_sets_the_sign_of_the_small_networks_anomalies_only(tmp_path):
+def test_p_bright_flags_set_the_sign_of_each_networks_anomalies(tmp_path):
     from disyre_sk import DISYREDetector, cli
+    from disyre_sk.corruption import DAGCorruption
 
     def model(*flags):
         args = cli.build_parser().parse_args(
@@ -509,6 +512,10 @@ def test_small_p_bright_sets_the_sign_of_the_small_networks_anomalies_only(tmp_p
     assert either["foci"].corruption.p_bright == 0.5
     assert either["shapes"].corruption == "dag"  # the first network's own
     assert dict(model().detectors)["foci"].corruption.p_bright == 1.0  # bright by default
+    # --p-bright sets the first network's DAG; its small network keeps its own sign.
+    dark = dict(model("--p-bright", "0").detectors)
+    assert dark["shapes"].corruption.p_bright == 0.0 and dark["foci"].corruption.p_bright == 1.0
+    assert repr(dark["shapes"].corruption) == repr(DAGCorruption(p_bright=0.0))
     # The recipe without its second network (the advice for T1): one detector, its settings.
     alone = model("--no-small-anomaly-network")
     assert isinstance(alone, DISYREDetector) and alone.map_standardization == "location"
