@@ -488,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--p-bright",
         type=float,
         help="probability that a DAG anomaly brightens the tissue (default: 0.5; 1 for bright "
-        "anomalies only, 0 for dark ones only)",
+        "anomalies only, 0 for dark ones only, as lesions are on T1)",
     )
     fit.add_argument("--inference", choices=["ensemble", "multistep"], help="(default: ensemble)")
     fit.add_argument(
