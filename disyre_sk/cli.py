@@ -181,8 +181,9 @@ def _fit_model(args, verbose: bool):
         small_steps = specialist_steps(specialist, main_steps)
     patch = args.small_patch_size if args.small_patch_size is not None else specialist["patch_size"]
     weight = args.small_weight if args.small_weight is not None else specialist["weight"]
-    p_bright = args.small_p_bright if args.small_p_bright is not None else 1.0
-    foci = small_anomaly_specialist(det, patch_size=patch, n_steps=small_steps, p_bright=p_bright)
+    # The sign only when given: small_anomaly_specialist keeps its own default.
+    sign = {} if args.small_p_bright is None else {"p_bright": args.small_p_bright}
+    foci = small_anomaly_specialist(det, patch_size=patch, n_steps=small_steps, **sign)
     if args.checkpoint_dir is not None:
         # One folder each: a member resumes its own training, never the other's.
         det.set_params(checkpoint_dir=str(Path(args.checkpoint_dir) / "shapes"))
