@@ -35,7 +35,7 @@ from _common import md_table
 from _demo_models import demo_model_parser, load_demo, run_on_demo_models
 from demo_recipes import spread
 from held_out import baselines, evaluate
-from held_out_references import demo_pair
+from held_out_references import demo_model
 from map_flip import seconds
 from map_median import evaluation_sets, report
 
@@ -56,7 +56,7 @@ def rows_of(folder: Path, n_test: int, retrain: bool = True) -> list[dict]:
     for arm, sets, det in arms:
         t = time.perf_counter()
         if det is None:
-            det = demo_pair(seed, None)
+            det = demo_model(seed, None)
             det.fit(next(iter(corrected.values())).X_train)  # the demo's cohort is first
         mapped = []
         for name, cohort in sets.items():

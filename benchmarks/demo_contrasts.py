@@ -10,7 +10,7 @@ on whatever contrast a user has. Here it is trained, per seed and contrast, on t
 demo's cohort rendered in that contrast (``make_brain_cohort(contrast=...)``: training
 subjects from MNI152 and the ITK brain, test subjects from Colin27; on T1 every family
 is darker than its surroundings, on FLAIR all but the cavities brighter) exactly as the
-demo trains it (``held_out_references.demo_pair``), and maps the 12 test subjects of the
+demo trains it (``held_out_references.demo_model``), and maps the 12 test subjects of the
 unseen brain and an independent set of ``--n-test`` more (``random_state = seed +
 2000``). Rows: the recipe as it is (``demo``); its first network alone; the first
 network plus the small-anomaly network trained on anomalies of either sign instead
@@ -32,7 +32,7 @@ from _common import md_table, record_rows
 from demo_recipes import COHORT, SPECIALIST, spread
 from demo_test_size import SEED_OFFSET
 from held_out import FAMILIES, baselines, evaluate, row_cells
-from held_out_references import demo_pair
+from held_out_references import demo_model
 
 from disyre_sk import small_anomaly_specialist
 from disyre_sk.datasets import make_brain_cohort
@@ -48,7 +48,7 @@ def rows_of(
     contrast: str,
     n_test: int,
     cohort_args: dict | None = None,
-    pair=demo_pair,
+    pair=demo_model,
     specialist: dict | None = None,
 ) -> list[dict]:
     """Every method's rows on both test sets for one seed and contrast: ``pair(seed,
@@ -65,7 +65,7 @@ def rows_of(
     t = time.perf_counter()
     model = pair(seed, None).fit(cohort.X_train)
     fit_pair = time.perf_counter() - t
-    first, weight = model.detectors_[0][1], model.weights_[1]
+    first, weight = model.detectors_[0][1], model.weights_[-1]
     t = time.perf_counter()
     either = small_anomaly_specialist(first, **small, p_bright=0.5).fit(cohort.X_train)
     fit_either = time.perf_counter() - t

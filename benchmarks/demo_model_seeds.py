@@ -8,7 +8,7 @@
 ``demo_cpu.md`` over seeds mixes two things: which subjects were drawn and how the
 training went. Here the cohort is fixed (the demo's, ``random_state = --cohort-seed``)
 and only the detector's ``random_state`` changes: its initial weights, its patches, its
-corruptions. Each model is the demo's whole model (``held_out_references.demo_pair``:
+corruptions. Each model is the demo's whole model (``held_out_references.demo_model``:
 the first network with ``disyre_sk/_demo.py``'s settings and its small-anomaly network,
 both seeded with the model seed); model seed equal to the cohort seed is the demo
 itself, so its rows repeat ``demo_cpu.md``'s. With ``--pairs``, each two consecutive
@@ -33,7 +33,7 @@ from demo_recipes import COHORT, SETTINGS, SPECIALIST, spread
 from demo_test_size import SEED_OFFSET
 from false_positives import fmt
 from held_out import FAMILIES, baselines, evaluate
-from held_out_references import demo_pair
+from held_out_references import demo_model
 
 from disyre_sk import CombinedDetector
 from disyre_sk.datasets import make_brain_cohort
@@ -44,7 +44,7 @@ PAIR = "DISYRE, mean of two models"
 
 def detector(model_seed: int) -> CombinedDetector:
     """The demo's model (both networks, not fitted), seeded with ``model_seed``."""
-    return demo_pair(model_seed, None)
+    return demo_model(model_seed, None)
 
 
 def report(rows: list[dict]) -> str:

@@ -94,6 +94,10 @@ SETTINGS = dict(
 # The demo's small-anomaly network (disyre_sk/_demo.py): its patch size, its steps when
 # the first network takes the demo's 1,000, and the weight of its map.
 SPECIALIST = dict(patch_size=16, n_steps=500, weight=0.5)
+# The demo's dark network (disyre_sk/_demo.py): a copy of the first network that learns
+# darkening DAG anomalies only, the first one then brightening ones only; its steps when
+# the first network takes the demo's 1,000, and the weight of its map.
+DARK = dict(n_steps=500, weight=1.0)
 # name -> (batch size, steps, overrides of SETTINGS): the same pixels each (19,200 patches
 # of 32 px); warm-up a tenth of the steps.
 RECIPES = {

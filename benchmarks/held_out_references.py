@@ -7,7 +7,7 @@
 each voxel's healthy maps) and ``offset_`` after training. From the scans the network
 trained on, they measure residuals smaller than a new person's; ``reference_fraction``
 holds healthy scans out of training to learn them instead. With 32 healthy subjects of
-the demo's training brains (the demo's voxels, contrast and recipe, both networks), per
+the demo's training brains (the demo's voxels, contrast and recipe, all three networks), per
 seed, three models:
 
 - ``16 trained, references on them``: the network of the third arm, its references
@@ -34,13 +34,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import record_rows
-from demo_recipes import COHORT, SETTINGS, SPECIALIST
+from demo_recipes import COHORT, DARK, SETTINGS, SPECIALIST
 from demo_test_size import SEED_OFFSET
 from held_out import evaluate
 from map_flip import seconds
 from map_median import report
 
-from disyre_sk import CombinedDetector, DISYREDetector, small_anomaly_specialist
+from disyre_sk import CombinedDetector
+from disyre_sk._demo import build_model
 from disyre_sk.datasets import make_brain_cohort
 
 ARMS = (
@@ -51,23 +52,23 @@ ARMS = (
 N_HEALTHY = 32
 
 
-def demo_pair(seed: int, reference_fraction) -> CombinedDetector:
-    """The demo's two networks (1,000 and 500 steps), holding out ``reference_fraction``."""
-    det = DISYREDetector(
-        **dict(SETTINGS, reference_fraction=reference_fraction),
+def demo_model(seed: int, reference_fraction) -> CombinedDetector:
+    """The demo's whole model, unfitted, as the demo builds it (one DAG network per sign,
+    1,000 and 500 steps, and the small-anomaly network, 500 steps), holding out
+    ``reference_fraction``."""
+    params = dict(
+        SETTINGS,
+        reference_fraction=reference_fraction,
         batch_size=16,
         n_steps=1000,
         warmup_steps=100,
         device="cpu",
         random_state=seed,
     )
-    foci = small_anomaly_specialist(
-        det, patch_size=SPECIALIST["patch_size"], n_steps=SPECIALIST["n_steps"]
-    )
-    return CombinedDetector([("shapes", det), ("foci", foci)], weights=[1.0, SPECIALIST["weight"]])
+    return build_model(params, DARK, SPECIALIST)[0]
 
 
-def rows_of(seed: int, n_test: int, cohort_args: dict | None = None, pair=demo_pair) -> list[dict]:
+def rows_of(seed: int, n_test: int, cohort_args: dict | None = None, pair=demo_model) -> list[dict]:
     """The three arms' rows for one seed: ``pair(seed, reference_fraction)`` builds the
     model, ``cohort_args`` the cohort (the demo's with 32 healthy subjects)."""
     cohort_args = dict(COHORT, n_healthy=N_HEALTHY) if cohort_args is None else cohort_args

@@ -5,7 +5,7 @@
                                            [--out benchmarks/results/symmetry_transfer_cpu.md]
 
 Each split ``brain:contrast`` trains the demo's pair of networks (its recipe,
-``held_out_references.demo_pair``) per seed on 16 healthy subjects of the two other
+``held_out_references.demo_model``) per seed on 16 healthy subjects of the two other
 brains in that contrast, and maps ``--n-test`` subjects of the held-out brain. Each
 ``map_symmetry`` weight is set on both networks, which are then calibrated on the
 training scans (the same trained networks for every weight: only the prior differs).
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cohort_bases, record_rows
 from _demo_models import members
 from held_out import evaluate
-from held_out_references import demo_pair
+from held_out_references import demo_model
 from map_flip import seconds
 from map_median import report
 
@@ -43,7 +43,7 @@ def split_cohort(held: str, contrast: str, n_test: int, seed: int):
     )
 
 
-def rows_of(seed: int, split: str, n_test: int, weights, pair=demo_pair) -> list[dict]:
+def rows_of(seed: int, split: str, n_test: int, weights, pair=demo_model) -> list[dict]:
     held, contrast = split.split(":")
     cohort = split_cohort(held, contrast, n_test, seed)
     model = pair(seed, None).fit(cohort.X_train)

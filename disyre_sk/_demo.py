@@ -16,9 +16,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from sklearn.base import clone
 
 from ._combined import CombinedDetector, members_of, small_anomaly_specialist
 from ._detector import DISYREDetector
+from .corruption import DAGCorruption
 from .datasets import make_brain_cohort
 from .io import save_map
 from .metrics import (
@@ -77,7 +79,13 @@ QUICK = dict(
         map_symmetry=0.5,
         inference_batch_size=64,
     ),
-    # A second network for lesions of a voxel or two, which DAG's shapes leave unseen:
+    # One network per sign: the first one learns to undo brightening anomalies only, a
+    # copy of it darkening ones only (half its steps), their maps added at equal weight.
+    # A network that must undo both signs learns each less well per step; split, each
+    # restores its own sign and the pair raised pooled pixel AP on every seed of two test
+    # sets (benchmarks/signed_networks.py).
+    dark=dict(n_steps=500, weight=1.0),
+    # A third network for lesions of a voxel or two, which DAG's shapes leave unseen:
     # the same recipe on small, sharp, bright anomalies only (small_anomaly_specialist),
     # with 16-px patches and 500 steps, a quarter of the first network's training time,
     # its map added at half the weight (benchmarks/specialist_maps.py; recipe and weight
@@ -100,15 +108,16 @@ SLICE_TOP_K = 0.05  # a slice's score: mean of its top 5 % foreground map values
 
 
 def _print_table(rows: list[dict], out) -> None:
+    w = max(34, 2 + max(len(r["method"]) for r in rows))
     header = (
-        f"{'method':<34}{'pixel AP':>9}{'best Dice':>10}{'Dice@1%FPR':>11}"
+        f"{'method':<{w}}{'pixel AP':>9}{'best Dice':>10}{'Dice@1%FPR':>11}"
         f"{'slice AUROC':>12}{'vol. AUROC':>11}"
     )
     print(header, file=out)
     print("-" * len(header), file=out)
     for r in rows:
         print(
-            f"{r['method']:<34}{r['pixel_ap']:>9.3f}{r['best_dice']:>10.3f}"
+            f"{r['method']:<{w}}{r['pixel_ap']:>9.3f}{r['best_dice']:>10.3f}"
             f"{r['dice_at_1pct_fpr']:>11.3f}{r['slice_auroc']:>12.3f}{r['volume_auroc']:>11.3f}",
             file=out,
         )
@@ -208,35 +217,95 @@ def _figure(path: Path, cohort, maps, baseline) -> None:
 
 
 def specialist_steps(specialist: dict, n_steps: int) -> int:
-    """The small-anomaly network's steps when the first network takes ``n_steps``: the
-    demo's ratio (its 500 to the first network's 1,000)."""
+    """The steps of an added network (``dark`` or ``specialist`` of :data:`QUICK`) when
+    the first network takes ``n_steps``: the demo's ratio (500 to the first network's
+    1,000)."""
     return max(1, round(specialist["n_steps"] * n_steps / QUICK["detector"]["n_steps"]))
 
 
-def _detector(params: dict, specialist: dict | None):
-    """The demo's model, unfitted, and its training steps in words: the DISYRE detector
-    of ``params``, with its small-anomaly specialist when ``specialist`` is given (its
-    steps scaled with an ``n_steps`` override)."""
+def dark_network(detector: DISYREDetector, n_steps: int) -> DISYREDetector:
+    """An unfitted copy of ``detector`` that learns to undo darkening DAG anomalies only,
+    in ``n_steps`` steps (its warm-up kept under a tenth of them)."""
+    warmup = min(detector.warmup_steps, max(0, n_steps // 10))
+    return clone(detector).set_params(
+        corruption=DAGCorruption(p_bright=0.0), n_steps=n_steps, warmup_steps=warmup
+    )
+
+
+def build_model(
+    params: dict,
+    dark: dict | None = None,
+    specialist: dict | None = None,
+    *,
+    scale_steps: bool = True,
+):
+    """The demo's model, unfitted, and its training steps in words.
+
+    The DISYRE detector of ``params`` alone; with ``dark`` (``QUICK["dark"]``) it learns
+    brightening DAG anomalies only (unless its corruption is already a
+    :class:`~disyre_sk.corruption.DAGCorruption` of its own sign) and a copy of it
+    darkening ones only; with ``specialist`` (``QUICK["specialist"]``, optionally with
+    ``p_bright``) a small-anomaly network is added. Added networks' ``n_steps`` scale with
+    the first one's (:func:`specialist_steps`), or are taken as they are with
+    ``scale_steps=False``; several networks make a :class:`~disyre_sk.CombinedDetector`
+    whose map is their weighted sum.
+    """
+    steps_of = (
+        (lambda part: specialist_steps(part, det.n_steps))
+        if scale_steps
+        else (lambda part: int(part["n_steps"]))
+    )
     det = DISYREDetector(**params)
-    if not specialist:
-        return det, f"{params['n_steps']} steps"
-    steps = specialist_steps(specialist, params["n_steps"])
-    foci = small_anomaly_specialist(det, patch_size=specialist["patch_size"], n_steps=steps)
-    combo = CombinedDetector([("shapes", det), ("foci", foci)], weights=[1.0, specialist["weight"]])
-    return combo, f"{params['n_steps']} steps + {steps} for the small-anomaly network"
+    members, weights = [("shapes", det)], [1.0]
+    words = [f"{det.n_steps} steps"]
+    if dark:
+        if not (det.corruption == "dag" or isinstance(det.corruption, DAGCorruption)):
+            raise ValueError(
+                f"the dark network is a DAG network that darkens only; corruption="
+                f"{det.corruption!r} has no sign: use corruption='dag' or no dark network."
+            )
+        if det.corruption == "dag":
+            det.set_params(corruption=DAGCorruption(p_bright=1.0))
+        steps = steps_of(dark)
+        members = [("bright", det), ("dark", dark_network(det, steps))]
+        weights.append(float(dark["weight"]))
+        words.append(f"{steps} for the dark network")
+    if specialist:
+        steps = steps_of(specialist)
+        # The sign only when given: small_anomaly_specialist keeps its own default.
+        sign = {"p_bright": specialist["p_bright"]} if "p_bright" in specialist else {}
+        foci = small_anomaly_specialist(
+            det, patch_size=specialist["patch_size"], n_steps=steps, **sign
+        )
+        members.append(("foci", foci))
+        weights.append(float(specialist["weight"]))
+        words.append(f"{steps} for the small-anomaly network")
+    if len(members) == 1:
+        return det, words[0]
+    return CombinedDetector(members, weights=weights), " + ".join(words)
 
 
-def _specialist_settings(det) -> dict | None:
-    """What metrics.json records of the small-anomaly network, or None without one."""
-    if not isinstance(det, CombinedDetector):
+def _member_settings(det, name: str) -> dict | None:
+    """What metrics.json records of an added network (``dark`` or ``foci``), or None."""
+    if not isinstance(det, CombinedDetector) or name not in det.named_detectors_:
         return None
-    foci = det.named_detectors_.foci
+    names = [n for n, _ in det.detectors_]
+    member = det.named_detectors_[name]
     return {
-        "weight": float(det.weights_[1]),
-        "patch_size": foci.patch_size,
-        "n_steps": foci.n_steps,
-        "corruption": repr(foci.corruption),
+        "weight": float(det.weights_[names.index(name)]),
+        "patch_size": member.patch_size,
+        "n_steps": member.n_steps,
+        "corruption": repr(member.corruption),
     }
+
+
+def model_name(det) -> str:
+    """The demo's name of a model in its tables."""
+    if not isinstance(det, CombinedDetector):
+        return "DISYRE (dag)"
+    names = [n for n, _ in det.detectors_]
+    first = "bright + dark dag" if "dark" in names else "dag"
+    return f"DISYRE ({first}" + (" + small-anomaly network)" if "foci" in names else ")")
 
 
 def run_demo(
@@ -305,7 +374,7 @@ def run_demo(
     if n_steps is not None:
         params["n_steps"] = n_steps
         params["warmup_steps"] = min(params.get("warmup_steps", 500), n_steps // 10)
-    det, steps = _detector(params, settings.get("specialist"))
+    det, steps = build_model(params, settings.get("dark"), settings.get("specialist"))
     say(f"Training DISYRE ({steps}, device={device})...")
     t1 = time.perf_counter()
     det.fit(cohort.X_train)
@@ -321,10 +390,7 @@ def run_demo(
     maps = det.decision_map(cohort.X_test)
     map_s = time.perf_counter() - t2
     baselines = intensity_baselines(cohort)
-    name = f"DISYRE ({params.get('corruption', 'dag')}" + (
-        " + small-anomaly network)" if isinstance(det, CombinedDetector) else ")"
-    )
-    rows = [evaluate(name, maps, cohort)]
+    rows = [evaluate(model_name(det), maps, cohort)]
     rows += [evaluate(k, v, cohort) for k, v in baselines.items()]
 
     ras = (2, 1, 0)
@@ -346,7 +412,8 @@ def run_demo(
     best_base = max(r["pixel_ap"] for r in rows[1:])
     result = {
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()},
-        "specialist": _specialist_settings(det),
+        "dark": _member_settings(det, "dark"),
+        "specialist": _member_settings(det, "foci"),
         "cohort": dict(
             settings["cohort"],
             contrast="t2",

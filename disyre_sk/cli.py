@@ -115,14 +115,14 @@ def _fit_model(args, verbose: bool):
     given explicitly; ``--small-anomaly-network`` wraps the detector and its small-anomaly
     network in a :class:`~disyre_sk.CombinedDetector`.
     """
-    from . import CombinedDetector, DISYREDetector, small_anomaly_specialist
-    from ._demo import QUICK, specialist_steps
+    from . import DISYREDetector
+    from ._demo import QUICK, build_model, specialist_steps
 
     params: dict = {}
-    specialist = None
+    dark = specialist = None
     if args.recipe == "cpu":
         params.update(QUICK["detector"])
-        specialist = dict(QUICK["specialist"])
+        dark, specialist = dict(QUICK["dark"]), dict(QUICK["specialist"])
     for flag, name in _FIT_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
@@ -157,39 +157,58 @@ def _fit_model(args, verbose: bool):
         early_stopping=args.early_stopping,
         n_iter_no_change=args.n_iter_no_change,
         validation_tol=args.validation_tol,
+        checkpoint_dir=args.checkpoint_dir,
     )
+    if args.dark_network is not None:
+        dark = dict(QUICK["dark"]) if args.dark_network else None
     if args.small_anomaly_network is not None:
         specialist = dict(QUICK["specialist"]) if args.small_anomaly_network else None
-    det = DISYREDetector(**params, checkpoint_dir=args.checkpoint_dir)
-    if specialist is None:
-        for flag in ("small_patch_size", "small_steps", "small_weight", "small_p_bright"):
-            if getattr(args, flag) is not None:
-                raise ValueError(
-                    f"--{flag.replace('_', '-')} sets the small-anomaly network, which is "
-                    "off: add --small-anomaly-network (or --recipe cpu)."
-                )
+    off = {"dark": (dark, "--dark-network"), "small": (specialist, "--small-anomaly-network")}
+    for flag in ("dark_steps", "dark_weight", *_SMALL_FLAGS):
+        part, switch = off[flag.split("_")[0]]
+        if part is None and getattr(args, flag) is not None:
+            raise ValueError(
+                f"--{flag.replace('_', '-')} sets a network that is off: add {switch} "
+                "(or --recipe cpu)."
+            )
+    corruption = params.get("corruption", "dag")
+    if dark is not None and not (corruption == "dag" or args.p_bright is not None):
+        raise ValueError(
+            f"the dark network learns darkening DAG anomalies; --corruption {corruption} has "
+            "no sign: use --corruption dag, or --no-dark-network."
+        )
+    main_steps = params.get("n_steps", DISYREDetector().n_steps)
+    if dark is None and specialist is None:
+        det = DISYREDetector(**params)
         return det, f"{det.n_steps} steps"
     if params.get("map_standardization") != "location":
         raise ValueError(
-            "--small-anomaly-network adds the two networks' maps as z-scores against the "
-            "healthy training maps: add --map-standardization location (--recipe cpu sets it)."
+            "--dark-network and --small-anomaly-network add the networks' maps as z-scores "
+            "against the healthy training maps: add --map-standardization location "
+            "(--recipe cpu sets it)."
         )
-    main_steps = det.n_steps
-    if args.small_steps is not None:
-        small_steps = args.small_steps
-    else:
-        small_steps = specialist_steps(specialist, main_steps)
-    patch = args.small_patch_size if args.small_patch_size is not None else specialist["patch_size"]
-    weight = args.small_weight if args.small_weight is not None else specialist["weight"]
-    # The sign only when given: small_anomaly_specialist keeps its own default.
-    sign = {} if args.small_p_bright is None else {"p_bright": args.small_p_bright}
-    foci = small_anomaly_specialist(det, patch_size=patch, n_steps=small_steps, **sign)
+    if dark is not None:
+        dark["n_steps"] = _given(args.dark_steps, specialist_steps(dark, main_steps))
+        dark["weight"] = _given(args.dark_weight, dark["weight"])
+    if specialist is not None:
+        specialist["n_steps"] = _given(args.small_steps, specialist_steps(specialist, main_steps))
+        specialist["patch_size"] = _given(args.small_patch_size, specialist["patch_size"])
+        specialist["weight"] = _given(args.small_weight, specialist["weight"])
+        if args.small_p_bright is not None:
+            specialist["p_bright"] = args.small_p_bright
+    model, steps = build_model(params, dark, specialist, scale_steps=False)
     if args.checkpoint_dir is not None:
-        # One folder each: a member resumes its own training, never the other's.
-        det.set_params(checkpoint_dir=str(Path(args.checkpoint_dir) / "shapes"))
-        foci.set_params(checkpoint_dir=str(Path(args.checkpoint_dir) / "foci"))
-    combo = CombinedDetector([("shapes", det), ("foci", foci)], weights=[1.0, weight])
-    return combo, f"{main_steps} steps + {small_steps} for the small-anomaly network"
+        # One folder each: a member resumes its own training, never another's.
+        for name, member in model.detectors:
+            member.set_params(checkpoint_dir=str(Path(args.checkpoint_dir) / name))
+    return model, steps
+
+
+_SMALL_FLAGS = ("small_patch_size", "small_steps", "small_weight", "small_p_bright")
+
+
+def _given(value, default):
+    return default if value is None else value
 
 
 def _window_size(value: str):
@@ -535,6 +554,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight in [0, 1] of the left-right symmetry prior: lower the map where the "
         "scan mirrors itself (default: 0, off)",
     )
+    darkg = fit.add_argument_group(
+        "dark network",
+        "A copy of the first network that learns darkening DAG anomalies only, the first "
+        "one then brightening ones only (unless --p-bright says otherwise), their maps "
+        "added (needs --corruption dag and --map-standardization location).",
+    )
+    darkg.add_argument(
+        "--dark-network",
+        action=argparse.BooleanOptionalAction,
+        help="train it too (on with --recipe cpu)",
+    )
+    darkg.add_argument(
+        "--dark-steps", type=int, help="its training steps (default: half of --steps)"
+    )
+    darkg.add_argument("--dark-weight", type=float, help="weight of its map (default: 1)")
     small = fit.add_argument_group(
         "small-anomaly network",
         "A second network trained on small, sharp, bright anomalies only, its map added to "

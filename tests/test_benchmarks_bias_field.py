@@ -31,7 +31,7 @@ def test_arms_change_the_bias_field_alone_and_retrain_on_corrected_scans(bf, tmp
         pair.fit = fit
         return pair
 
-    monkeypatch.setattr(bf, "demo_pair", tiny_pair)
+    monkeypatch.setattr(bf, "demo_model", tiny_pair)
     rows = bf.rows_of(tmp_path, n_test=2)
     disyre = [(r["scans"], r["test set"]) for r in rows if r["method"] == "DISYRE"]
     assert disyre == [(arm, s) for arm in bf.ARMS for s in ("demo's, 3", "new, 2")]
@@ -62,6 +62,6 @@ def test_arms_change_the_bias_field_alone_and_retrain_on_corrected_scans(bf, tmp
 
 def test_no_retrain_keeps_the_two_mapping_arms(bf, tmp_path, monkeypatch):
     tiny_demo_folder(tmp_path, window_size="slice")
-    monkeypatch.setattr(bf, "demo_pair", lambda *a: pytest.fail("retrained"))
+    monkeypatch.setattr(bf, "demo_model", lambda *a: pytest.fail("retrained"))
     rows = bf.rows_of(tmp_path, n_test=2, retrain=False)
     assert {r["scans"] for r in rows} == {"uncorrected", "corrected test scans"}

@@ -25,6 +25,7 @@ def test_the_benchmark_measures_the_demo_recipe():
     assert cohort == bench.COHORT
     # The small-anomaly network that quality.py adds is the demo's.
     assert bench.SPECIALIST == QUICK["specialist"]
+    assert bench.DARK == QUICK["dark"]
 
 
 def test_training_recipes_change_one_setting_of_the_demo():

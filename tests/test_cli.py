@@ -390,20 +390,24 @@ def test_fit_cpu_recipe_trains_the_demo_model(scans, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "2 steps + 3 for the small-anomaly network" in out
+    assert "2 steps + 1 for the dark network + 3 for the small-anomaly network" in out
     combo = load_model(model, device="cpu")
     assert isinstance(combo, CombinedDetector)
-    shapes, foci = combo.named_detectors_.shapes, combo.named_detectors_.foci
+    assert [name for name, _ in combo.detectors_] == ["bright", "dark", "foci"]
+    bright, dark, foci = (combo.named_detectors_[n] for n in ("bright", "dark", "foci"))
     # The recipe's map settings, the explicit flags on top.
-    assert shapes.window_size == "slice" and shapes.map_standardization == "location"
-    assert shapes.map_normalization == "intensity" and shapes.map_median == 3
-    assert shapes.patch_size == 16 and shapes.n_steps == 2 and shapes.widths == (8, 16)
+    assert bright.window_size == "slice" and bright.map_standardization == "location"
+    assert bright.map_normalization == "intensity" and bright.map_median == 3
+    assert bright.patch_size == 16 and bright.n_steps == 2 and bright.widths == (8, 16)
+    # One network per sign; the dark one a copy of the bright one with half its steps.
+    assert bright.corruption.p_bright == 1.0 and dark.corruption.p_bright == 0.0
+    assert dark.n_steps == 1 and dark.widths == bright.widths and dark.map_median == 3
     assert foci.patch_size == 16 and foci.n_steps == 3 and foci.corruption.p_bright == 1.0
-    assert combo.weights_.tolist() == [1.0, 0.5]
+    assert combo.weights_.tolist() == [1.0, 1.0, 0.5]
     # One checkpoint folder and one report per network.
-    assert any((ckpt / "shapes").iterdir()) and any((ckpt / "foci").iterdir())
-    assert (report / "shapes" / "report.json").is_file()
-    assert (report / "foci" / "report.json").is_file()
+    for name in ("bright", "dark", "foci"):
+        assert any((ckpt / name).iterdir())
+        assert (report / name / "report.json").is_file()
     out_dir = tmp_path / "maps"
     assert main(["detect", str(model), str(scans[3]), "-o", str(out_dir)]) == 0
     assert len(list(out_dir.glob("*.nii.gz"))) == 1
@@ -487,6 +491,10 @@ def test_fit_reference_fraction_holds_scans_out_for_the_references(scans, tmp_pa
         (["--corruption", "fpi", "--p-bright", "0"], "use --corruption dag"),
         (["--p-bright", "2"], "p_bright must be in [0, 1]"),
         (["--recipe", "cpu", "--small-p-bright", "1.5"], "p_bright must be in [0, 1]"),
+        (["--dark-steps", "3"], "add --dark-network"),
+        (["--dark-network"], "--map-standardization location"),
+        (["--recipe", "cpu", "--corruption", "fpi"], "--no-dark-network"),
+        (["--recipe", "cpu", "--dark-weight", "-1"], "weights must be finite, non-negative"),
     ],
 )
 def test_fit_refuses_bad_settings_before_reading_scans(tmp_path, capsys, flags, words):
@@ -510,16 +518,20 @@ def test_p_bright_flags_set_the_sign_of_each_networks_anomalies(tmp_path):
 
     either = dict(model("--small-p-bright", "0.5").detectors)
     assert either["foci"].corruption.p_bright == 0.5
-    assert either["shapes"].corruption == "dag"  # the first network's own
-    assert dict(model().detectors)["foci"].corruption.p_bright == 1.0  # bright by default
+    recipe = dict(model().detectors)
+    # One network per sign, the small one bright by default.
+    assert recipe["bright"].corruption.p_bright == 1.0
+    assert recipe["dark"].corruption.p_bright == 0.0
+    assert recipe["foci"].corruption.p_bright == 1.0
     # --p-bright sets the first network's DAG; its small network keeps its own sign.
-    dark = dict(model("--p-bright", "0").detectors)
+    dark = dict(model("--p-bright", "0", "--no-dark-network").detectors)
     assert dark["shapes"].corruption.p_bright == 0.0 and dark["foci"].corruption.p_bright == 1.0
     assert repr(dark["shapes"].corruption) == repr(DAGCorruption(p_bright=0.0))
-    # The recipe without its second network (the advice for T1): one detector, its settings.
-    alone = model("--no-small-anomaly-network")
+    # The recipe with its first network alone (the advice for T1): one detector.
+    alone = model("--no-dark-network", "--no-small-anomaly-network", "--p-bright", "0")
     assert isinstance(alone, DISYREDetector) and alone.map_standardization == "location"
     assert alone.map_symmetry == 0.5 and alone.n_steps == 1000
+    assert alone.corruption.p_bright == 0.0
 
 
 def test_calibrate_writes_a_model_with_this_sites_references(scans, tmp_path, capsys):

@@ -1,0 +1,182 @@
+"""One DAG network per sign against one network for both, on T2, FLAIR and T1.
+
+    python benchmarks/signed_networks.py [--seeds 0 1 2] [--contrasts t2 flair t1]
+                                         [--n-test 36]
+                                         [--out benchmarks/results/signed_networks_cpu.md]
+
+DAG's intensity bias brightens an anomaly or darkens it (``p_bright``, one half by
+default), so a single network learns to undo both signs within its steps. Here, per
+seed and contrast, on the demo's cohort rendered in that contrast (training subjects
+from MNI152 and the ITK brain, test subjects from Colin27):
+
+- ``previous recipe``: one DAG network of either sign (1,000 steps) plus the
+  small-anomaly network at half the weight, the demo's model before it split by sign;
+- ``one network per sign``: a network that learns brightening anomalies only (1,000
+  steps) plus a copy that learns darkening ones only (500 steps), maps added;
+- ``the demo's recipe``: both signed networks and the small-anomaly network at half the
+  weight, built as the demo builds it (``held_out_references.demo_model``);
+- the two intensity thresholds.
+
+The small-anomaly network is fitted once, inside the demo's model, and its map reused for
+the previous recipe: it copies the first network's settings except its corruption, which
+it sets itself, so the previous recipe's own would be the same network (same seed, same
+steps). A ``CombinedDetector``'s map is its members' weighted sum, so the arms are sums
+of the members' maps. Each maps the 12 test subjects of the unseen brain and an
+independent set of ``--n-test`` more (``random_state = seed + 2000``), scored with
+``held_out.py``'s metrics. Only public API is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import md_table, record_rows
+from demo_recipes import COHORT, SETTINGS, spread
+from demo_test_size import SEED_OFFSET
+from held_out import FAMILIES, baselines, evaluate, row_cells
+from held_out_references import demo_model
+
+from disyre_sk import DISYREDetector
+from disyre_sk.datasets import make_brain_cohort
+
+PREVIOUS = "DISYRE, previous recipe (either sign + small)"
+SIGNED = "DISYRE, one network per sign"
+DEMO = "DISYRE, the demo's recipe (per sign + small)"
+METRICS = ("pixel_ap", "slice_auroc", "volume_auroc")
+
+
+def previous_first(seed: int) -> DISYREDetector:
+    """The previous recipe's first network, unfitted: DAG of either sign, 1,000 steps."""
+    return DISYREDetector(
+        **SETTINGS,
+        batch_size=16,
+        n_steps=1000,
+        warmup_steps=100,
+        device="cpu",
+        random_state=seed,
+    )
+
+
+def rows_of(
+    seed: int,
+    contrast: str,
+    n_test: int,
+    cohort_args: dict | None = None,
+    model=demo_model,
+    first=previous_first,
+) -> list[dict]:
+    """Every arm's rows on both test sets for one seed and contrast: ``model(seed, None)``
+    builds the demo's model (members ``bright``, ``dark``, ``foci``), ``first(seed)`` the
+    previous recipe's first network, ``cohort_args`` the cohort (the demo's)."""
+    kw = dict(COHORT if cohort_args is None else cohort_args, contrast=contrast)
+    cohort = make_brain_cohort(**kw, random_state=seed)
+    larger = make_brain_cohort(
+        **dict(kw, n_healthy=0, n_test=n_test), random_state=seed + SEED_OFFSET
+    )
+    t = time.perf_counter()
+    demo = model(seed, None).fit(cohort.X_train)
+    fit_demo = time.perf_counter() - t
+    t = time.perf_counter()
+    either = first(seed).fit(cohort.X_train)
+    fit_first = time.perf_counter() - t
+    names = [n for n, _ in demo.detectors_]
+    if names != ["bright", "dark", "foci"]:
+        raise RuntimeError(f"the demo's model has members {names}, not bright, dark, foci")
+    weights = dict(zip(names, demo.weights_))
+    rows = []
+    for name, test in {
+        f"unseen brain, {len(cohort.X_test)}": cohort,
+        f"new, {n_test}": larger,
+    }.items():
+        m = {n: det.decision_map(test.X_test) for n, det in demo.detectors_}
+        signed = weights["bright"] * m["bright"] + weights["dark"] * m["dark"]
+        foci = weights["foci"] * m["foci"]
+        maps = {
+            PREVIOUS: (either.decision_map(test.X_test) + foci, fit_first),
+            SIGNED: (signed, None),
+            DEMO: (signed + foci, fit_demo),
+            **{k: (v, None) for k, v in baselines(test).items()},
+        }
+        for method, (mp, fit_s) in maps.items():
+            row = {"seed": seed, "contrast": contrast, "test set": name, "method": method}
+            row.update(evaluate(mp, test))
+            if fit_s is not None:
+                row["fit_s"] = fit_s
+            rows.append(row)
+    print(f"  seed {seed}, {contrast}: done", flush=True)
+    return rows
+
+
+def report(rows: list[dict]) -> str:
+    """Summary over the seeds, the demo's recipe against the previous one seed by seed,
+    then every row."""
+    summary = []
+    for key in dict.fromkeys((r["contrast"], r["test set"], r["method"]) for r in rows):
+        sel = [r for r in rows if (r["contrast"], r["test set"], r["method"]) == key]
+        summary.append([*key, len(sel), *(spread([r[k] for r in sel]) for k in METRICS)])
+    against = []
+    for key in dict.fromkeys((r["contrast"], r["test set"], r["seed"]) for r in rows):
+        sel = {r["method"]: r for r in rows if (r["contrast"], r["test set"], r["seed"]) == key}
+        if DEMO not in sel or PREVIOUS not in sel:
+            continue
+        new, old = sel[DEMO], sel[PREVIOUS]
+        cells = [f"{old[k]:.3f} → {new[k]:.3f}" for k in METRICS]
+        up = [f for f in FAMILIES if new.get(f) is not None and new[f] > old[f]]
+        down = [f for f in FAMILIES if new.get(f) is not None and new[f] < old[f]]
+        against.append([*key, *cells, ", ".join(up) or "none", ", ".join(down) or "none"])
+    header = ["seed", "method", "pixel AP", *FAMILIES, "slice AUROC", "vol. AUROC", "fit s"]
+    per_seed = [[r["contrast"], r["test set"], *row_cells(r)] for r in rows]
+    return (
+        "### min / mean / max over seeds\n\n"
+        + md_table(
+            ["contrast", "test set", "method", "seeds", "pixel AP", "slice AUROC", "volume AUROC"],
+            summary,
+        )
+        + "\n\n### the demo's recipe against the previous one (previous → demo's)\n\n"
+        + md_table(
+            [
+                "contrast",
+                "test set",
+                "seed",
+                "pixel AP",
+                "slice AUROC",
+                "volume AUROC",
+                "families up",
+                "families down",
+            ],
+            against,
+        )
+        + "\n\n### per seed\n\n"
+        + md_table(["contrast", "test set", *header], per_seed)
+        + "\n\nFit seconds: the demo's three networks together (its row); the previous "
+        "recipe's first network alone (its row; its small-anomaly network is the demo's)."
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument(
+        "--contrasts", nargs="+", choices=["t1", "t2", "flair"], default=["t2", "flair", "t1"]
+    )
+    ap.add_argument("--n-test", type=int, default=36)
+    ap.add_argument("--out", default="benchmarks/results/signed_networks_cpu.md")
+    args = ap.parse_args()
+    return record_rows(
+        args.out,
+        "One DAG network per sign against one network for both",
+        [
+            lambda seed=seed, c=c: rows_of(seed, c, args.n_test)
+            for c in args.contrasts
+            for seed in args.seeds
+        ],
+        report,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
