@@ -9,13 +9,13 @@ no one corrected (``make_brain_cohort``'s ``bias_field``, 1 by default); the dat
 asks users to correct it (N4) before training and mapping. With one ``random_state``,
 ``bias_field=0`` renders the same subjects and the same lesions bias-corrected, so each
 arm differs from the demo's in the bias field alone. For each demo model (``disyre demo
---seed S``, or a folder it wrote, given with ``--demo-dirs``; both networks) three arms
+--seed S``, or a folder it wrote, given with ``--demo-dirs``; all its networks) three arms
 map the demo's 12 test subjects and ``demo_test_size.py``'s independent larger set
 (``--n-test`` subjects, ``random_state = seed + 2000``):
 
 - ``uncorrected``: the demo as it is (trained and mapped with the bias field);
 - ``corrected test scans``: the demo's model maps the bias-corrected renderings;
-- ``corrected throughout``: the demo's two networks retrained (same recipe and seed) on
+- ``corrected throughout``: the demo's networks retrained (same recipe and seed) on
   the bias-corrected renderings of its training subjects, mapping the corrected test
   subjects: what a user who corrects every scan gets (``--no-retrain`` skips it).
 

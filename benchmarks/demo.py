@@ -139,7 +139,16 @@ def main() -> int:
     body = "\n\n".join(
         [
             f"Protocol: {first['protocol']}. Cohort {first['cohort']}; detector "
-            f"{first['settings']}.",
+            f"{first['settings']}"
+            + "".join(
+                f"; {label} {first[key]}"
+                for key, label in (
+                    ("dark", "dark network"),
+                    ("specialist", "small-anomaly network"),
+                )
+                if first.get(key)
+            )
+            + ".",
             "Pixel metrics pooled over the foreground voxels of all lesioned test volumes; "
             "the 1 % FPR threshold is fixed on the healthy test volumes; slice AUROC over "
             "axial slices with >= 2 % foreground (score: mean of the top 5 % map values); "

@@ -3,7 +3,7 @@
     python benchmarks/demo_contrasts.py [--seeds 0 1 2] [--contrasts t1 flair] [--n-test 36]
                                         [--out benchmarks/results/demo_contrasts_cpu.md]
 
-The demo's recipe (both networks, its map settings) was chosen on T2, where every lesion
+The demo's recipe (all its networks, its map settings) was chosen on T2, where every lesion
 family but the cavities is brighter than the tissue around it, and its second network
 learns small *bright* anomalies only. ``disyre fit --recipe cpu`` trains the same recipe
 on whatever contrast a user has. Here it is trained, per seed and contrast, on the
@@ -132,7 +132,7 @@ def report(rows: list[dict]) -> str:
         )
         + "\n\n### per seed\n\n"
         + md_table(["contrast", "test set", *header], per_seed)
-        + "\n\nFit seconds: the demo's two networks together; the small-anomaly network of "
+        + "\n\nFit seconds: the demo's networks together; the small-anomaly network of "
         "either sign alone: "
         + ", ".join(
             f"seed {r['seed']} {r['contrast']} {r['fit_either_s']:.0f}"

@@ -43,7 +43,7 @@ PAIR = "DISYRE, mean of two models"
 
 
 def detector(model_seed: int) -> CombinedDetector:
-    """The demo's model (both networks, not fitted), seeded with ``model_seed``."""
+    """The demo's model (all its networks, not fitted), seeded with ``model_seed``."""
     return demo_model(model_seed, None)
 
 
@@ -69,7 +69,7 @@ def report(rows: list[dict]) -> str:
         for r in rows
     ]
     return (
-        "### DISYRE (both networks) over model seeds: min / mean / max\n\n"
+        "### DISYRE (all networks) over model seeds: min / mean / max\n\n"
         + md_table(
             ["test set", "method", "models", "pixel AP", "slice AUROC", "volume AUROC"], summary
         )

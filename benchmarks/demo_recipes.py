@@ -59,8 +59,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
 from demo_test_size import SEED_OFFSET
 from held_out import FAMILIES, DAGFPIMixture, baselines, evaluate, row_cells
+from sklearn.base import clone
 
-from disyre_sk import DISYREDetector
+from disyre_sk import CombinedDetector, DISYREDetector, small_anomaly_specialist
 from disyre_sk.corruption import DAGCorruption, GaussianCorruption, Mixture
 from disyre_sk.datasets import make_brain_cohort
 from disyre_sk.nn import UNet
@@ -98,6 +99,36 @@ SPECIALIST = dict(patch_size=16, n_steps=500, weight=0.5)
 # darkening DAG anomalies only, the first one then brightening ones only; its steps when
 # the first network takes the demo's 1,000, and the weight of its map.
 DARK = dict(n_steps=500, weight=1.0)
+DEMO_STEPS = 1000  # the first network's steps in the demo, to which DARK and SPECIALIST's scale
+
+
+def demo_model_of(params: dict, specialist: bool = True) -> CombinedDetector:
+    """The demo's model, unfitted, from ``DISYREDetector`` parameters (``n_steps``
+    included): a DAG network that brightens only (``bright``), a copy that darkens only
+    (``dark``) and, with ``specialist``, the small-anomaly network (``foci``), the added
+    networks' steps scaled with ``n_steps`` as the demo scales them (a test keeps this
+    equal to what ``disyre demo`` builds)."""
+    bright = DISYREDetector(**{**params, "corruption": DAGCorruption(p_bright=1.0)})
+
+    def steps(part: dict) -> int:
+        return max(1, round(part["n_steps"] * bright.n_steps / DEMO_STEPS))
+
+    n_dark = steps(DARK)
+    dark = clone(bright).set_params(
+        corruption=DAGCorruption(p_bright=0.0),
+        n_steps=n_dark,
+        warmup_steps=min(bright.warmup_steps, n_dark // 10),
+    )
+    members, weights = [("bright", bright), ("dark", dark)], [1.0, DARK["weight"]]
+    if specialist:
+        foci = small_anomaly_specialist(
+            bright, patch_size=SPECIALIST["patch_size"], n_steps=steps(SPECIALIST)
+        )
+        members.append(("foci", foci))
+        weights.append(SPECIALIST["weight"])
+    return CombinedDetector(members, weights=weights)
+
+
 # name -> (batch size, steps, overrides of SETTINGS): the same pixels each (19,200 patches
 # of 32 px); warm-up a tenth of the steps.
 RECIPES = {

@@ -16,9 +16,12 @@ Then, on the same data:
   fitted network, ``multistep`` inference: the setting's severities as steps, or
   ``MULTISTEP_SEVERITIES`` where it has one, the healthy references learned again for
   those maps with ``calibrate``), with ``fpi``, and with ``gaussian`` noise
-  (the ablation): one detector per corruption and seed; and the demo's model, the dag
-  network's map plus its small-anomaly network's (``small_anomaly_specialist``, the
-  demo's patch size, weight and share of the steps), where maps are location z-scores;
+  (the ablation): one detector per corruption and seed; where maps are location
+  z-scores, the dag network's map plus the demo's small-anomaly network's
+  (``small_anomaly_specialist``, the demo's patch size, weight and share of the steps:
+  the demo's previous model) and the demo's model (one DAG network per sign, the dark
+  one with half the steps, plus the same small-anomaly network:
+  ``demo_recipes.demo_model_of``);
 - a plain convolutional reconstruction autoencoder (bottleneck, no skip connections)
   trained *the same way*: ``DISYREDetector`` with this network (``network=``) and an
   identity corruption (``benchmarks/_baselines.py``);
@@ -82,7 +85,7 @@ from _common import (
     resolve_device,
     write_results,
 )
-from demo_recipes import MAP_RECIPES
+from demo_recipes import MAP_RECIPES, demo_model_of
 from demo_recipes import SETTINGS as DEMO_SETTINGS
 from demo_recipes import SPECIALIST as DEMO_SPECIALIST
 
@@ -106,8 +109,11 @@ DISYRE_MS = "DISYRE (dag, multistep)"
 # The multistep sampler's steps where the setting restores at one severity only (with
 # one step it would be the ensemble again): from the strongest severity down.
 MULTISTEP_SEVERITIES = (1.0, 0.75, 0.5, 0.25)
-# The demo's model: the dag network's map plus the small-anomaly network's, weighted.
+# The demo's previous model: the dag network's map plus the small-anomaly network's.
 DISYRE_COMBO = "DISYRE (dag + small-anomaly network)"
+# The demo's model: one DAG network per sign (the dark one with half the steps) plus the
+# same small-anomaly network, maps weighted and summed.
+DISYRE_SIGNED = "DISYRE (per sign + small-anomaly network)"
 DISYRE_FPI = "DISYRE (fpi, ensemble)"
 GAUSSIAN = "Gaussian ablation (ensemble)"
 AUTOENCODER = "reconstruction autoencoder"
@@ -119,6 +125,7 @@ MAP_METHODS = (
     DISYRE_ENS,
     DISYRE_MS,
     DISYRE_COMBO,
+    DISYRE_SIGNED,
     DISYRE_FPI,
     GAUSSIAN,
     AUTOENCODER,
@@ -312,7 +319,7 @@ def run_seed(
     params = dict(setting["detector"], device=device, random_state=seed)
     dag: dict = {}
     for corruption, names in (
-        ("dag", (DISYRE_ENS, DISYRE_MS, DISYRE_COMBO)),
+        ("dag", (DISYRE_ENS, DISYRE_MS, DISYRE_COMBO, DISYRE_SIGNED)),
         ("fpi", (DISYRE_FPI,)),
         ("gaussian", (GAUSSIAN,)),
     ):
@@ -328,7 +335,8 @@ def run_seed(
         loss = float(np.mean(det.history_["loss"][-25:]))
         say(f"[seed {seed}]   trained in {fit_s:.0f} s, final loss {loss:.4g}")
         for name, mode in zip(names, ("ensemble", "multistep")):
-            if not want(name) and not (mode == "ensemble" and want(DISYRE_COMBO)):
+            needs_dag = want(DISYRE_COMBO) or want(DISYRE_SIGNED)
+            if not want(name) and not (mode == "ensemble" and needs_dag):
                 continue
             maps, map_s = map_test(det if mode == "ensemble" else multistep(det, cohort))
             if mode == "ensemble" and corruption == "dag":
@@ -337,11 +345,13 @@ def run_seed(
                 record(name, ev.map_metrics(maps), fit_s, map_s, n_parameters(det.network_))
         del det
 
-    if want(DISYRE_COMBO) and dag.get("detector") is not None:
+    for name, arm in ((DISYRE_COMBO, _with_specialist), (DISYRE_SIGNED, _per_sign)):
+        if not want(name) or dag.get("detector") is None:
+            continue
         if dag["detector"].map_standardization != "location":
-            say(f"[seed {seed}] {DISYRE_COMBO}: needs map_standardization='location'; skipped")
+            say(f"[seed {seed}] {name}: needs map_standardization='location'; skipped")
         else:
-            record(DISYRE_COMBO, *_with_specialist(dag, cohort, ev, params, seed))
+            record(name, *arm(dag, cohort, ev, params, seed))
     dag.clear()
 
     if want(AUTOENCODER):
@@ -418,10 +428,12 @@ def multistep(det: DISYREDetector, cohort) -> DISYREDetector:
     return ms.calibrate(cohort.X_train)
 
 
-def _with_specialist(dag: dict, cohort, ev: Evaluation, params: dict, seed: int) -> tuple:
-    """The dag network's maps plus the demo's small-anomaly network's (fitted here, its
-    steps scaled with the setting's), as a ``CombinedDetector`` of the two would map:
-    metrics, both fits' seconds, both mappings' seconds per volume, both networks' size."""
+def _foci(dag: dict, cohort, params: dict, seed: int) -> dict:
+    """The demo's small-anomaly network, copied from the dag network (its steps scaled
+    with the setting's), fitted once per seed: its weighted test maps, fit seconds,
+    mapping seconds per volume and size (kept in ``dag``)."""
+    if "foci" in dag:
+        return dag["foci"]
     spec = DEMO_SPECIALIST
     demo_steps = MAP_RECIPES["b16x1000"][1]
     steps = max(1, round(spec["n_steps"] * params["n_steps"] / demo_steps))
@@ -431,10 +443,49 @@ def _with_specialist(dag: dict, cohort, ev: Evaluation, params: dict, seed: int)
     foci.fit(cohort.X_train)
     fit_s = time.perf_counter() - t
     t = time.perf_counter()
-    maps = dag["maps"] + spec["weight"] * foci.decision_map(cohort.X_test)
-    map_s = (time.perf_counter() - t) / len(cohort.X_test) + dag["map_s"]
-    n_params = n_parameters(dag["detector"].network_) + n_parameters(foci.network_)
-    return ev.map_metrics(maps), dag["fit_s"] + fit_s, map_s, n_params
+    maps = spec["weight"] * foci.decision_map(cohort.X_test)
+    map_s = (time.perf_counter() - t) / len(cohort.X_test)
+    dag["foci"] = dict(maps=maps, fit_s=fit_s, map_s=map_s, n_params=n_parameters(foci.network_))
+    return dag["foci"]
+
+
+def _with_specialist(dag: dict, cohort, ev: Evaluation, params: dict, seed: int) -> tuple:
+    """The dag network's maps plus the demo's small-anomaly network's, as a
+    ``CombinedDetector`` of the two would map: metrics, both fits' seconds, both
+    mappings' seconds per volume, both networks' size."""
+    foci = _foci(dag, cohort, params, seed)
+    maps = dag["maps"] + foci["maps"]
+    n_params = n_parameters(dag["detector"].network_) + foci["n_params"]
+    return (
+        ev.map_metrics(maps),
+        dag["fit_s"] + foci["fit_s"],
+        dag["map_s"] + foci["map_s"],
+        n_params,
+    )
+
+
+def _per_sign(dag: dict, cohort, ev: Evaluation, params: dict, seed: int) -> tuple:
+    """The demo's model: its two signed DAG networks, built as the demo builds them
+    (``demo_recipes.demo_model_of``, the dark one's steps scaled with the setting's),
+    fitted here, plus the same small-anomaly network's maps: metrics, the three fits'
+    seconds, the three mappings' seconds per volume, the three networks' size."""
+    model = demo_model_of(dict(params, calibration_size=CALIBRATION_SIZE), specialist=False)
+    steps = " + ".join(str(d.n_steps) for _, d in model.detectors)
+    say(f"[seed {seed}] training one DAG network per sign ({steps} steps)...")
+    t = time.perf_counter()
+    model.fit(cohort.X_train)
+    fit_s = time.perf_counter() - t
+    t = time.perf_counter()
+    signed = model.decision_map(cohort.X_test)
+    map_s = (time.perf_counter() - t) / len(cohort.X_test)
+    foci = _foci(dag, cohort, params, seed)
+    n_params = sum(n_parameters(d.network_) for _, d in model.detectors_) + foci["n_params"]
+    return (
+        ev.map_metrics(signed + foci["maps"]),
+        fit_s + foci["fit_s"],
+        map_s + foci["map_s"],
+        n_params,
+    )
 
 
 # ----------------------------------------------------------------------------- summary

@@ -7,7 +7,7 @@
 Each split ``brain:contrast`` trains the demo's pair of networks (its recipe,
 ``held_out_references.demo_model``) per seed on 16 healthy subjects of the two other
 brains in that contrast, and maps ``--n-test`` subjects of the held-out brain. Each
-``map_symmetry`` weight is set on both networks, which are then calibrated on the
+``map_symmetry`` weight is set on all its networks, which are then calibrated on the
 training scans (the same trained networks for every weight: only the prior differs).
 Scored with ``held_out.py``'s metrics (pixel AP pooled over the lesioned volumes and per
 family, slice AUROC, volume AUROC). Only public API is used.

@@ -1,7 +1,8 @@
 """The demo behind ``disyre demo``: train on some brains, map lesions in another one.
 
 Healthy subjects rendered from two real brains train the detector (a DISYRE network
-and its small-anomaly network, combined); healthy and lesioned
+for brightening anomalies, a copy for darkening ones and a small-anomaly network,
+combined); healthy and lesioned
 test subjects rendered from a third real brain, one the training never saw, are mapped
 (the held-out anatomy protocol: a detector trained on some people maps others). NIfTI
 maps, the trained model, an overlay figure and a metrics JSON are written, and the
@@ -299,6 +300,16 @@ def _member_settings(det, name: str) -> dict | None:
     }
 
 
+def _settings_of(params: dict, det) -> dict:
+    """What metrics.json records of the first network: ``params`` as JSON, with the
+    corruption it trained on (the bright network's, when the model splits by sign)."""
+    first = det.detectors_[0][1] if isinstance(det, CombinedDetector) else det
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
+    if not isinstance(first.corruption, str):
+        settings["corruption"] = repr(first.corruption)
+    return settings
+
+
 def model_name(det) -> str:
     """The demo's name of a model in its tables."""
     if not isinstance(det, CombinedDetector):
@@ -324,14 +335,16 @@ def run_demo(
     ----------
     out : str or path-like, default='disyre_demo'
         Output folder: ``maps/*.nii.gz`` (scans, maps, lesion masks), ``model.disyre``
-        (the trained model, a :class:`~disyre_sk.CombinedDetector` of the DISYRE network
-        and its small-anomaly network, for ``disyre detect``), ``demo_overlay.png`` and
+        (the trained model, a :class:`~disyre_sk.CombinedDetector` of the two signed
+        DISYRE networks and the small-anomaly network, for ``disyre detect``),
+        ``demo_overlay.png`` and
         ``metrics.json``.
     device : str, default='auto'
         Training and inference device.
     full : bool, default=False
         The GPU setting: reference network, more subjects, 20k steps (one network: the
-        small-anomaly network is measured on the CPU setting only).
+        networks per sign and the small-anomaly network are measured on the CPU setting
+        only).
     n_steps : int, optional
         Override the number of training steps.
     random_state : int, default=0
@@ -411,7 +424,7 @@ def run_demo(
     }
     best_base = max(r["pixel_ap"] for r in rows[1:])
     result = {
-        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()},
+        "settings": _settings_of(params, det),
         "dark": _member_settings(det, "dark"),
         "specialist": _member_settings(det, "foci"),
         "cohort": dict(

@@ -495,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["cpu"],
         help="start from a tested recipe; flags given explicitly override it. 'cpu': the "
         "demo's (32-px patches, 1000 steps of 16, whole-slice maps, location-standardised, "
-        "with the small-anomaly network), which trains in minutes on a CPU",
+        "one network per sign and the small-anomaly network), which trains in minutes on "
+        "a CPU",
     )
     fit.add_argument("--patch-size", type=int, help="training patch side (default: 128)")
     fit.add_argument("--widths", type=int, nargs="+", help="UNet widths per level")
@@ -507,8 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--p-bright",
         type=float,
-        help="probability that a DAG anomaly brightens the tissue (default: 0.5; 1 for bright "
-        "anomalies only, 0 for dark ones only, as lesions are on T1)",
+        help="probability that a DAG anomaly of the first network brightens the tissue "
+        "(default: 0.5, or 1 with the dark network; 0 for dark ones only, as lesions are "
+        "on T1)",
     )
     fit.add_argument("--inference", choices=["ensemble", "multistep"], help="(default: ensemble)")
     fit.add_argument(
@@ -571,8 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     darkg.add_argument("--dark-weight", type=float, help="weight of its map (default: 1)")
     small = fit.add_argument_group(
         "small-anomaly network",
-        "A second network trained on small, sharp, bright anomalies only, its map added to "
-        "the first one's (needs --map-standardization location).",
+        "A network trained on small, sharp, bright anomalies only, its map added to the "
+        "others' (needs --map-standardization location).",
     )
     small.add_argument(
         "--small-anomaly-network",

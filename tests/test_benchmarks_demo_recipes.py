@@ -92,3 +92,19 @@ def test_new_test_subjects_get_rows_of_their_own(monkeypatch):
     assert names[:2] == ["DISYRE tiny, location z", "DISYRE tiny, plain"]
     assert "DISYRE tiny, location z, new 2" in names
     assert sum(n.endswith(", new 2") for n in names) == len(names) // 2
+
+
+def test_the_benchmarks_build_the_demos_model_as_the_demo_builds_it():
+    from disyre_sk._demo import build_model
+
+    bench = load_benchmark("demo_recipes")
+    for n_steps in (1000, 400, 7):
+        params = dict(bench.SETTINGS, batch_size=16, n_steps=n_steps, warmup_steps=n_steps // 10)
+        ours = bench.demo_model_of(params)
+        demo, _ = build_model(params, QUICK["dark"], QUICK["specialist"])
+        assert [n for n, _ in ours.detectors] == [n for n, _ in demo.detectors]
+        assert ours.weights == demo.weights
+        for (_, a), (_, b) in zip(ours.detectors, demo.detectors):
+            assert repr(sorted(a.get_params().items())) == repr(sorted(b.get_params().items()))
+    alone = bench.demo_model_of(params, specialist=False)
+    assert [n for n, _ in alone.detectors] == ["bright", "dark"]

@@ -166,6 +166,30 @@ def test_the_small_anomaly_row_adds_the_specialists_map_to_the_dag_networks(qual
     assert set(plain["results"]) == {quality.DISYRE_ENS}
 
 
+def test_the_demos_model_row_trains_one_network_per_sign_and_reuses_the_small_one(
+    quality, monkeypatch
+):
+    setting = dict(quality.SETTINGS["smoke"])
+    setting["detector"] = dict(setting["detector"], map_standardization="location")
+    methods = {quality.DISYRE_COMBO, quality.DISYRE_SIGNED}
+    calls = []
+    real = quality.small_anomaly_specialist
+
+    def spy(det, **kw):
+        calls.append(kw)
+        return real(det, **kw)
+
+    monkeypatch.setattr(quality, "small_anomaly_specialist", spy)
+    out = quality.run_seed(0, setting, "cpu", methods)
+    assert set(out["results"]) == methods
+    assert len(calls) == 1  # one small-anomaly network for both rows
+    timing = out["timing"]
+    # Three networks against two: the dag network's size is the bright one's and the dark one's.
+    combo, signed = timing[quality.DISYRE_COMBO], timing[quality.DISYRE_SIGNED]
+    assert signed["n_params"] > combo["n_params"] and signed["fit_s"] > 0
+    assert 0 <= out["results"][quality.DISYRE_SIGNED]["pixel_ap"] <= 1
+
+
 def test_the_multistep_row_maps_a_calibrated_copy_with_several_steps(quality, cohort):
     from disyre_sk import DISYREDetector
 

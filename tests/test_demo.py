@@ -28,6 +28,8 @@ def test_the_demo_trains_one_network_per_sign_and_the_small_anomaly_network(demo
     assert "p_bright=1.0" in result["specialist"]["corruption"]
     assert "p_bright=0.0" in result["dark"]["corruption"]
     assert result["dark"]["patch_size"] == QUICK["detector"]["patch_size"]
+    # The first network's corruption as it trained: brightening only.
+    assert "p_bright=1.0" in result["settings"]["corruption"]
     assert result["results"][0]["method"] == "DISYRE (bright + dark dag + small-anomaly network)"
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["specialist"] == result["specialist"] and saved["dark"] == result["dark"]
