@@ -92,12 +92,48 @@ def rows_of(
     return rows
 
 
-def report(rows: list[dict]) -> str:
-    """Summary over the seeds per contrast, test set and method, then every row."""
+def summary_table(rows: list[dict]) -> str:
+    """Min / mean / max over the seeds per contrast, test set and method."""
     summary = []
     for key in dict.fromkeys((r["contrast"], r["test set"], r["method"]) for r in rows):
         sel = [r for r in rows if (r["contrast"], r["test set"], r["method"]) == key]
         summary.append([*key, len(sel), *(spread([r[k] for r in sel]) for k in METRICS)])
+    return "### min / mean / max over seeds\n\n" + md_table(
+        ["contrast", "test set", "method", "seeds", "pixel AP", "slice AUROC", "volume AUROC"],
+        summary,
+    )
+
+
+def per_seed_table(rows: list[dict]) -> str:
+    """Every row: pooled and per-family AP, slice and volume AUROC, fit seconds."""
+    header = ["seed", "method", "pixel AP", *FAMILIES, "slice AUROC", "vol. AUROC", "fit s"]
+    per_seed = [[r["contrast"], r["test set"], *row_cells(r)] for r in rows]
+    return "### per seed\n\n" + md_table(["contrast", "test set", *header], per_seed)
+
+
+def contrasts_main(doc: str, title: str, contrasts: list, out: str, rows_of, report) -> int:
+    """The command line of a script that runs ``rows_of(seed, contrast, n_test)`` per
+    seed and contrast and records the rows under ``title`` with ``report``."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--contrasts", nargs="+", choices=["t1", "t2", "flair"], default=contrasts)
+    ap.add_argument("--n-test", type=int, default=36)
+    ap.add_argument("--out", default=out)
+    args = ap.parse_args()
+    return record_rows(
+        args.out,
+        title,
+        [
+            lambda seed=seed, c=c: rows_of(seed, c, args.n_test)
+            for c in args.contrasts
+            for seed in args.seeds
+        ],
+        report,
+    )
+
+
+def report(rows: list[dict]) -> str:
+    """Summary over the seeds per contrast, test set and method, then every row."""
     stronger = []
     for key in dict.fromkeys((r["contrast"], r["test set"], r["seed"]) for r in rows):
         sel = {r["method"]: r for r in rows if (r["contrast"], r["test set"], r["seed"]) == key}
@@ -117,21 +153,15 @@ def report(rows: list[dict]) -> str:
                 f"{len(ahead)} of {len(present)}: {', '.join(ahead) or 'none'}",
             ]
         )
-    header = ["seed", "method", "pixel AP", *FAMILIES, "slice AUROC", "vol. AUROC", "fit s"]
-    per_seed = [[r["contrast"], r["test set"], *row_cells(r)] for r in rows]
     return (
-        "### min / mean / max over seeds\n\n"
-        + md_table(
-            ["contrast", "test set", "method", "seeds", "pixel AP", "slice AUROC", "volume AUROC"],
-            summary,
-        )
+        summary_table(rows)
         + "\n\n### the demo's recipe against the stronger intensity threshold\n\n"
         + md_table(
             ["contrast", "test set", "seed", "pooled AP ratio", "families where it is ahead"],
             stronger,
         )
-        + "\n\n### per seed\n\n"
-        + md_table(["contrast", "test set", *header], per_seed)
+        + "\n\n"
+        + per_seed_table(rows)
         + "\n\nFit seconds: the demo's networks together; the small-anomaly network of "
         "either sign alone: "
         + ", ".join(
@@ -144,22 +174,12 @@ def report(rows: list[dict]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument(
-        "--contrasts", nargs="+", choices=["t1", "t2", "flair"], default=["t1", "flair"]
-    )
-    ap.add_argument("--n-test", type=int, default=36)
-    ap.add_argument("--out", default="benchmarks/results/demo_contrasts_cpu.md")
-    args = ap.parse_args()
-    return record_rows(
-        args.out,
+    return contrasts_main(
+        __doc__,
         "The demo's CPU recipe on other contrasts",
-        [
-            lambda seed=seed, c=c: rows_of(seed, c, args.n_test)
-            for c in args.contrasts
-            for seed in args.seeds
-        ],
+        ["t1", "flair"],
+        "benchmarks/results/demo_contrasts_cpu.md",
+        rows_of,
         report,
     )
 

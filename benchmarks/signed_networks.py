@@ -28,16 +28,16 @@ independent set of ``--n-test`` more (``random_state = seed + 2000``), scored wi
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import md_table, record_rows
-from demo_recipes import COHORT, SETTINGS, spread
+from _common import md_table
+from demo_contrasts import METRICS, contrasts_main, per_seed_table, summary_table
+from demo_recipes import COHORT, SETTINGS
 from demo_test_size import SEED_OFFSET
-from held_out import FAMILIES, baselines, evaluate, row_cells
+from held_out import FAMILIES, baselines, evaluate
 from held_out_references import demo_model
 
 from disyre_sk import DISYREDetector
@@ -46,7 +46,6 @@ from disyre_sk.datasets import make_brain_cohort
 PREVIOUS = "DISYRE, previous recipe (either sign + small)"
 SIGNED = "DISYRE, one network per sign"
 DEMO = "DISYRE, the demo's recipe (per sign + small)"
-METRICS = ("pixel_ap", "slice_auroc", "volume_auroc")
 
 
 def previous_first(seed: int) -> DISYREDetector:
@@ -114,10 +113,6 @@ def rows_of(
 def report(rows: list[dict]) -> str:
     """Summary over the seeds, the demo's recipe against the previous one seed by seed,
     then every row."""
-    summary = []
-    for key in dict.fromkeys((r["contrast"], r["test set"], r["method"]) for r in rows):
-        sel = [r for r in rows if (r["contrast"], r["test set"], r["method"]) == key]
-        summary.append([*key, len(sel), *(spread([r[k] for r in sel]) for k in METRICS)])
     against = []
     for key in dict.fromkeys((r["contrast"], r["test set"], r["seed"]) for r in rows):
         sel = {r["method"]: r for r in rows if (r["contrast"], r["test set"], r["seed"]) == key}
@@ -128,14 +123,8 @@ def report(rows: list[dict]) -> str:
         up = [f for f in FAMILIES if new.get(f) is not None and new[f] > old[f]]
         down = [f for f in FAMILIES if new.get(f) is not None and new[f] < old[f]]
         against.append([*key, *cells, ", ".join(up) or "none", ", ".join(down) or "none"])
-    header = ["seed", "method", "pixel AP", *FAMILIES, "slice AUROC", "vol. AUROC", "fit s"]
-    per_seed = [[r["contrast"], r["test set"], *row_cells(r)] for r in rows]
     return (
-        "### min / mean / max over seeds\n\n"
-        + md_table(
-            ["contrast", "test set", "method", "seeds", "pixel AP", "slice AUROC", "volume AUROC"],
-            summary,
-        )
+        summary_table(rows)
         + "\n\n### the demo's recipe against the previous one (previous → demo's)\n\n"
         + md_table(
             [
@@ -150,30 +139,20 @@ def report(rows: list[dict]) -> str:
             ],
             against,
         )
-        + "\n\n### per seed\n\n"
-        + md_table(["contrast", "test set", *header], per_seed)
+        + "\n\n"
+        + per_seed_table(rows)
         + "\n\nFit seconds: the demo's three networks together (its row); the previous "
         "recipe's first network alone (its row; its small-anomaly network is the demo's)."
     )
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument(
-        "--contrasts", nargs="+", choices=["t1", "t2", "flair"], default=["t2", "flair", "t1"]
-    )
-    ap.add_argument("--n-test", type=int, default=36)
-    ap.add_argument("--out", default="benchmarks/results/signed_networks_cpu.md")
-    args = ap.parse_args()
-    return record_rows(
-        args.out,
+    return contrasts_main(
+        __doc__,
         "One DAG network per sign against one network for both",
-        [
-            lambda seed=seed, c=c: rows_of(seed, c, args.n_test)
-            for c in args.contrasts
-            for seed in args.seeds
-        ],
+        ["t2", "flair", "t1"],
+        "benchmarks/results/signed_networks_cpu.md",
+        rows_of,
         report,
     )
 

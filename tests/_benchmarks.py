@@ -68,3 +68,21 @@ def tiny_demo_folder(folder: Path, **detector):
     )
     (Path(folder) / "metrics.json").write_text(json.dumps(TINY_DEMO_META))
     return cohort
+
+
+def contrast_row(method: str, ap: float, tumour: float, stroke: float) -> dict:
+    """One row of the contrast benchmarks' reports (seed 0, T1, the 36 new subjects)."""
+    return {
+        "seed": 0,
+        "contrast": "t1",
+        "test set": "new, 36",
+        "method": method,
+        "pixel_ap": ap,
+        "tumour": tumour,
+        "stroke": stroke,
+        "foci": None,
+        "cavity": None,
+        "infarct": None,
+        "slice_auroc": 0.6,
+        "volume_auroc": 0.5,
+    }

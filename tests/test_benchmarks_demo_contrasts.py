@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _benchmarks import TINY_DEMO_META, TINY_DEMO_SETTINGS, load_benchmark
+from _benchmarks import TINY_DEMO_META, TINY_DEMO_SETTINGS, contrast_row, load_benchmark
 
 from disyre_sk import CombinedDetector, DISYREDetector
 
@@ -53,28 +53,11 @@ def test_rows_train_on_the_contrast_asked_and_score_every_method(dc, monkeypatch
     assert "seed 2 t1 " in text
 
 
-def _row(method, ap, tumour, stroke):
-    return {
-        "seed": 0,
-        "contrast": "t1",
-        "test set": "new, 36",
-        "method": method,
-        "pixel_ap": ap,
-        "tumour": tumour,
-        "stroke": stroke,
-        "foci": None,
-        "cavity": None,
-        "infarct": None,
-        "slice_auroc": 0.6,
-        "volume_auroc": 0.5,
-    }
-
-
 def test_report_compares_the_demo_with_the_stronger_threshold_per_family(dc):
     rows = [
-        dict(_row(dc.DEMO, 0.06, 0.05, 0.02), fit_s=150.0, fit_either_s=40.0),
-        _row("intensity (bright)", 0.01, 0.03, 0.004),
-        _row("intensity |x - median|", 0.02, 0.02, 0.03),
+        dict(contrast_row(dc.DEMO, 0.06, 0.05, 0.02), fit_s=150.0, fit_either_s=40.0),
+        contrast_row("intensity (bright)", 0.01, 0.03, 0.004),
+        contrast_row("intensity |x - median|", 0.02, 0.02, 0.03),
     ]
     text = dc.report(rows)
     # 0.06 against the stronger pooled threshold (0.02); ahead on tumours only.

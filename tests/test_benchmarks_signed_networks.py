@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _benchmarks import TINY_DEMO_META, TINY_DEMO_SETTINGS, load_benchmark
+from _benchmarks import TINY_DEMO_META, TINY_DEMO_SETTINGS, contrast_row, load_benchmark
 
 from disyre_sk import CombinedDetector, DISYREDetector
 from disyre_sk.corruption import DAGCorruption
@@ -86,23 +86,7 @@ def test_a_model_of_other_members_is_refused(sn):
 
 
 def test_report_states_what_the_split_won_and_lost(sn):
-    def row(method, ap, tumour, stroke):
-        return {
-            "seed": 0,
-            "contrast": "t1",
-            "test set": "new, 36",
-            "method": method,
-            "pixel_ap": ap,
-            "tumour": tumour,
-            "stroke": stroke,
-            "foci": None,
-            "cavity": None,
-            "infarct": None,
-            "slice_auroc": 0.6,
-            "volume_auroc": 0.5,
-        }
-
-    rows = [row(sn.PREVIOUS, 0.05, 0.05, 0.02), row(sn.DEMO, 0.08, 0.03, 0.04)]
+    rows = [contrast_row(sn.PREVIOUS, 0.05, 0.05, 0.02), contrast_row(sn.DEMO, 0.08, 0.03, 0.04)]
     text = sn.report(rows)
     cells = "0.050 → 0.080 | 0.600 → 0.600 | 0.500 → 0.500 | stroke | tumour"
     assert f"| t1 | new, 36 | 0 | {cells} |" in text
