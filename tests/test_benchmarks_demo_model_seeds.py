@@ -15,14 +15,18 @@ def dms():
 
 def test_the_model_is_the_demos_with_only_its_seed_changed(dms):
     model = dms.detector(7)
-    # Both of the demo's networks, its small-anomaly network at the demo's weight.
+    # The demo's three networks at the demo's weights.
     assert isinstance(model, CombinedDetector)
-    (_, first), (_, foci) = model.detectors
-    assert model.weights == [1.0, QUICK["specialist"]["weight"]]
-    params = first.get_params()
+    (_, bright), (_, dark), (_, foci) = model.detectors
+    weights = [1.0, QUICK["dark"]["weight"], QUICK["specialist"]["weight"]]
+    assert model.weights == weights
+    params = bright.get_params()
     assert params["random_state"] == 7 and params["device"] == "cpu"
     for name, value in QUICK["detector"].items():
-        assert params[name] == value, name
+        if name != "corruption":  # split by sign: brightening only
+            assert params[name] == value, name
+    assert bright.corruption.p_bright == 1.0 and dark.corruption.p_bright == 0.0
+    assert dark.random_state == 7 and dark.n_steps == QUICK["dark"]["n_steps"]
     assert foci.random_state == 7
     assert foci.patch_size == QUICK["specialist"]["patch_size"]
     assert foci.n_steps == QUICK["specialist"]["n_steps"]
