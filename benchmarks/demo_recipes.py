@@ -59,9 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
 from demo_test_size import SEED_OFFSET
 from held_out import FAMILIES, DAGFPIMixture, baselines, evaluate, row_cells
-from sklearn.base import clone
 
-from disyre_sk import CombinedDetector, DISYREDetector, small_anomaly_specialist
+from disyre_sk import CombinedDetector, DISYREDetector, make_recipe
 from disyre_sk.corruption import DAGCorruption, GaussianCorruption, Mixture
 from disyre_sk.datasets import make_brain_cohort
 from disyre_sk.nn import UNet
@@ -92,41 +91,23 @@ SETTINGS = dict(
     map_symmetry=0.5,
     inference_batch_size=64,
 )
-# The demo's small-anomaly network (disyre_sk/_demo.py): its patch size, its steps when
+# The demo's small-anomaly network (the CPU recipe, make_recipe): its patch size, its steps when
 # the first network takes the demo's 1,000, and the weight of its map.
 SPECIALIST = dict(patch_size=16, n_steps=500, weight=0.5)
-# The demo's dark network (disyre_sk/_demo.py): a copy of the first network that learns
+# The demo's dark network (the CPU recipe, make_recipe): a copy of the first network that learns
 # darkening DAG anomalies only, the first one then brightening ones only; its steps when
 # the first network takes the demo's 1,000, and the weight of its map.
 DARK = dict(n_steps=500, weight=1.0)
-DEMO_STEPS = 1000  # the first network's steps in the demo, to which DARK and SPECIALIST's scale
 
 
 def demo_model_of(params: dict, specialist: bool = True) -> CombinedDetector:
     """The demo's model, unfitted, from ``DISYREDetector`` parameters (``n_steps``
-    included): a DAG network that brightens only (``bright``), a copy that darkens only
-    (``dark``) and, with ``specialist``, the small-anomaly network (``foci``), the added
-    networks' steps scaled with ``n_steps`` as the demo scales them (a test keeps this
-    equal to what ``disyre demo`` builds)."""
-    bright = DISYREDetector(**{**params, "corruption": DAGCorruption(p_bright=1.0)})
-
-    def steps(part: dict) -> int:
-        return max(1, round(part["n_steps"] * bright.n_steps / DEMO_STEPS))
-
-    n_dark = steps(DARK)
-    dark = clone(bright).set_params(
-        corruption=DAGCorruption(p_bright=0.0),
-        n_steps=n_dark,
-        warmup_steps=min(bright.warmup_steps, n_dark // 10),
-    )
-    members, weights = [("bright", bright), ("dark", dark)], [1.0, DARK["weight"]]
-    if specialist:
-        foci = small_anomaly_specialist(
-            bright, patch_size=SPECIALIST["patch_size"], n_steps=steps(SPECIALIST)
-        )
-        members.append(("foci", foci))
-        weights.append(SPECIALIST["weight"])
-    return CombinedDetector(members, weights=weights)
+    included): ``make_recipe("cpu")`` with ``params`` in place of the recipe's, a DAG
+    network that brightens only (``bright``), a copy that darkens only (``dark``) and,
+    with ``specialist``, the small-anomaly network (``foci``), the added networks' steps
+    scaled with ``n_steps`` as the demo scales them (a test keeps this equal to what
+    ``disyre demo`` builds)."""
+    return make_recipe("cpu", small_anomaly_network=specialist, **params)
 
 
 # name -> (batch size, steps, overrides of SETTINGS): the same pixels each (19,200 patches

@@ -11,17 +11,16 @@ metrics are printed beside two intensity-threshold baselines.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from sklearn.base import clone
 
-from ._combined import CombinedDetector, members_of, small_anomaly_specialist
-from ._detector import DISYREDetector
-from .corruption import DAGCorruption
+from ._combined import CombinedDetector, members_of
+from ._recipes import CPU_RECIPE, build_model
 from .datasets import make_brain_cohort
 from .io import save_map
 from .metrics import (
@@ -39,61 +38,9 @@ from .metrics import (
 TRAIN_BASES = ("mni", "itk")
 TEST_BASES = ("colin",)
 
-# Small enough for about five minutes on two CPU cores; '--full' is the GPU setting.
-# Many small patches (one synthetic anomaly each) learn faster per second of CPU than
-# few large ones, and the same patches in many small batches better than in few large
-# ones (benchmarks/demo_recipes.py: 1,200 steps of 16 against 300 of 64; with the map
-# settings below, 1,200 steps were no better than 1,000, so the demo stops at 1,000);
-# whole slices are mapped, each residual is divided by the healthy residual of its
-# intensity, lightly smoothed, the brain's 2-pixel rim is
-# set to 0 (benchmarks/held_out.py), the slices' maps are averaged across neighbouring
-# slices (benchmarks/demo_recipes.py, 'across0' against the demo), each voxel is
-# compared with the healthy training maps at the same place (the subjects share one grid),
-# and the finished map is median-filtered over 3 voxels (benchmarks/map_median.py: pixel
-# AP and slice AUROC rose for every seed on two test sets; 5 voxels cost foci). One
-# restoration at severity 1: with scale/shift conditioning the network restores more at
-# higher severities (benchmarks/restoration_probe.py); against the demo before it
-# (additive conditioning, severities 0.25 and 0.5: benchmarks/demo_recipes.py,
-# 'add_s25_50_b16x1000') see benchmarks/results/demo_recipes_conditioning_cpu.md.
-QUICK = dict(
-    cohort=dict(n_healthy=16, n_test=12, voxel_size=3.0),
-    detector=dict(
-        patch_size=32,
-        widths=(16, 32, 64),
-        attention_levels=(),
-        corruption="dag",
-        n_steps=1000,
-        batch_size=16,
-        learning_rate=1e-3,
-        warmup_steps=100,
-        window_size="slice",
-        severities=(1.0,),
-        map_smoothing=1.0,
-        map_smoothing_across=2.0,
-        map_normalization="intensity",
-        map_standardization="location",
-        map_erosion=2,
-        map_median=3,
-        # Maps halved at most where the scan mirrors itself left to right: a new brain's
-        # anatomy differs from the training brains' on both sides alike, most lesions on
-        # one side (benchmarks/results/map_symmetry_cpu.md).
-        map_symmetry=0.5,
-        inference_batch_size=64,
-    ),
-    # One network per sign: the first one learns to undo brightening anomalies only, a
-    # copy of it darkening ones only (half its steps), their maps added at equal weight.
-    # A network that must undo both signs learns each less well per step; split, each
-    # restores its own sign and the pair raised pooled pixel AP on every seed of two test
-    # sets (benchmarks/signed_networks.py).
-    dark=dict(n_steps=500, weight=1.0),
-    # A third network for lesions of a voxel or two, which DAG's shapes leave unseen:
-    # the same recipe on small, sharp, bright anomalies only (small_anomaly_specialist),
-    # with 16-px patches and 500 steps, a quarter of the first network's training time,
-    # its map added at half the weight (benchmarks/specialist_maps.py; recipe and weight
-    # chosen on 36 independent test subjects per seed:
-    # benchmarks/results/specialist_recipes_cpu.md).
-    specialist=dict(patch_size=16, n_steps=500, weight=0.5),
-)
+# The CPU recipe (its settings and what chose them: disyre_sk/_recipes.py) on a cohort
+# small enough for about five minutes on two CPU cores; '--full' is the GPU setting.
+QUICK = dict(cohort=dict(n_healthy=16, n_test=12, voxel_size=3.0), **copy.deepcopy(CPU_RECIPE))
 FULL = dict(
     cohort=dict(n_healthy=48, n_test=24, voxel_size=2.0),
     detector=dict(
@@ -215,75 +162,6 @@ def _figure(path: Path, cohort, maps, baseline) -> None:
     fig.suptitle("DISYRE on a brain it never trained on (axial slice with the largest lesion)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-
-
-def specialist_steps(specialist: dict, n_steps: int) -> int:
-    """The steps of an added network (``dark`` or ``specialist`` of :data:`QUICK`) when
-    the first network takes ``n_steps``: the demo's ratio (500 to the first network's
-    1,000)."""
-    return max(1, round(specialist["n_steps"] * n_steps / QUICK["detector"]["n_steps"]))
-
-
-def dark_network(detector: DISYREDetector, n_steps: int) -> DISYREDetector:
-    """An unfitted copy of ``detector`` that learns to undo darkening DAG anomalies only,
-    in ``n_steps`` steps (its warm-up kept under a tenth of them)."""
-    warmup = min(detector.warmup_steps, max(0, n_steps // 10))
-    return clone(detector).set_params(
-        corruption=DAGCorruption(p_bright=0.0), n_steps=n_steps, warmup_steps=warmup
-    )
-
-
-def build_model(
-    params: dict,
-    dark: dict | None = None,
-    specialist: dict | None = None,
-    *,
-    scale_steps: bool = True,
-):
-    """The demo's model, unfitted, and its training steps in words.
-
-    The DISYRE detector of ``params`` alone; with ``dark`` (``QUICK["dark"]``) it learns
-    brightening DAG anomalies only (unless its corruption is already a
-    :class:`~disyre_sk.corruption.DAGCorruption` of its own sign) and a copy of it
-    darkening ones only; with ``specialist`` (``QUICK["specialist"]``, optionally with
-    ``p_bright``) a small-anomaly network is added. Added networks' ``n_steps`` scale with
-    the first one's (:func:`specialist_steps`), or are taken as they are with
-    ``scale_steps=False``; several networks make a :class:`~disyre_sk.CombinedDetector`
-    whose map is their weighted sum.
-    """
-    steps_of = (
-        (lambda part: specialist_steps(part, det.n_steps))
-        if scale_steps
-        else (lambda part: int(part["n_steps"]))
-    )
-    det = DISYREDetector(**params)
-    members, weights = [("shapes", det)], [1.0]
-    words = [f"{det.n_steps} steps"]
-    if dark:
-        if not (det.corruption == "dag" or isinstance(det.corruption, DAGCorruption)):
-            raise ValueError(
-                f"the dark network is a DAG network that darkens only; corruption="
-                f"{det.corruption!r} has no sign: use corruption='dag' or no dark network."
-            )
-        if det.corruption == "dag":
-            det.set_params(corruption=DAGCorruption(p_bright=1.0))
-        steps = steps_of(dark)
-        members = [("bright", det), ("dark", dark_network(det, steps))]
-        weights.append(float(dark["weight"]))
-        words.append(f"{steps} for the dark network")
-    if specialist:
-        steps = steps_of(specialist)
-        # The sign only when given: small_anomaly_specialist keeps its own default.
-        sign = {"p_bright": specialist["p_bright"]} if "p_bright" in specialist else {}
-        foci = small_anomaly_specialist(
-            det, patch_size=specialist["patch_size"], n_steps=steps, **sign
-        )
-        members.append(("foci", foci))
-        weights.append(float(specialist["weight"]))
-        words.append(f"{steps} for the small-anomaly network")
-    if len(members) == 1:
-        return det, words[0]
-    return CombinedDetector(members, weights=weights), " + ".join(words)
 
 
 def _member_settings(det, name: str) -> dict | None:

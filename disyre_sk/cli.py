@@ -116,13 +116,13 @@ def _fit_model(args, verbose: bool):
     network in a :class:`~disyre_sk.CombinedDetector`.
     """
     from . import DISYREDetector
-    from ._demo import QUICK, build_model, specialist_steps
+    from ._recipes import CPU_RECIPE, build_model, specialist_steps
 
     params: dict = {}
     dark = specialist = None
     if args.recipe == "cpu":
-        params.update(QUICK["detector"])
-        dark, specialist = dict(QUICK["dark"]), dict(QUICK["specialist"])
+        params.update(CPU_RECIPE["detector"])
+        dark, specialist = dict(CPU_RECIPE["dark"]), dict(CPU_RECIPE["specialist"])
     for flag, name in _FIT_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
@@ -160,9 +160,9 @@ def _fit_model(args, verbose: bool):
         checkpoint_dir=args.checkpoint_dir,
     )
     if args.dark_network is not None:
-        dark = dict(QUICK["dark"]) if args.dark_network else None
+        dark = dict(CPU_RECIPE["dark"]) if args.dark_network else None
     if args.small_anomaly_network is not None:
-        specialist = dict(QUICK["specialist"]) if args.small_anomaly_network else None
+        specialist = dict(CPU_RECIPE["specialist"]) if args.small_anomaly_network else None
     off = {"dark": (dark, "--dark-network"), "small": (specialist, "--small-anomaly-network")}
     for flag in ("dark_steps", "dark_weight", *_SMALL_FLAGS):
         part, switch = off[flag.split("_")[0]]
