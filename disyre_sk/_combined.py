@@ -12,6 +12,7 @@ anomaly specialist from a detector.
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import contextmanager
 from numbers import Real
 from pathlib import Path
@@ -126,7 +127,8 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
 
     Each member maps a scan as it would alone, standardised against the healthy training
     maps at every voxel (``map_standardization='location'``), so the maps are z-scores on
-    one scale; the combined map is their weighted sum, and a scan's score reduces it
+    one scale; the combined map is their weighted sum (or, with ``combination="max"``,
+    the largest weighted map at each voxel), and a scan's score reduces it
     as the first member reduces its own (``score_reduction``, ``top_k``). ``fit`` fits a
     clone of each member on ``X``, then maps ``X`` with the combination to set
     ``offset_`` (the threshold of :meth:`predict`).
@@ -145,6 +147,14 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
     weights : sequence of float, default=None
         Weight of each member's map (non-negative, not all zero); ``None`` weighs them
         equally.
+    combination : {'sum', 'max'}, default='sum'
+        How the weighted maps make one: ``'sum'`` adds them; ``'max'`` keeps the largest
+        at each voxel, so a voxel scores by the member that sees it most, and members
+        that see nothing there add none of their noise. With members that each find one
+        kind of anomaly (one sign, or foci), ``'max'`` found more foci and raised slice
+        AUROC on the demo's protocol at a small cost in pooled pixel AP (the user guide's
+        method page). ``weights`` and ``combination`` are read when mapping: ``set_params``
+        changes them without refitting (``offset_`` then needs :meth:`calibrate`).
     contamination : 'auto' or float in (0, 0.5], default='auto'
         Share of the healthy training scans :meth:`predict` would call anomalous:
         ``'auto'`` sets the threshold at a 1 % false-positive rate on them.
@@ -156,7 +166,7 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
     named_detectors_ : :class:`~sklearn.utils.Bunch`
         The fitted members by name.
     weights_ : ndarray of float
-        The weights used.
+        The weights at fit (maps read ``weights`` as it is when they are made).
     offset_ : float
         Threshold on :meth:`score_samples` below which :meth:`predict` says -1.
     image_shape_ : tuple of int
@@ -194,12 +204,14 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "detectors": [list],
         "weights": [None, "array-like"],
+        "combination": [StrOptions({"sum", "max"})],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
     }
 
-    def __init__(self, detectors, *, weights=None, contamination="auto"):
+    def __init__(self, detectors, *, weights=None, combination="sum", contamination="auto"):
         self.detectors = detectors
         self.weights = weights
+        self.combination = combination
         self.contamination = contamination
 
     # ------------------------------------------------------------------ checks
@@ -240,17 +252,31 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
                 "two members share a checkpoint_dir: each would resume the other's "
                 "training. Give each member its own folder."
             )
+        return members, self._checked_weights(len(members))
+
+    def _checked_weights(self, n: int) -> np.ndarray:
         if self.weights is None:
-            weights = np.ones(len(members))
+            weights = np.ones(n)
         else:
             weights = np.asarray(self.weights, dtype=float).ravel()
-            if weights.shape != (len(members),):
-                raise ValueError(f"weights has {weights.size} values for {len(members)} detectors.")
+            if weights.shape != (n,):
+                raise ValueError(f"weights has {weights.size} values for {n} detectors.")
             if not np.isfinite(weights).all() or (weights < 0).any() or not weights.any():
                 raise ValueError(
                     f"weights must be finite, non-negative and not all zero; got {self.weights!r}."
                 )
-        return members, weights
+        return weights
+
+    def _map_settings(self) -> tuple[str, np.ndarray]:
+        """``combination`` and ``weights`` as the maps read them now (set_params may
+        have changed them since fit), checked."""
+        if self.combination not in ("sum", "max"):
+            raise ValueError(f"combination must be 'sum' or 'max', got {self.combination!r}.")
+        return self.combination, self._checked_weights(len(self.detectors_))
+
+    def _mark_offset(self) -> None:
+        combination, weights = self._map_settings()
+        self._offset_settings = (combination, [float(w) for w in weights])
 
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=False)
@@ -294,6 +320,7 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         fitted = [(name, det.fit(X, X_val=X_val)) for name, det in clones]
         self._set_members(fitted, weights)
         self.offset_ = self._offset(self.score_samples(_reference_part(X, fitted)))
+        self._mark_offset()
         return self
 
     def calibrate(self, X) -> CombinedDetector:
@@ -332,6 +359,7 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
                 with _naming(name):
                     det.calibrate(X)
             self.offset_ = self._offset(self.score_samples(X))
+        self._mark_offset()
         return self
 
     def _check_params_now(self) -> tuple:
@@ -365,12 +393,15 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
     def _map_and_score(self, X) -> tuple[np.ndarray, np.ndarray]:
         """The combined map and each sample's score, from one pass of each member."""
         check_is_fitted(self)
+        # Read now, as a member reads its map settings: set_params needs no refit.
+        combination, weights = self._map_settings()
+        join = np.add if combination == "sum" else np.maximum
         maps = None
-        for (_, det), w in zip(self.detectors_, self.weights_):
+        for (_, det), w in zip(self.detectors_, weights):
             if w == 0:
                 continue
-            m = det.decision_map(X).astype(np.float32)
-            maps = w * m if maps is None else maps + w * m
+            m = w * det.decision_map(X).astype(np.float32)
+            maps = m if maps is None else join(maps, m)
         first = self.detectors_[0][1]
         images = checked_samples(first, X)
         foreground = _data.foreground_of(images, first.background)
@@ -380,11 +411,11 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         return maps.astype(np.float32, copy=False), -reduced
 
     def decision_map(self, X) -> np.ndarray:
-        """The weighted sum of the members' maps: higher = more anomalous.
+        """The members' weighted maps, summed (or their maximum): higher = more anomalous.
 
         Its sign is the opposite of :meth:`decision_function`'s and
         :meth:`score_samples`'s, which follow scikit-learn (higher = more normal). Each
-        member's map is 0 outside the foreground, and so is their sum.
+        member's map is 0 outside the foreground, and so is their combination.
 
         Parameters
         ----------
@@ -394,8 +425,8 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         maps : ndarray of float32, same shape as X
-            Sum of z-scores; negative where every member sees less change than in the
-            healthy training scans.
+            Sum (or maximum) of weighted z-scores; negative where every member sees
+            less change than in the healthy training scans.
 
         Examples
         --------
@@ -406,6 +437,12 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         ...                      map_standardization="location", random_state=0)
         >>> both = CombinedDetector([("a", det), ("b", det)], weights=[1, 0]).fit(X)
         >>> bool(np.allclose(both.decision_map(X), both.named_detectors_.a.decision_map(X)))
+        True
+        >>> from sklearn.base import clone
+        >>> other = clone(det).set_params(random_state=1)
+        >>> pair = CombinedDetector([("a", det), ("b", other)], combination="max").fit(X)
+        >>> a, b = (d.decision_map(X) for _, d in pair.detectors_)
+        >>> bool(np.allclose(pair.decision_map(X), np.maximum(a, b)))
         True
         """
         return self._map_and_score(X)[0]
@@ -459,7 +496,20 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         >>> bool(np.allclose(both.decision_function(X), both.score_samples(X) - both.offset_))
         True
         """
-        return self.score_samples(X) - self.offset_
+        scores = self.score_samples(X)
+        combination, weights = self._map_settings()
+        now = (combination, [float(w) for w in weights])
+        then = getattr(self, "_offset_settings", now)
+        if then != now:
+            warnings.warn(
+                f"offset_ was set with combination={then[0]!r}, weights={then[1]}; the "
+                f"maps are now combined with combination={now[0]!r}, weights={now[1]} and "
+                "have changed scale, so predict and decision_function use a stale "
+                "threshold. Call calibrate on healthy scans, or refit.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return scores - self.offset_
 
     def predict(self, X) -> np.ndarray:
         """Label each scan: +1 inlier (normal), -1 outlier (anomalous).
@@ -522,7 +572,8 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         members = {name: det._payload() for name, det in self.detectors_}
         params = {
             "names": [name for name, _ in self.detectors_],
-            "weights": [float(w) for w in self.weights_],
+            "weights": [float(w) for w in self._map_settings()[1]],
+            "combination": self.combination,
             "contamination": self.contamination,
         }
         return save_combined(path, params, {"offset_": float(self.offset_)}, members)
@@ -564,6 +615,8 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
 
         params, state, members = read_combined(path, payload)
         names, weights = params.get("names"), params.get("weights")
+        # Files written before the option existed summed the maps.
+        combination = params.get("combination", "sum")
         offset = state.get("offset_")
         ok = (
             isinstance(names, list)
@@ -573,6 +626,7 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
             and all(isinstance(w, (int, float)) and math.isfinite(w) for w in weights)
             and isinstance(offset, (int, float))
             and math.isfinite(offset)
+            and combination in ("sum", "max")
         )
         if not ok:
             raise _fail(path, "holds invalid combination settings", _DAMAGED)
@@ -583,13 +637,19 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         shapes = {tuple(det.image_shape_) for _, det in fitted}
         if len(shapes) > 1:
             raise _fail(path, f"holds members fitted on different shapes {shapes}", _DAMAGED)
-        combo = cls(fitted, weights=weights, contamination=params.get("contamination", "auto"))
+        combo = cls(
+            fitted,
+            weights=weights,
+            combination=combination,
+            contamination=params.get("contamination", "auto"),
+        )
         try:
             combo._checked_members()
         except (TypeError, ValueError) as exc:
             raise _fail(path, f"holds invalid combination settings: {exc}", _DAMAGED) from exc
         combo._set_members(fitted, weights)
         combo.offset_ = float(offset)
+        combo._offset_settings = (combination, [float(w) for w in weights])
         return combo
 
     def __sklearn_tags__(self):

@@ -200,6 +200,7 @@ def make_recipe(
     *,
     dark_network: bool = True,
     small_anomaly_network: bool = True,
+    combination: str = "sum",
     **params,
 ) -> DISYREDetector | CombinedDetector:
     """A tested recipe's model, unfitted: what ``disyre fit --recipe`` trains.
@@ -225,6 +226,9 @@ def make_recipe(
         corruption=DAGCorruption(p_bright=0)``).
     small_anomaly_network : bool, default=True
         Train the small-anomaly network too.
+    combination : {'sum', 'max'}, default='sum'
+        How the networks' maps make one (:class:`~disyre_sk.CombinedDetector`): the
+        recipe's weighted sum, or the largest weighted map at each voxel.
     **params
         :class:`~disyre_sk.DISYREDetector` parameters that replace the recipe's for the
         first network and, through it, the others (``n_steps``, ``random_state``,
@@ -271,7 +275,11 @@ def make_recipe(
             "needs map_standardization='location'; keep it, or pass dark_network=False "
             "and small_anomaly_network=False for one network."
         )
+    if combination not in ("sum", "max"):
+        raise ValueError(f"combination must be 'sum' or 'max', got {combination!r}.")
     model, _ = build_model(settings, dark, specialist)
+    if isinstance(model, CombinedDetector):
+        model.set_params(combination=combination)
     if isinstance(model, CombinedDetector) and settings.get("checkpoint_dir") is not None:
         # One folder each: a member resumes its own training, never another's.
         for member_name, member in model.detectors:

@@ -179,6 +179,11 @@ def _fit_model(args, verbose: bool):
         )
     main_steps = params.get("n_steps", DISYREDetector().n_steps)
     if dark is None and specialist is None:
+        if args.combination is not None:
+            raise ValueError(
+                "--combination joins several networks' maps; this model has one: add "
+                "--dark-network or --small-anomaly-network (or --recipe cpu)."
+            )
         det = DISYREDetector(**params)
         return det, f"{det.n_steps} steps"
     if params.get("map_standardization") != "location":
@@ -197,6 +202,8 @@ def _fit_model(args, verbose: bool):
         if args.small_p_bright is not None:
             specialist["p_bright"] = args.small_p_bright
     model, steps = build_model(params, dark, specialist, scale_steps=False)
+    if args.combination is not None:
+        model.set_params(combination=args.combination)
     if args.checkpoint_dir is not None:
         # One folder each: a member resumes its own training, never another's.
         for name, member in model.detectors:
@@ -591,6 +598,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="probability that one of its anomalies brightens (default: 1, bright only; "
         "0.5 for either sign, 0 for dark only)",
+    )
+    fit.add_argument(
+        "--combination",
+        choices=("sum", "max"),
+        help="how several networks' maps make one: their weighted sum (default) or the "
+        "largest weighted map at each voxel",
     )
     fit.add_argument("--device", default="auto")
     fit.add_argument("--seed", type=int, default=0)
