@@ -21,7 +21,9 @@ Then, on the same data:
   (``small_anomaly_specialist``, the demo's patch size, weight and share of the steps:
   the demo's previous model) and the demo's model (one DAG network per sign, the dark
   one with half the steps, plus the same small-anomaly network:
-  ``demo_recipes.demo_model_of``);
+  ``demo_recipes.demo_model_of``), its maps summed as the demo sums them and, from the
+  same networks, joined by their voxelwise maximum at equal weights
+  (``CombinedDetector(combination="max")``);
 - a plain convolutional reconstruction autoencoder (bottleneck, no skip connections)
   trained *the same way*: ``DISYREDetector`` with this network (``network=``) and an
   identity corruption (``benchmarks/_baselines.py``);
@@ -114,6 +116,9 @@ DISYRE_COMBO = "DISYRE (dag + small-anomaly network)"
 # The demo's model: one DAG network per sign (the dark one with half the steps) plus the
 # same small-anomaly network, maps weighted and summed.
 DISYRE_SIGNED = "DISYRE (per sign + small-anomaly network)"
+# The same three networks, their maps joined by the voxelwise maximum at weights 1, 1, 1
+# (CombinedDetector(combination="max")): no refit, the same maps.
+DISYRE_SIGNED_MAX = "DISYRE (per sign + small-anomaly network, max)"
 DISYRE_FPI = "DISYRE (fpi, ensemble)"
 GAUSSIAN = "Gaussian ablation (ensemble)"
 AUTOENCODER = "reconstruction autoencoder"
@@ -126,6 +131,7 @@ MAP_METHODS = (
     DISYRE_MS,
     DISYRE_COMBO,
     DISYRE_SIGNED,
+    DISYRE_SIGNED_MAX,
     DISYRE_FPI,
     GAUSSIAN,
     AUTOENCODER,
@@ -335,7 +341,7 @@ def run_seed(
         loss = float(np.mean(det.history_["loss"][-25:]))
         say(f"[seed {seed}]   trained in {fit_s:.0f} s, final loss {loss:.4g}")
         for name, mode in zip(names, ("ensemble", "multistep")):
-            needs_dag = want(DISYRE_COMBO) or want(DISYRE_SIGNED)
+            needs_dag = want(DISYRE_COMBO) or want(DISYRE_SIGNED) or want(DISYRE_SIGNED_MAX)
             if not want(name) and not (mode == "ensemble" and needs_dag):
                 continue
             maps, map_s = map_test(det if mode == "ensemble" else multistep(det, cohort))
@@ -345,7 +351,12 @@ def run_seed(
                 record(name, ev.map_metrics(maps), fit_s, map_s, n_parameters(det.network_))
         del det
 
-    for name, arm in ((DISYRE_COMBO, _with_specialist), (DISYRE_SIGNED, _per_sign)):
+    arms = (
+        (DISYRE_COMBO, _with_specialist),
+        (DISYRE_SIGNED, _per_sign),
+        (DISYRE_SIGNED_MAX, _per_sign_max),
+    )
+    for name, arm in arms:
         if not want(name) or dag.get("detector") is None:
             continue
         if dag["detector"].map_standardization != "location":
@@ -464,11 +475,13 @@ def _with_specialist(dag: dict, cohort, ev: Evaluation, params: dict, seed: int)
     )
 
 
-def _per_sign(dag: dict, cohort, ev: Evaluation, params: dict, seed: int) -> tuple:
-    """The demo's model: its two signed DAG networks, built as the demo builds them
+def _signed(dag: dict, cohort, params: dict, seed: int) -> dict:
+    """The demo's two signed DAG networks, built as the demo builds them
     (``demo_recipes.demo_model_of``, the dark one's steps scaled with the setting's),
-    fitted here, plus the same small-anomaly network's maps: metrics, the three fits'
-    seconds, the three mappings' seconds per volume, the three networks' size."""
+    fitted once per seed: each one's test maps and weight, the fits' seconds, the
+    mappings' seconds per volume and their size (kept in ``dag``)."""
+    if "signed" in dag:
+        return dag["signed"]
     model = demo_model_of(dict(params, calibration_size=CALIBRATION_SIZE), specialist=False)
     steps = " + ".join(str(d.n_steps) for _, d in model.detectors)
     say(f"[seed {seed}] training one DAG network per sign ({steps} steps)...")
@@ -476,15 +489,45 @@ def _per_sign(dag: dict, cohort, ev: Evaluation, params: dict, seed: int) -> tup
     model.fit(cohort.X_train)
     fit_s = time.perf_counter() - t
     t = time.perf_counter()
-    signed = model.decision_map(cohort.X_test)
+    parts = [d.decision_map(cohort.X_test).astype(np.float32) for _, d in model.detectors_]
     map_s = (time.perf_counter() - t) / len(cohort.X_test)
-    foci = _foci(dag, cohort, params, seed)
-    n_params = sum(n_parameters(d.network_) for _, d in model.detectors_) + foci["n_params"]
+    dag["signed"] = dict(
+        parts=parts,
+        weights=[float(w) for w in model.weights],
+        fit_s=fit_s,
+        map_s=map_s,
+        n_params=sum(n_parameters(d.network_) for _, d in model.detectors_),
+    )
+    return dag["signed"]
+
+
+def _per_sign(dag: dict, cohort, ev: Evaluation, params: dict, seed: int) -> tuple:
+    """The demo's model: its two signed DAG networks plus the same small-anomaly
+    network, maps weighted and summed as ``CombinedDetector`` sums them: metrics, the
+    three fits' seconds, the three mappings' seconds per volume, the three networks' size."""
+    signed, foci = _signed(dag, cohort, params, seed), _foci(dag, cohort, params, seed)
+    maps = None
+    for w, part in zip(signed["weights"], signed["parts"]):
+        maps = w * part if maps is None else maps + w * part
     return (
-        ev.map_metrics(signed + foci["maps"]),
-        fit_s + foci["fit_s"],
-        map_s + foci["map_s"],
-        n_params,
+        ev.map_metrics(maps + foci["maps"]),
+        signed["fit_s"] + foci["fit_s"],
+        signed["map_s"] + foci["map_s"],
+        signed["n_params"] + foci["n_params"],
+    )
+
+
+def _per_sign_max(dag: dict, cohort, ev: Evaluation, params: dict, seed: int) -> tuple:
+    """The same three networks' maps joined by their voxelwise maximum, every weight 1
+    (``CombinedDetector(combination="max")``); the same fits and mappings as
+    :func:`_per_sign`."""
+    signed, foci = _signed(dag, cohort, params, seed), _foci(dag, cohort, params, seed)
+    maps = np.maximum.reduce([*signed["parts"], foci["maps"] / DEMO_SPECIALIST["weight"]])
+    return (
+        ev.map_metrics(maps),
+        signed["fit_s"] + foci["fit_s"],
+        signed["map_s"] + foci["map_s"],
+        signed["n_params"] + foci["n_params"],
     )
 
 

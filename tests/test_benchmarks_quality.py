@@ -171,7 +171,7 @@ def test_the_demos_model_row_trains_one_network_per_sign_and_reuses_the_small_on
 ):
     setting = dict(quality.SETTINGS["smoke"])
     setting["detector"] = dict(setting["detector"], map_standardization="location")
-    methods = {quality.DISYRE_COMBO, quality.DISYRE_SIGNED}
+    methods = {quality.DISYRE_COMBO, quality.DISYRE_SIGNED, quality.DISYRE_SIGNED_MAX}
     calls = []
     real = quality.small_anomaly_specialist
 
@@ -188,6 +188,10 @@ def test_the_demos_model_row_trains_one_network_per_sign_and_reuses_the_small_on
     combo, signed = timing[quality.DISYRE_COMBO], timing[quality.DISYRE_SIGNED]
     assert signed["n_params"] > combo["n_params"] and signed["fit_s"] > 0
     assert 0 <= out["results"][quality.DISYRE_SIGNED]["pixel_ap"] <= 1
+    # The maximum joins the same fitted networks' maps: same cost, other figures.
+    maxed = timing[quality.DISYRE_SIGNED_MAX]
+    assert maxed["fit_s"] == signed["fit_s"] and maxed["n_params"] == signed["n_params"]
+    assert out["results"][quality.DISYRE_SIGNED_MAX] != out["results"][quality.DISYRE_SIGNED]
 
 
 def test_the_multistep_row_maps_a_calibrated_copy_with_several_steps(quality, cohort):

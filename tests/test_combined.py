@@ -1,11 +1,13 @@
 """CombinedDetector: members fitted as clones, the weighted map sum, files, the specialist."""
 
 import json
+import warnings
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from toy import smooth_brains
 
 from disyre_sk import CombinedDetector, DISYREDetector, load_model, small_anomaly_specialist
@@ -300,3 +302,64 @@ def test_calibrate_relearns_every_member_and_the_combined_threshold(healthy):
         combo.calibrate(site[:1])
     for (_, det), before in zip(combo.detectors_, means):
         np.testing.assert_array_equal(det.location_mean_, before)
+
+
+# ---------------------------------------------------------------- sum or maximum
+def test_max_keeps_the_largest_weighted_map_at_each_voxel(fitted):
+    X = _volumes(2, seed=77)
+    main, foci = (d.decision_map(X) for _, d in fitted.detectors_)
+    maxed = clone(fitted).set_params(combination="max")
+    # Read when mapping: the fitted members serve both combinations without a refit.
+    maxed.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    np.testing.assert_allclose(
+        maxed.decision_map(X), np.maximum(main, 0.25 * foci), rtol=1e-6, atol=1e-6
+    )
+    np.testing.assert_allclose(fitted.decision_map(X), main + 0.25 * foci, rtol=1e-6, atol=1e-6)
+
+
+def test_changing_the_combination_after_fit_warns_of_a_stale_threshold(healthy):
+    main = DISYREDetector(**TINY)
+    both = CombinedDetector([("main", main), ("foci", small_anomaly_specialist(main))])
+    both.fit(healthy)
+    X = _volumes(2, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        both.decision_function(X)
+    both.set_params(combination="max")
+    with pytest.warns(UserWarning, match="stale threshold"):
+        both.predict(X)
+    both.set_params(weights=[1.0, 0.5])
+    with pytest.warns(UserWarning, match=r"weights=\[1.0, 0.5\]"):
+        both.decision_function(X)
+    both.calibrate(healthy)  # a new threshold for the new settings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        both.decision_function(X)
+    both.set_params(combination="mean")
+    with pytest.raises(ValueError, match="combination must be 'sum' or 'max'"):
+        both.decision_map(X)
+
+
+def test_the_combination_is_validated_and_saved(healthy, tmp_path):
+    main = DISYREDetector(**TINY)
+    with pytest.raises(ValueError, match="combination"):
+        CombinedDetector([("main", main)], combination="mean").fit(healthy)
+    both = CombinedDetector(
+        [("main", main), ("foci", small_anomaly_specialist(main))], combination="max"
+    ).fit(healthy)
+    again = load_model(both.save(tmp_path / "max.disyre"), device="cpu")
+    assert again.combination == "max"
+    X = _volumes(2, seed=3)
+    np.testing.assert_allclose(again.decision_map(X), both.decision_map(X), atol=1e-6)
+
+
+def test_a_file_without_a_combination_sums_the_maps(fitted, tmp_path):
+    from disyre_sk._engine.combined_file import save_combined
+
+    members = {name: det._payload() for name, det in fitted.detectors_}
+    params = {"names": list(members), "weights": [1.0, 0.25], "contamination": "auto"}
+    path = save_combined(tmp_path / "old.disyre", params, {"offset_": fitted.offset_}, members)
+    old = load_model(path, device="cpu")
+    X = _volumes(2, seed=8)
+    assert old.combination == "sum"
+    np.testing.assert_allclose(old.decision_map(X), fitted.decision_map(X), atol=1e-6)

@@ -134,3 +134,16 @@ def test_a_small_recipe_model_fits_and_maps():
     maps = model.decision_map(X[:2])
     assert maps.shape == X[:2].shape and np.isfinite(maps).all()
     assert [len(d.history_["loss"]) for _, d in model.detectors_] == [4, 2, 2]
+
+
+def test_the_combination_reaches_the_model(tmp_path):
+    assert make_recipe().combination == "sum"
+    assert make_recipe(combination="max").combination == "max"
+    with pytest.raises(ValueError, match="combination must be 'sum' or 'max'"):
+        make_recipe(combination="mean")
+    parser = build_parser()
+    base = ["fit", str(tmp_path), "-o", str(tmp_path / "m.disyre")]
+    args = parser.parse_args([*base, "--recipe", "cpu", "--combination", "max"])
+    assert _fit_model(args, verbose=False)[0].combination == "max"
+    with pytest.raises(ValueError, match="--combination joins several networks' maps"):
+        _fit_model(parser.parse_args([*base, "--combination", "max"]), verbose=False)
