@@ -441,7 +441,7 @@ def multistep(det: DISYREDetector, cohort) -> DISYREDetector:
 
 def _foci(dag: dict, cohort, params: dict, seed: int) -> dict:
     """The demo's small-anomaly network, copied from the dag network (its steps scaled
-    with the setting's), fitted once per seed: its weighted test maps, fit seconds,
+    with the setting's), fitted once per seed: its test maps (unweighted), fit seconds,
     mapping seconds per volume and size (kept in ``dag``)."""
     if "foci" in dag:
         return dag["foci"]
@@ -454,7 +454,7 @@ def _foci(dag: dict, cohort, params: dict, seed: int) -> dict:
     foci.fit(cohort.X_train)
     fit_s = time.perf_counter() - t
     t = time.perf_counter()
-    maps = spec["weight"] * foci.decision_map(cohort.X_test)
+    maps = foci.decision_map(cohort.X_test)
     map_s = (time.perf_counter() - t) / len(cohort.X_test)
     dag["foci"] = dict(maps=maps, fit_s=fit_s, map_s=map_s, n_params=n_parameters(foci.network_))
     return dag["foci"]
@@ -465,7 +465,7 @@ def _with_specialist(dag: dict, cohort, ev: Evaluation, params: dict, seed: int)
     ``CombinedDetector`` of the two would map: metrics, both fits' seconds, both
     mappings' seconds per volume, both networks' size."""
     foci = _foci(dag, cohort, params, seed)
-    maps = dag["maps"] + foci["maps"]
+    maps = dag["maps"] + DEMO_SPECIALIST["weight"] * foci["maps"]
     n_params = n_parameters(dag["detector"].network_) + foci["n_params"]
     return (
         ev.map_metrics(maps),
@@ -510,7 +510,7 @@ def _per_sign(dag: dict, cohort, ev: Evaluation, params: dict, seed: int) -> tup
     for w, part in zip(signed["weights"], signed["parts"]):
         maps = w * part if maps is None else maps + w * part
     return (
-        ev.map_metrics(maps + foci["maps"]),
+        ev.map_metrics(maps + DEMO_SPECIALIST["weight"] * foci["maps"]),
         signed["fit_s"] + foci["fit_s"],
         signed["map_s"] + foci["map_s"],
         signed["n_params"] + foci["n_params"],
@@ -522,7 +522,7 @@ def _per_sign_max(dag: dict, cohort, ev: Evaluation, params: dict, seed: int) ->
     (``CombinedDetector(combination="max")``); the same fits and mappings as
     :func:`_per_sign`."""
     signed, foci = _signed(dag, cohort, params, seed), _foci(dag, cohort, params, seed)
-    maps = np.maximum.reduce([*signed["parts"], foci["maps"] / DEMO_SPECIALIST["weight"]])
+    maps = np.maximum.reduce([*signed["parts"], foci["maps"]])
     return (
         ev.map_metrics(maps),
         signed["fit_s"] + foci["fit_s"],

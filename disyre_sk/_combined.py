@@ -576,7 +576,14 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
             "combination": self.combination,
             "contamination": self.contamination,
         }
-        return save_combined(path, params, {"offset_": float(self.offset_)}, members)
+        # The settings offset_ was set with, so a stale threshold still warns once loaded.
+        combination, weights = getattr(self, "_offset_settings", (params["combination"], None))
+        state = {
+            "offset_": float(self.offset_),
+            "offset_combination": combination,
+            "offset_weights": params["weights"] if weights is None else weights,
+        }
+        return save_combined(path, params, state, members)
 
     @classmethod
     def load(cls, path, device="auto") -> CombinedDetector:
@@ -649,7 +656,12 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
             raise _fail(path, f"holds invalid combination settings: {exc}", _DAMAGED) from exc
         combo._set_members(fitted, weights)
         combo.offset_ = float(offset)
-        combo._offset_settings = (combination, [float(w) for w in weights])
+        # Files without them (written before) set offset_ with the settings they hold.
+        then = (
+            state.get("offset_combination", combination),
+            state.get("offset_weights", [float(w) for w in weights]),
+        )
+        combo._offset_settings = (then[0], [float(w) for w in then[1]])
         return combo
 
     def __sklearn_tags__(self):

@@ -351,6 +351,12 @@ def test_the_combination_is_validated_and_saved(healthy, tmp_path):
     assert again.combination == "max"
     X = _volumes(2, seed=3)
     np.testing.assert_allclose(again.decision_map(X), both.decision_map(X), atol=1e-6)
+    # A threshold set with other settings stays stale through a save and a load.
+    both.set_params(combination="sum")
+    stale = load_model(both.save(tmp_path / "stale.disyre"), device="cpu")
+    assert stale.combination == "sum"
+    with pytest.warns(UserWarning, match="stale threshold"):
+        stale.decision_function(X)
 
 
 def test_a_file_without_a_combination_sums_the_maps(fitted, tmp_path):
