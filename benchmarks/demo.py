@@ -63,6 +63,10 @@ def run_one(seed: int, device: str, threads: int | None) -> dict:
     return metrics
 
 
+# metrics.json's "combination" in words.
+JOINED = {"max": "voxelwise maximum", "sum": "weighted sum"}
+
+
 def checks(m: dict) -> dict[str, bool]:
     disyre, *bases = m["results"]
     strongest = max(b["pixel_ap"] for b in bases)
@@ -147,6 +151,11 @@ def main() -> int:
                     ("specialist", "small-anomaly network"),
                 )
                 if first.get(key)
+            )
+            + (
+                f"; maps joined by their {JOINED[first['combination']]}"
+                if first.get("combination")
+                else ""
             )
             + ".",
             "Pixel metrics pooled over the foreground voxels of all lesioned test volumes; "

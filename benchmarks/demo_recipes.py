@@ -93,7 +93,7 @@ SETTINGS = dict(
 )
 # The demo's small-anomaly network (the CPU recipe, make_recipe): its patch size, its steps when
 # the first network takes the demo's 1,000, and the weight of its map.
-SPECIALIST = dict(patch_size=16, n_steps=500, weight=0.5)
+SPECIALIST = dict(patch_size=16, n_steps=500, weight=1.0)
 # The demo's dark network (the CPU recipe, make_recipe): a copy of the first network that learns
 # darkening DAG anomalies only, the first one then brightening ones only; its steps when
 # the first network takes the demo's 1,000, and the weight of its map.

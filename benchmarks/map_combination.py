@@ -5,9 +5,9 @@
 
 The demo's model is three networks (DAG anomalies that brighten, that darken, and small
 sharp ones), each map a z-score against the healthy training maps at every voxel. The
-demo adds them at weights 1, 1 and 0.5. Where one network sees a lesion the others see
-nothing, and their noise is added to it; the maximum keeps, at each voxel, the network
-that sees it most. Each demo model (``disyre demo --seed S``, or a folder it wrote, given
+demo first added them at weights 1, 1 and 0.5: where one network sees a lesion the
+others see nothing, and their noise is added to it; the maximum, which the demo now
+takes at weights 1, 1 and 1, keeps at each voxel the network that sees it most. Each demo model (``disyre demo --seed S``, or a folder it wrote, given
 with ``--demo-dirs``) maps two test sets of the unseen brain with its
 ``CombinedDetector`` set (``set_params``, nothing refitted) to each combination below:
 the demo's own 12 subjects and ``demo_test_size.py``'s independent larger set
@@ -25,7 +25,8 @@ from _demo_models import demo_model_parser, load_demo, run_on_demo_models
 from held_out import evaluate
 from map_median import evaluation_sets, report
 
-# name -> (combination, weights of bright, dark, foci); the first is the demo.
+# name -> (combination, weights of bright, dark, foci); the first is the reference (the
+# demo's sum before it took the maximum), the second the demo's.
 COMBINATIONS = {
     "sum 1/1/0.5": ("sum", [1.0, 1.0, 0.5]),
     "max 1/1/1": ("max", [1.0, 1.0, 1.0]),

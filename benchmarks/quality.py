@@ -18,12 +18,13 @@ Then, on the same data:
   those maps with ``calibrate``), with ``fpi``, and with ``gaussian`` noise
   (the ablation): one detector per corruption and seed; where maps are location
   z-scores, the dag network's map plus the demo's small-anomaly network's
-  (``small_anomaly_specialist``, the demo's patch size, weight and share of the steps:
-  the demo's previous model) and the demo's model (one DAG network per sign, the dark
+  (``small_anomaly_specialist``, the demo's patch size and share of the steps, weight
+  0.5: an earlier demo model) and the demo's model (one DAG network per sign, the dark
   one with half the steps, plus the same small-anomaly network:
-  ``demo_recipes.demo_model_of``), its maps summed as the demo sums them and, from the
-  same networks, joined by their voxelwise maximum at equal weights
-  (``CombinedDetector(combination="max")``);
+  ``demo_recipes.demo_model_of``), its maps joined by their voxelwise maximum at equal
+  weights as the demo joins them (``CombinedDetector(combination="max")``) and, from the
+  same networks, summed with the small-anomaly map at weight 0.5 (the demo's sum
+  before);
 - a plain convolutional reconstruction autoencoder (bottleneck, no skip connections)
   trained *the same way*: ``DISYREDetector`` with this network (``network=``) and an
   identity corruption (``benchmarks/_baselines.py``);
@@ -113,12 +114,15 @@ DISYRE_MS = "DISYRE (dag, multistep)"
 MULTISTEP_SEVERITIES = (1.0, 0.75, 0.5, 0.25)
 # The demo's previous model: the dag network's map plus the small-anomaly network's.
 DISYRE_COMBO = "DISYRE (dag + small-anomaly network)"
-# The demo's model: one DAG network per sign (the dark one with half the steps) plus the
-# same small-anomaly network, maps weighted and summed.
+# One DAG network per sign (the dark one with half the steps) plus the same small-anomaly
+# network, maps weighted and summed (the demo's model before it took the maximum).
 DISYRE_SIGNED = "DISYRE (per sign + small-anomaly network)"
 # The same three networks, their maps joined by the voxelwise maximum at weights 1, 1, 1
-# (CombinedDetector(combination="max")): no refit, the same maps.
+# (CombinedDetector(combination="max")): no refit, the same maps. The demo's model.
 DISYRE_SIGNED_MAX = "DISYRE (per sign + small-anomaly network, max)"
+# The small-anomaly network's weight where its map is summed with others (the summed
+# rows were chosen and recorded with it; make_recipe(combination="sum") uses it too).
+SUM_FOCI_WEIGHT = 0.5
 DISYRE_FPI = "DISYRE (fpi, ensemble)"
 GAUSSIAN = "Gaussian ablation (ensemble)"
 AUTOENCODER = "reconstruction autoencoder"
@@ -465,7 +469,7 @@ def _with_specialist(dag: dict, cohort, ev: Evaluation, params: dict, seed: int)
     ``CombinedDetector`` of the two would map: metrics, both fits' seconds, both
     mappings' seconds per volume, both networks' size."""
     foci = _foci(dag, cohort, params, seed)
-    maps = dag["maps"] + DEMO_SPECIALIST["weight"] * foci["maps"]
+    maps = dag["maps"] + SUM_FOCI_WEIGHT * foci["maps"]
     n_params = n_parameters(dag["detector"].network_) + foci["n_params"]
     return (
         ev.map_metrics(maps),
@@ -510,7 +514,7 @@ def _per_sign(dag: dict, cohort, ev: Evaluation, params: dict, seed: int) -> tup
     for w, part in zip(signed["weights"], signed["parts"]):
         maps = w * part if maps is None else maps + w * part
     return (
-        ev.map_metrics(maps + DEMO_SPECIALIST["weight"] * foci["maps"]),
+        ev.map_metrics(maps + SUM_FOCI_WEIGHT * foci["maps"]),
         signed["fit_s"] + foci["fit_s"],
         signed["map_s"] + foci["map_s"],
         signed["n_params"] + foci["n_params"],

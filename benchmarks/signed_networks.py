@@ -13,17 +13,20 @@ from MNI152 and the ITK brain, test subjects from Colin27):
   small-anomaly network at half the weight, the demo's model before it split by sign;
 - ``one network per sign``: a network that learns brightening anomalies only (1,000
   steps) plus a copy that learns darkening ones only (500 steps), maps added;
-- ``the demo's recipe``: both signed networks and the small-anomaly network at half the
-  weight, built as the demo builds it (``held_out_references.demo_model``);
+- ``the demo's recipe``: both signed networks and the small-anomaly network, built and
+  joined as the demo builds and joins them (``held_out_references.demo_model``: the
+  voxelwise maximum at equal weights; records made before the demo took the maximum
+  summed them, the small-anomaly map at half the weight);
 - the two intensity thresholds.
 
 The small-anomaly network is fitted once, inside the demo's model, and its map reused for
 the previous recipe: it copies the first network's settings except its corruption, which
 it sets itself, so the previous recipe's own would be the same network (same seed, same
-steps). A ``CombinedDetector``'s map is its members' weighted sum, so the arms are sums
-of the members' maps. Each maps the 12 test subjects of the unseen brain and an
-independent set of ``--n-test`` more (``random_state = seed + 2000``), scored with
-``held_out.py``'s metrics. Only public API is used.
+steps). A ``CombinedDetector``'s map joins its members' weighted maps, so the arms are
+joined from the members' maps, each network mapping once. Each maps the 12 test
+subjects of the unseen brain and an independent set of ``--n-test`` more
+(``random_state = seed + 2000``), scored with ``held_out.py``'s metrics. Only public API
+is used.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table
@@ -46,6 +51,8 @@ from disyre_sk.datasets import make_brain_cohort
 PREVIOUS = "DISYRE, previous recipe (either sign + small)"
 SIGNED = "DISYRE, one network per sign"
 DEMO = "DISYRE, the demo's recipe (per sign + small)"
+# The small-anomaly map's weight in the previous recipe, which summed it.
+PREVIOUS_FOCI_WEIGHT = 0.5
 
 
 def previous_first(seed: int) -> DISYREDetector:
@@ -91,13 +98,19 @@ def rows_of(
         f"unseen brain, {len(cohort.X_test)}": cohort,
         f"new, {n_test}": larger,
     }.items():
-        m = {n: det.decision_map(test.X_test) for n, det in demo.detectors_}
-        signed = weights["bright"] * m["bright"] + weights["dark"] * m["dark"]
-        foci = weights["foci"] * m["foci"]
+        raw = {n: det.decision_map(test.X_test) for n, det in demo.detectors_}
+        m = {n: weights[n] * raw[n] for n in names}
+        signed = m["bright"] + m["dark"]
+        joined = (
+            np.maximum.reduce([m[n] for n in names])
+            if demo.combination == "max"
+            else signed + m["foci"]
+        )
+        previous = either.decision_map(test.X_test) + PREVIOUS_FOCI_WEIGHT * raw["foci"]
         maps = {
-            PREVIOUS: (either.decision_map(test.X_test) + foci, fit_first),
+            PREVIOUS: (previous, fit_first),
             SIGNED: (signed, None),
-            DEMO: (signed + foci, fit_demo),
+            DEMO: (joined, fit_demo),
             **{k: (v, None) for k, v in baselines(test).items()},
         }
         for method, (mp, fit_s) in maps.items():

@@ -194,7 +194,8 @@ def model_name(det) -> str:
         return "DISYRE (dag)"
     names = [n for n, _ in det.detectors_]
     first = "bright + dark dag" if "dark" in names else "dag"
-    return f"DISYRE ({first}" + (" + small-anomaly network)" if "foci" in names else ")")
+    rest = " + small-anomaly network" if "foci" in names else ""
+    return f"DISYRE ({first}{rest}" + (", max)" if det.combination == "max" else ")")
 
 
 def run_demo(
@@ -214,7 +215,8 @@ def run_demo(
     out : str or path-like, default='disyre_demo'
         Output folder: ``maps/*.nii.gz`` (scans, maps, lesion masks), ``model.disyre``
         (the trained model, a :class:`~disyre_sk.CombinedDetector` of the two signed
-        DISYRE networks and the small-anomaly network, for ``disyre detect``),
+        DISYRE networks and the small-anomaly network, their maps joined by their
+        voxelwise maximum, for ``disyre detect``),
         ``demo_overlay.png`` and
         ``metrics.json``.
     device : str, default='auto'
@@ -265,7 +267,12 @@ def run_demo(
     if n_steps is not None:
         params["n_steps"] = n_steps
         params["warmup_steps"] = min(params.get("warmup_steps", 500), n_steps // 10)
-    det, steps = build_model(params, settings.get("dark"), settings.get("specialist"))
+    det, steps = build_model(
+        params,
+        settings.get("dark"),
+        settings.get("specialist"),
+        combination=settings.get("combination", "sum"),
+    )
     say(f"Training DISYRE ({steps}, device={device})...")
     t1 = time.perf_counter()
     det.fit(cohort.X_train)
@@ -305,6 +312,7 @@ def run_demo(
         "settings": _settings_of(params, det),
         "dark": _member_settings(det, "dark"),
         "specialist": _member_settings(det, "foci"),
+        "combination": det.combination if isinstance(det, CombinedDetector) else None,
         "cohort": dict(
             settings["cohort"],
             contrast="t2",

@@ -60,20 +60,29 @@ CPU_RECIPE = dict(
         inference_batch_size=64,
     ),
     # One network per sign: the first one learns to undo brightening anomalies only, a
-    # copy of it darkening ones only (half its steps), their maps added at equal weight.
-    # A network that must undo both signs learns each less well per step; split, each
-    # restores its own sign and the pair raised pooled pixel AP on every seed of two test
-    # sets (benchmarks/signed_networks.py).
+    # copy of it darkening ones only (half its steps), at equal weight. A network that
+    # must undo both signs learns each less well per step; split, each restores its own
+    # sign and the pair raised pooled pixel AP on every seed of two test sets
+    # (benchmarks/signed_networks.py).
     dark=dict(n_steps=500, weight=1.0),
     # A third network for lesions of a voxel or two, which DAG's shapes leave unseen:
     # the same recipe on small, sharp, bright anomalies only (small_anomaly_specialist),
-    # with 16-px patches and 500 steps, a quarter of the first network's training time,
-    # its map added at half the weight (benchmarks/specialist_maps.py; recipe and weight
-    # chosen on 36 independent test subjects per seed:
-    # benchmarks/results/specialist_recipes_cpu.md).
-    specialist=dict(patch_size=16, n_steps=500, weight=0.5),
+    # with 16-px patches and 500 steps, a quarter of the first network's training time
+    # (benchmarks/specialist_maps.py; recipe chosen on 36 independent test subjects per
+    # seed: benchmarks/results/specialist_recipes_cpu.md).
+    specialist=dict(patch_size=16, n_steps=500, weight=1.0),
+    # The networks' maps joined by their voxelwise maximum, every weight 1: against the
+    # weighted sum (small-anomaly map at half weight) it found small lesions better on
+    # all six test sets and ranked slices better on five, pooled pixel AP within 0.02
+    # either way, strokes lower on four (benchmarks/results/map_combination_cpu.md); a
+    # sum dilutes one network's confident find with the others' quiet maps there.
+    combination="max",
 )
 RECIPES = {"cpu": CPU_RECIPE}
+# The small-anomaly network's weight when the recipe's maps are summed instead: chosen
+# for the sum on 36 independent subjects per seed, pooled AP fell at weight 1
+# (benchmarks/results/specialist_recipes_cpu.md).
+SUM_SPECIALIST_WEIGHT = 0.5
 
 
 def specialist_steps(specialist: dict, n_steps: int) -> int:
@@ -148,6 +157,7 @@ def build_model(
     specialist: dict | None = None,
     *,
     scale_steps: bool = True,
+    combination: str = "sum",
 ):
     """A recipe's model, unfitted, and its training steps in words.
 
@@ -158,7 +168,7 @@ def build_model(
     ``p_bright``) a small-anomaly network is added. Added networks' ``n_steps`` scale with
     the first one's (:func:`specialist_steps`), or are taken as they are with
     ``scale_steps=False``; several networks make a :class:`~disyre_sk.CombinedDetector`
-    whose map is their weighted sum.
+    that joins their weighted maps by ``combination`` (``CPU_RECIPE["combination"]``).
     """
     steps_of = (
         (lambda part: specialist_steps(part, det.n_steps))
@@ -192,7 +202,10 @@ def build_model(
         words.append(f"{steps} for the small-anomaly network")
     if len(members) == 1:
         return det, words[0]
-    return CombinedDetector(members, weights=weights), " + ".join(words)
+    return (
+        CombinedDetector(members, weights=weights, combination=combination),
+        " + ".join(words),
+    )
 
 
 def make_recipe(
@@ -200,7 +213,7 @@ def make_recipe(
     *,
     dark_network: bool = True,
     small_anomaly_network: bool = True,
-    combination: str = "sum",
+    combination: str | None = None,
     **params,
 ) -> DISYREDetector | CombinedDetector:
     """A tested recipe's model, unfitted: what ``disyre fit --recipe`` trains.
@@ -208,10 +221,10 @@ def make_recipe(
     ``"cpu"`` is the model ``disyre demo`` trains in about five minutes on two CPU cores
     (its figures: ``benchmarks/results/demo_cpu.md``): 32-pixel patches, batches of 16,
     1,000 steps, whole-slice maps with the map settings that won on unseen anatomy, and
-    three networks whose location-standardised maps are summed, one that learns
-    brightening DAG anomalies (``bright``, 1,000 steps), one darkening ones (``dark``,
-    500 steps, weight 1) and a small-anomaly network (``foci``, 16-pixel patches, 500
-    steps, weight 0.5; :func:`~disyre_sk.small_anomaly_specialist`). The map settings
+    three networks whose location-standardised maps are joined by their voxelwise
+    maximum, one that learns brightening DAG anomalies (``bright``, 1,000 steps), one
+    darkening ones (``dark``, 500 steps) and a small-anomaly network (``foci``, 16-pixel
+    patches, 500 steps; :func:`~disyre_sk.small_anomaly_specialist`). The map settings
     compare each voxel with healthy maps at the same place: the scans must share one
     grid (registered to a template).
 
@@ -226,9 +239,11 @@ def make_recipe(
         corruption=DAGCorruption(p_bright=0)``).
     small_anomaly_network : bool, default=True
         Train the small-anomaly network too.
-    combination : {'sum', 'max'}, default='sum'
+    combination : {'max', 'sum'}, optional
         How the networks' maps make one (:class:`~disyre_sk.CombinedDetector`): the
-        recipe's weighted sum, or the largest weighted map at each voxel.
+        largest map at each voxel (the recipe's, ``None``), or their sum (the small-anomaly
+        network's map then at half weight, as the sum was tested; weights can be reset with
+        ``set_params(weights=...)``).
     **params
         :class:`~disyre_sk.DISYREDetector` parameters that replace the recipe's for the
         first network and, through it, the others (``n_steps``, ``random_state``,
@@ -247,7 +262,9 @@ def make_recipe(
     >>> model = make_recipe("cpu", n_steps=2000, random_state=0)
     >>> [(n, d.n_steps) for n, d in model.detectors]
     [('bright', 2000), ('dark', 1000), ('foci', 1000)]
-    >>> model.weights
+    >>> model.combination, model.weights
+    ('max', [1.0, 1.0, 1.0])
+    >>> make_recipe("cpu", combination="sum").weights
     [1.0, 1.0, 0.5]
     >>> make_recipe(dark_network=False, small_anomaly_network=False).patch_size
     32
@@ -275,11 +292,13 @@ def make_recipe(
             "needs map_standardization='location'; keep it, or pass dark_network=False "
             "and small_anomaly_network=False for one network."
         )
+    if combination is None:
+        combination = recipe["combination"]
     if combination not in ("sum", "max"):
         raise ValueError(f"combination must be 'sum' or 'max', got {combination!r}.")
-    model, _ = build_model(settings, dark, specialist)
-    if isinstance(model, CombinedDetector):
-        model.set_params(combination=combination)
+    if combination == "sum" and specialist is not None:
+        specialist["weight"] = SUM_SPECIALIST_WEIGHT
+    model, _ = build_model(settings, dark, specialist, combination=combination)
     if isinstance(model, CombinedDetector) and settings.get("checkpoint_dir") is not None:
         # One folder each: a member resumes its own training, never another's.
         for member_name, member in model.detectors:

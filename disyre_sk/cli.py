@@ -116,7 +116,7 @@ def _fit_model(args, verbose: bool):
     network in a :class:`~disyre_sk.CombinedDetector`.
     """
     from . import DISYREDetector
-    from ._recipes import CPU_RECIPE, build_model, specialist_steps
+    from ._recipes import CPU_RECIPE, SUM_SPECIALIST_WEIGHT, build_model, specialist_steps
 
     params: dict = {}
     dark = specialist = None
@@ -195,15 +195,16 @@ def _fit_model(args, verbose: bool):
     if dark is not None:
         dark["n_steps"] = _given(args.dark_steps, specialist_steps(dark, main_steps))
         dark["weight"] = _given(args.dark_weight, dark["weight"])
+    combination = _given(args.combination, CPU_RECIPE["combination"])
     if specialist is not None:
         specialist["n_steps"] = _given(args.small_steps, specialist_steps(specialist, main_steps))
         specialist["patch_size"] = _given(args.small_patch_size, specialist["patch_size"])
-        specialist["weight"] = _given(args.small_weight, specialist["weight"])
+        # The recipe's weight goes with its maximum; the sum was tested at half weight.
+        weight = SUM_SPECIALIST_WEIGHT if combination == "sum" else specialist["weight"]
+        specialist["weight"] = _given(args.small_weight, weight)
         if args.small_p_bright is not None:
             specialist["p_bright"] = args.small_p_bright
-    model, steps = build_model(params, dark, specialist, scale_steps=False)
-    if args.combination is not None:
-        model.set_params(combination=args.combination)
+    model, steps = build_model(params, dark, specialist, scale_steps=False, combination=combination)
     if args.checkpoint_dir is not None:
         # One folder each: a member resumes its own training, never another's.
         for name, member in model.detectors:
@@ -502,8 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["cpu"],
         help="start from a tested recipe; flags given explicitly override it. 'cpu': the "
         "demo's (32-px patches, 1000 steps of 16, whole-slice maps, location-standardised, "
-        "one network per sign and the small-anomaly network), which trains in minutes on "
-        "a CPU",
+        "one network per sign and the small-anomaly network, their maps' voxelwise "
+        "maximum), which trains in minutes on a CPU",
     )
     fit.add_argument("--patch-size", type=int, help="training patch side (default: 128)")
     fit.add_argument("--widths", type=int, nargs="+", help="UNet widths per level")
@@ -592,7 +593,11 @@ def build_parser() -> argparse.ArgumentParser:
     small.add_argument(
         "--small-steps", type=int, help="its training steps (default: half of --steps)"
     )
-    small.add_argument("--small-weight", type=float, help="weight of its map (default: 0.5)")
+    small.add_argument(
+        "--small-weight",
+        type=float,
+        help="weight of its map (default: 1 with --combination max, 0.5 with sum)",
+    )
     small.add_argument(
         "--small-p-bright",
         type=float,
@@ -602,8 +607,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--combination",
         choices=("sum", "max"),
-        help="how several networks' maps make one: their weighted sum (default) or the "
-        "largest weighted map at each voxel",
+        help="how several networks' maps make one: the largest weighted map at each voxel "
+        "(default: max, as the recipe) or their weighted sum",
     )
     fit.add_argument("--device", default="auto")
     fit.add_argument("--seed", type=int, default=0)

@@ -101,9 +101,11 @@ def test_the_benchmarks_build_the_demos_model_as_the_demo_builds_it():
     for n_steps in (1000, 400, 7):
         params = dict(bench.SETTINGS, batch_size=16, n_steps=n_steps, warmup_steps=n_steps // 10)
         ours = bench.demo_model_of(params)
-        demo, _ = build_model(params, QUICK["dark"], QUICK["specialist"])
+        demo, _ = build_model(
+            params, QUICK["dark"], QUICK["specialist"], combination=QUICK["combination"]
+        )
         assert [n for n, _ in ours.detectors] == [n for n, _ in demo.detectors]
-        assert ours.weights == demo.weights
+        assert ours.weights == demo.weights and ours.combination == demo.combination
         for (_, a), (_, b) in zip(ours.detectors, demo.detectors):
             assert repr(sorted(a.get_params().items())) == repr(sorted(b.get_params().items()))
     alone = bench.demo_model_of(params, specialist=False)

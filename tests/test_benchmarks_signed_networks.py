@@ -20,9 +20,9 @@ def _tiny(seed, p_bright=None):
     return DISYREDetector(**kw)
 
 
-def _tiny_model(seed, reference_fraction):
+def _tiny_model(seed, reference_fraction, combination="max"):
     members = [("bright", _tiny(seed, 1.0)), ("dark", _tiny(seed, 0.0)), ("foci", _tiny(seed))]
-    return CombinedDetector(members, weights=[1.0, 1.0, 0.5])
+    return CombinedDetector(members, weights=[1.0, 1.0, 0.5], combination=combination)
 
 
 def test_rows_score_every_arm_on_both_test_sets(sn, monkeypatch):
@@ -49,8 +49,10 @@ def test_rows_score_every_arm_on_both_test_sets(sn, monkeypatch):
     assert "| flair | unseen brain, 3 | 2 |" in text  # one comparison row per seed
 
 
-def test_the_arms_are_the_members_maps_summed(sn, monkeypatch):
-    # The demo's arm is the combined model's own map; the others are sums of its members'.
+@pytest.mark.parametrize("combination", ["max", "sum"])
+def test_the_arms_are_joined_from_the_members_maps(sn, monkeypatch, combination):
+    # The demo's arm is the combined model's own map, however it joins its members'; the
+    # others are sums of its members' maps and of the previous recipe's network's.
     cohort = dict(TINY_DEMO_META["cohort"], n_healthy=3, n_test=3)
     seen = {}
     real_evaluate = sn.evaluate
@@ -62,17 +64,25 @@ def test_the_arms_are_the_members_maps_summed(sn, monkeypatch):
     fitted = []
 
     def model(seed, rf):
-        m = _tiny_model(seed, rf)
+        m = _tiny_model(seed, rf, combination)
         fitted.append(m)
         return m
 
+    firsts = []
+
+    def first(seed):
+        d = _tiny(seed)
+        firsts.append(d)
+        return d
+
     monkeypatch.setattr(sn, "evaluate", spy)
-    sn.rows_of(0, "t2", 2, cohort_args=cohort, model=model, first=_tiny)
+    sn.rows_of(0, "t2", 2, cohort_args=cohort, model=model, first=first)
     test = sn.make_brain_cohort(**dict(cohort, contrast="t2"), random_state=0)
     np.testing.assert_allclose(seen[2], fitted[0].decision_map(test.X_test), rtol=1e-5, atol=1e-5)
-    bright, dark, _ = (d for _, d in fitted[0].detectors_)
-    signed = bright.decision_map(test.X_test) + dark.decision_map(test.X_test)
-    np.testing.assert_allclose(seen[1], signed, rtol=1e-5, atol=1e-5)
+    bright, dark, foci = (d.decision_map(test.X_test) for _, d in fitted[0].detectors_)
+    np.testing.assert_allclose(seen[1], bright + dark, rtol=1e-5, atol=1e-5)
+    previous = firsts[0].decision_map(test.X_test) + sn.PREVIOUS_FOCI_WEIGHT * foci
+    np.testing.assert_allclose(seen[0], previous, rtol=1e-5, atol=1e-5)
 
 
 def test_a_model_of_other_members_is_refused(sn):

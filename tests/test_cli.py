@@ -403,7 +403,7 @@ def test_fit_cpu_recipe_trains_the_demo_model(scans, tmp_path, capsys):
     assert bright.corruption.p_bright == 1.0 and dark.corruption.p_bright == 0.0
     assert dark.n_steps == 1 and dark.widths == bright.widths and dark.map_median == 3
     assert foci.patch_size == 16 and foci.n_steps == 3 and foci.corruption.p_bright == 1.0
-    assert combo.weights_.tolist() == [1.0, 1.0, 0.5]
+    assert combo.weights_.tolist() == [1.0, 1.0, 1.0] and combo.combination == "max"
     # One checkpoint folder and one report per network.
     for name in ("bright", "dark", "foci"):
         assert any((ckpt / name).iterdir())

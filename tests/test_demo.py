@@ -30,7 +30,9 @@ def test_the_demo_trains_one_network_per_sign_and_the_small_anomaly_network(demo
     assert result["dark"]["patch_size"] == QUICK["detector"]["patch_size"]
     # The first network's corruption as it trained: brightening only.
     assert "p_bright=1.0" in result["settings"]["corruption"]
-    assert result["results"][0]["method"] == "DISYRE (bright + dark dag + small-anomaly network)"
+    assert (
+        result["results"][0]["method"] == "DISYRE (bright + dark dag + small-anomaly network, max)"
+    )
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["specialist"] == result["specialist"] and saved["dark"] == result["dark"]
 
@@ -42,6 +44,7 @@ def test_the_demo_model_is_the_combination_it_reports(demo):
     assert [name for name, _ in model.detectors_] == ["bright", "dark", "foci"]
     weights = [1.0, QUICK["dark"]["weight"], QUICK["specialist"]["weight"]]
     assert model.weights_.tolist() == weights
+    assert model.combination == QUICK["combination"] == result["combination"]
     bright, dark, foci = (model.named_detectors_[n] for n in ("bright", "dark", "foci"))
     assert bright.corruption.p_bright == 1.0 and dark.corruption.p_bright == 0.0
     assert len(dark.history_["loss"]) == result["dark"]["n_steps"]

@@ -22,6 +22,7 @@ def test_the_cpu_recipe_is_the_demos_three_networks():
     assert isinstance(model, CombinedDetector)
     assert [n for n, _ in model.detectors] == ["bright", "dark", "foci"]
     assert model.weights == [1.0, CPU_RECIPE["dark"]["weight"], CPU_RECIPE["specialist"]["weight"]]
+    assert model.combination == CPU_RECIPE["combination"]
     bright, dark, foci = (d for _, d in model.detectors)
     for name, value in CPU_RECIPE["detector"].items():
         if name != "corruption":
@@ -137,13 +138,30 @@ def test_a_small_recipe_model_fits_and_maps():
 
 
 def test_the_combination_reaches_the_model(tmp_path):
-    assert make_recipe().combination == "sum"
-    assert make_recipe(combination="max").combination == "max"
+    # The recipe's maximum at equal weights; the sum at the weights it was tested with.
+    assert make_recipe().combination == CPU_RECIPE["combination"] == "max"
+    assert make_recipe().weights == [1.0, 1.0, 1.0]
+    summed = make_recipe(combination="sum")
+    assert summed.combination == "sum" and summed.weights == [1.0, 1.0, 0.5]
+    assert make_recipe(combination="sum", dark_network=False).weights == [1.0, 0.5]
+    assert make_recipe(combination="max", small_anomaly_network=False).weights == [1.0, 1.0]
     with pytest.raises(ValueError, match="combination must be 'sum' or 'max'"):
         make_recipe(combination="mean")
     parser = build_parser()
     base = ["fit", str(tmp_path), "-o", str(tmp_path / "m.disyre")]
-    args = parser.parse_args([*base, "--recipe", "cpu", "--combination", "max"])
-    assert _fit_model(args, verbose=False)[0].combination == "max"
+    model = _fit_model(parser.parse_args([*base, "--recipe", "cpu"]), verbose=False)[0]
+    assert model.combination == "max" and model.weights == [1.0, 1.0, 1.0]
+    args = parser.parse_args([*base, "--recipe", "cpu", "--combination", "sum"])
+    model = _fit_model(args, verbose=False)[0]
+    assert model.combination == "sum" and model.weights == [1.0, 1.0, 0.5]
+    args = parser.parse_args(
+        [*base, "--small-anomaly-network", "--map-standardization", "location"]
+    )
+    model = _fit_model(args, verbose=False)[0]
+    assert model.combination == "max" and model.weights == [1.0, 1.0]
+    args = parser.parse_args(
+        [*base, "--recipe", "cpu", "--combination", "sum", "--small-weight", "2"]
+    )
+    assert _fit_model(args, verbose=False)[0].weights == [1.0, 1.0, 2.0]
     with pytest.raises(ValueError, match="--combination joins several networks' maps"):
         _fit_model(parser.parse_args([*base, "--combination", "max"]), verbose=False)
