@@ -9,11 +9,12 @@
 training went. Here the cohort is fixed (the demo's, ``random_state = --cohort-seed``)
 and only the detector's ``random_state`` changes: its initial weights, its patches, its
 corruptions. Each model is the demo's whole model (``held_out_references.demo_model``:
-the first network with ``disyre_sk/_demo.py``'s settings and its small-anomaly network,
-both seeded with the model seed); model seed equal to the cohort seed is the demo
+its three networks as ``make_recipe("cpu")`` builds them, all seeded with the model
+seed); model seed equal to the cohort seed is the demo
 itself, so its rows repeat ``demo_cpu.md``'s. With ``--pairs``, each two consecutive
-models' maps are also averaged (the map a ``CombinedDetector`` of their four networks
-gives with every weight halved): does training twice buy a steadier, better model?
+models' maps are also averaged (each model's own map, its networks joined as the demo
+joins them, then the mean of the two): does training twice buy a steadier, better
+model?
 Every model maps the demo's 12 test subjects and the larger independent set of
 ``demo_test_size.py`` (``--n-test`` subjects of the same unseen brain,
 ``random_state = cohort seed + 2000``), scored with ``held_out.py``'s metrics beside the
