@@ -7,12 +7,13 @@ The demo's model is three networks (DAG anomalies that brighten, that darken, an
 sharp ones), each map a z-score against the healthy training maps at every voxel. The
 demo first added them at weights 1, 1 and 0.5: where one network sees a lesion the
 others see nothing, and their noise is added to it; the maximum, which the demo now
-takes at weights 1, 1 and 1, keeps at each voxel the network that sees it most. Each demo model (``disyre demo --seed S``, or a folder it wrote, given
-with ``--demo-dirs``) maps two test sets of the unseen brain with its
-``CombinedDetector`` set (``set_params``, nothing refitted) to each combination below:
-the demo's own 12 subjects and ``demo_test_size.py``'s independent larger set
-(``--n-test`` subjects, ``random_state = seed + 2000``), scored with ``held_out.py``'s
-metrics. Only public API is used.
+takes at weights 1, 1 and 1, keeps at each voxel the network that sees it most. Each
+demo model (``disyre demo --seed S``, or a folder it wrote, given with ``--demo-dirs``)
+maps two test sets of the unseen brain with its ``CombinedDetector`` set
+(``set_params``, nothing refitted) to each combination below: the demo's own 12 subjects
+and ``demo_test_size.py``'s independent larger set (``--n-test`` subjects,
+``random_state = seed + 2000``), scored with ``held_out.py``'s metrics. Only public API
+is used.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ lie. Each demo model (``disyre demo --seed S``, or a folder it wrote, given with
 ``random_state = seed + 2000``) with ``map_erosion`` set to each of ``--sizes`` (the
 first is the reference of the "up" counts; the demo uses 2). The healthy references
 that the map settings learn after training (residual per intensity, per-voxel healthy
-maps, healthy asymmetry) depend on the erosion, so each setting is set on both networks
+maps, healthy asymmetry) depend on the erosion, so each setting is set on every network
 and calibrated again (``calibrate``) on the demo's own 16 training scans, as ``fit``
 learned them (``map_flip.py``'s arms). The reference row is calibrated the same way, so
 its figures differ from the demo's by a few thousandths (the residual per intensity is

@@ -6,7 +6,7 @@
 ``map_flip=True`` restores every slice as it is and mirrored along its last axis (the
 axis the training augmentation mirrors) and averages the two restorations before the
 residual. Each demo model (``disyre demo --seed S``, or a folder it wrote, given with
-``--demo-dirs``; the model as the demo reports it, both networks) is set to each value
+``--demo-dirs``; the model as the demo reports it, every network) is set to each value
 on every network and calibrated on the demo's own training scans (``calibrate``, so
 that both arms learn their healthy references, residual profile, location reference
 and threshold, from the same scans with their own maps; nothing is retrained). It then

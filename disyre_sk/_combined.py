@@ -5,8 +5,8 @@ family teaches it: DAG's blurred shapes of a few pixels and up leave lesions of 
 or two unseen. A second network trained only on small, sharp anomalies sees those; the
 two maps, each standardised against the healthy training maps at every voxel (so both
 are z-scores), add on one scale. This module holds the estimator that fits the members
-on the same healthy scans and joins their maps (sum or maximum), and the helper that builds the small
-anomaly specialist from a detector.
+on the same healthy scans and joins their maps (sum or maximum), and the helper that
+builds the small anomaly specialist from a detector.
 """
 
 from __future__ import annotations

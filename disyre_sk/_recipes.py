@@ -2,9 +2,9 @@
 
 The ``"cpu"`` recipe is the model ``disyre demo`` trains: one DAG network for
 brightening anomalies, a copy for darkening ones and a small-anomaly network, their
-location-standardised maps joined by their voxelwise maximum. Each setting was chosen on test subjects rendered
-from a brain no training subject came from (``benchmarks/results/``; the user guide's
-method page has the table).
+location-standardised maps joined by their voxelwise maximum. Each setting was chosen
+on test subjects rendered from a brain no training subject came from
+(``benchmarks/results/``; the user guide's method page has the table).
 """
 
 from __future__ import annotations

@@ -568,7 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
         "dark network",
         "A copy of the first network that learns darkening DAG anomalies only, the first "
         "one then brightening ones only (unless --p-bright says otherwise), their maps "
-        "added (needs --corruption dag and --map-standardization location).",
+        "joined as --combination says (needs --corruption dag and --map-standardization "
+        "location).",
     )
     darkg.add_argument(
         "--dark-network",
@@ -581,8 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     darkg.add_argument("--dark-weight", type=float, help="weight of its map (default: 1)")
     small = fit.add_argument_group(
         "small-anomaly network",
-        "A network trained on small, sharp, bright anomalies only, its map added to the "
-        "others' (needs --map-standardization location).",
+        "A network trained on small, sharp, bright anomalies only, its map joined with the "
+        "others' as --combination says (needs --map-standardization location).",
     )
     small.add_argument(
         "--small-anomaly-network",
