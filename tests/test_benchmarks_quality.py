@@ -152,7 +152,7 @@ def test_the_small_anomaly_row_adds_the_specialists_map_to_the_dag_networks(qual
     setting = dict(quality.SETTINGS["smoke"])
     setting["detector"] = dict(setting["detector"], map_standardization="location")
     methods = {quality.DISYRE_ENS, quality.DISYRE_COMBO}
-    monkeypatch.setattr(quality, "DEMO_SPECIALIST", dict(quality.DEMO_SPECIALIST, weight=0.0))
+    monkeypatch.setattr(quality, "SUM_FOCI_WEIGHT", 0.0)
     out = quality.run_seed(0, setting, "cpu", methods)
     ens, combo = out["results"][quality.DISYRE_ENS], out["results"][quality.DISYRE_COMBO]
     # At weight 0 the sum is the dag network's map: the same metrics.
