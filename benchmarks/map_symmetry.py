@@ -7,7 +7,7 @@
 ``map_symmetry=w`` multiplies each finished map by ``1 - w * s``, ``s`` the share of
 healthy voxels at least as asymmetric as the scan is at that voxel (the scan against its
 own mirror image across its midline). Each demo model (``disyre demo --seed S``, or a
-folder it wrote, given with ``--demo-dirs``; the model as the demo reports it, every
+folder it wrote, given with ``--demo-dirs``; the model as the demo reports it, all its
 networks) is set to each weight on every network and calibrated on the demo's own
 training scans (``calibrate``: every arm learns its healthy references, the healthy
 asymmetry and its threshold from the same scans; nothing is retrained). It then maps the
