@@ -75,7 +75,8 @@ CPU_RECIPE = dict(
     # weighted sum (small-anomaly map at half weight) it found small lesions better on
     # all six test sets and ranked slices better on five, pooled pixel AP within 0.02
     # either way, strokes lower on four (benchmarks/results/map_combination_cpu.md); a
-    # sum dilutes one network's confident find with the others' quiet maps there.
+    # sum dilutes one network's confident find with the others' quiet maps there. On
+    # FLAIR it cost up to 0.04 of pooled AP (benchmarks/results/signed_networks_cpu.md).
     combination="max",
 )
 RECIPES = {"cpu": CPU_RECIPE}
