@@ -92,7 +92,7 @@ from demo_recipes import MAP_RECIPES, demo_model_of
 from demo_recipes import SETTINGS as DEMO_SETTINGS
 from demo_recipes import SPECIALIST as DEMO_SPECIALIST
 
-from disyre_sk import DISYREDetector, small_anomaly_specialist
+from disyre_sk import DISYREDetector, make_recipe, small_anomaly_specialist
 from disyre_sk.datasets import cohort_slices, make_brain_cohort
 from disyre_sk.metrics import (
     best_dice,
@@ -120,9 +120,9 @@ DISYRE_SIGNED = "DISYRE (per sign + small-anomaly network)"
 # The same three networks, their maps joined by the voxelwise maximum at weights 1, 1, 1
 # (CombinedDetector(combination="max")): no refit, the same maps. The demo's model.
 DISYRE_SIGNED_MAX = "DISYRE (per sign + small-anomaly network, max)"
-# The small-anomaly network's weight where its map is summed with others (the summed
-# rows were chosen and recorded with it; make_recipe(combination="sum") uses it too).
-SUM_FOCI_WEIGHT = 0.5
+# The small-anomaly network's weight where its map is summed with others: the recipe's
+# weight for the sum (the summed rows were chosen and recorded with it).
+SUM_FOCI_WEIGHT = make_recipe("cpu", combination="sum").weights[-1]
 DISYRE_FPI = "DISYRE (fpi, ensemble)"
 GAUSSIAN = "Gaussian ablation (ensemble)"
 AUTOENCODER = "reconstruction autoencoder"

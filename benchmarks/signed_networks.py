@@ -45,14 +45,15 @@ from demo_test_size import SEED_OFFSET
 from held_out import FAMILIES, baselines, evaluate
 from held_out_references import demo_model
 
-from disyre_sk import DISYREDetector
+from disyre_sk import DISYREDetector, make_recipe
 from disyre_sk.datasets import make_brain_cohort
 
 PREVIOUS = "DISYRE, previous recipe (either sign + small)"
 SIGNED = "DISYRE, one network per sign"
 DEMO = "DISYRE, the demo's recipe (per sign + small)"
-# The small-anomaly map's weight in the previous recipe, which summed it.
-PREVIOUS_FOCI_WEIGHT = 0.5
+# The small-anomaly map's weight in the previous recipe, which summed it: the recipe's
+# weight for the sum.
+PREVIOUS_FOCI_WEIGHT = make_recipe("cpu", combination="sum").weights[-1]
 
 
 def previous_first(seed: int) -> DISYREDetector:

@@ -86,6 +86,14 @@ RECIPES = {"cpu": CPU_RECIPE}
 SUM_SPECIALIST_WEIGHT = 0.5
 
 
+def specialist_weight(combination: str) -> float:
+    """The small-anomaly network's weight that goes with ``combination``: the recipe's
+    with its own combination, :data:`SUM_SPECIALIST_WEIGHT` with the sum."""
+    if combination == "sum":
+        return SUM_SPECIALIST_WEIGHT
+    return float(CPU_RECIPE["specialist"]["weight"])
+
+
 def specialist_steps(specialist: dict, n_steps: int) -> int:
     """The steps of an added network (``dark`` or ``specialist`` of :data:`CPU_RECIPE`)
     when the first network takes ``n_steps``: the recipe's ratio (500 to the first
@@ -297,8 +305,8 @@ def make_recipe(
         combination = recipe["combination"]
     if combination not in ("sum", "max"):
         raise ValueError(f"combination must be 'sum' or 'max', got {combination!r}.")
-    if combination == "sum" and specialist is not None:
-        specialist["weight"] = SUM_SPECIALIST_WEIGHT
+    if specialist is not None:
+        specialist["weight"] = specialist_weight(combination)
     model, _ = build_model(settings, dark, specialist, combination=combination)
     if isinstance(model, CombinedDetector) and settings.get("checkpoint_dir") is not None:
         # One folder each: a member resumes its own training, never another's.

@@ -116,7 +116,7 @@ def _fit_model(args, verbose: bool):
     network in a :class:`~disyre_sk.CombinedDetector`.
     """
     from . import DISYREDetector
-    from ._recipes import CPU_RECIPE, SUM_SPECIALIST_WEIGHT, build_model, specialist_steps
+    from ._recipes import CPU_RECIPE, build_model, specialist_steps, specialist_weight
 
     params: dict = {}
     dark = specialist = None
@@ -199,9 +199,7 @@ def _fit_model(args, verbose: bool):
     if specialist is not None:
         specialist["n_steps"] = _given(args.small_steps, specialist_steps(specialist, main_steps))
         specialist["patch_size"] = _given(args.small_patch_size, specialist["patch_size"])
-        # The recipe's weight goes with its maximum; the sum was tested at half weight.
-        weight = SUM_SPECIALIST_WEIGHT if combination == "sum" else specialist["weight"]
-        specialist["weight"] = _given(args.small_weight, weight)
+        specialist["weight"] = _given(args.small_weight, specialist_weight(combination))
         if args.small_p_bright is not None:
             specialist["p_bright"] = args.small_p_bright
     model, steps = build_model(params, dark, specialist, scale_steps=False, combination=combination)
