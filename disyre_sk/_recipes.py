@@ -76,7 +76,7 @@ CPU_RECIPE = dict(
     # all six test sets and ranked slices better on five, pooled pixel AP within 0.02
     # either way, strokes lower on four (benchmarks/results/map_combination_cpu.md); a
     # sum dilutes one network's confident find with the others' quiet maps there. On
-    # FLAIR it cost up to 0.04 of pooled AP (benchmarks/results/signed_networks_cpu.md).
+    # FLAIR it lowered pooled AP on five of six (benchmarks/results/signed_networks_cpu.md).
     combination="max",
 )
 RECIPES = {"cpu": CPU_RECIPE}
