@@ -25,6 +25,7 @@ from .datasets import make_brain_cohort
 from .io import save_map
 from .metrics import (
     best_dice,
+    bootstrap_interval,
     dice_at_fpr,
     pixel_average_precision,
     sample_auroc,
@@ -53,9 +54,12 @@ FULL = dict(
     ),
 )
 SLICE_TOP_K = 0.05  # a slice's score: mean of its top 5 % foreground map values
+# Intervals of the slice and volume AUROC: healthy and lesioned test volumes resampled
+# apart (a dozen volumes give these figures from a few dozen healthy-lesioned pairs).
+BOOTSTRAP = dict(n_resamples=1000, confidence=0.95)
 
 
-def _print_table(rows: list[dict], out) -> None:
+def _print_table(rows: list[dict], families, out) -> None:
     w = max(34, 2 + max(len(r["method"]) for r in rows))
     header = (
         f"{'method':<{w}}{'pixel AP':>9}{'best Dice':>10}{'Dice@1%FPR':>11}"
@@ -69,6 +73,19 @@ def _print_table(rows: list[dict], out) -> None:
             f"{r['dice_at_1pct_fpr']:>11.3f}{r['slice_auroc']:>12.3f}{r['volume_auroc']:>11.3f}",
             file=out,
         )
+    healthy = sum(f == "healthy" for f in families)
+    print(
+        f"\n{BOOTSTRAP['confidence']:.0%} intervals over the test volumes (bootstrap, "
+        f"{BOOTSTRAP['n_resamples']} resamples;\n{healthy} healthy and "
+        f"{len(families) - healthy} lesioned volumes, resampled apart):",
+        file=out,
+    )
+    for r in rows:
+        (s0, s1), (v0, v1) = (r["auroc_intervals"][k] for k in ("slice_auroc", "volume_auroc"))
+        print(
+            f"{r['method']:<{w}}slice AUROC {s0:.3f}-{s1:.3f}   vol. AUROC {v0:.3f}-{v1:.3f}",
+            file=out,
+        )
 
 
 def _volume_scores(maps: np.ndarray, foreground: np.ndarray) -> np.ndarray:
@@ -79,6 +96,33 @@ def _volume_scores(maps: np.ndarray, foreground: np.ndarray) -> np.ndarray:
         if values.size:
             out[i] = values[-max(1, int(0.01 * values.size)) :].mean()
     return out
+
+
+def _slices(maps: np.ndarray, cohort) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Axial slice scores, labels and which slices count (>= 2 % foreground), each
+    ``(n_volumes, n_slices)``."""
+    fg = cohort.brain_masks_test
+    scores = slice_scores(maps, axis=1, reduction="topk", k=SLICE_TOP_K, foreground=fg)
+    return scores, slice_labels(cohort.masks_test, axis=1), fg.mean(axis=(2, 3)) >= 0.02
+
+
+def auroc_intervals(maps: np.ndarray, cohort, random_state: int | None = None) -> dict:
+    """Bootstrap intervals (:data:`BOOTSTRAP`) of the slice and volume AUROC of
+    :func:`evaluate`, resampling whole test volumes, healthy and lesioned apart."""
+    lesioned = np.array([f != "healthy" for f in cohort.families_test])
+    volume = _volume_scores(maps, cohort.brain_masks_test)
+    slice_s, slice_y, keep = _slices(maps, cohort)
+
+    def slice_auroc(i):
+        return sample_auroc(slice_s[i][keep[i]], slice_y[i][keep[i]])
+
+    def volume_auroc(i):
+        return sample_auroc(volume[i], lesioned[i])
+
+    return {
+        name: list(bootstrap_interval(f, lesioned, random_state=random_state, **BOOTSTRAP))
+        for name, f in (("slice_auroc", slice_auroc), ("volume_auroc", volume_auroc))
+    }
 
 
 def evaluate(name: str, maps: np.ndarray, cohort) -> dict:
@@ -105,15 +149,14 @@ def evaluate(name: str, maps: np.ndarray, cohort) -> dict:
     for family in sorted(set(cohort.families_test) - {"healthy"}):
         sel = np.array([f == family for f in cohort.families_test])
         per_family[family] = pixel_average_precision(maps[sel], masks[sel], fg[sel])
-    slice_s = slice_scores(maps, axis=1, reduction="topk", k=SLICE_TOP_K, foreground=fg)
-    keep = fg.mean(axis=(2, 3)) >= 0.02
+    slice_s, slice_y, keep = _slices(maps, cohort)
     return {
         "method": name,
         "pixel_ap": pixel_average_precision(maps[lesioned], masks[lesioned], fg[lesioned]),
         "best_dice": dice,
         "dice_at_1pct_fpr": dice_fpr,
         "threshold_at_1pct_fpr": threshold,
-        "slice_auroc": sample_auroc(slice_s[keep], slice_labels(masks, axis=1)[keep]),
+        "slice_auroc": sample_auroc(slice_s[keep], slice_y[keep]),
         "volume_auroc": sample_auroc(_volume_scores(maps, fg), lesioned.astype(int)),
         "pixel_ap_per_family": per_family,
         "aggregation": "pooled over the foreground voxels of all lesioned test volumes",
@@ -288,8 +331,10 @@ def run_demo(
     maps = det.decision_map(cohort.X_test)
     map_s = time.perf_counter() - t2
     baselines = intensity_baselines(cohort)
-    rows = [evaluate(model_name(det), maps, cohort)]
-    rows += [evaluate(k, v, cohort) for k, v in baselines.items()]
+    rows = [
+        dict(evaluate(name, m, cohort), auroc_intervals=auroc_intervals(m, cohort, random_state))
+        for name, m in {model_name(det): maps, **baselines}.items()
+    ]
 
     ras = (2, 1, 0)
     for i, family in enumerate(cohort.families_test):
@@ -327,6 +372,7 @@ def run_demo(
         "map_seconds_per_volume": map_s / len(cohort.X_test),
         "model": str(model_path),
         "results": rows,
+        "bootstrap": dict(BOOTSTRAP, resampled="test volumes, healthy and lesioned apart"),
         "ap_ratio_to_stronger_baseline": rows[0]["pixel_ap"] / max(best_base, 1e-12),
         "families_ahead_of_stronger_baseline": [
             f for f, v in rows[0]["pixel_ap_per_family"].items() if v > stronger[f]
@@ -335,7 +381,7 @@ def run_demo(
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
 
     say("")
-    _print_table(rows, stream)
+    _print_table(rows, cohort.families_test, stream)
     say("\nPixel AP per lesion family (DISYRE / stronger intensity baseline):")
     for f, v in rows[0]["pixel_ap_per_family"].items():
         say(f"  {f:<8} {v:.3f} / {stronger[f]:.3f}")

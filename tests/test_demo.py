@@ -1,11 +1,22 @@
 """``disyre demo``: both networks trained, one model file that ``disyre detect`` opens."""
 
+import io
 import json
 
 import pytest
 
 from disyre_sk import CombinedDetector, load_model
-from disyre_sk._demo import QUICK, run_demo
+from disyre_sk._demo import (
+    BOOTSTRAP,
+    QUICK,
+    TEST_BASES,
+    TRAIN_BASES,
+    _print_table,
+    auroc_intervals,
+    intensity_baselines,
+    run_demo,
+)
+from disyre_sk.datasets import make_brain_cohort
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +65,50 @@ def test_the_demo_model_is_the_combination_it_reports(demo):
     assert len(list((out / "maps").glob("*_disyre_map.nii.gz"))) == len(
         result["cohort"]["families"]
     )
+
+
+def test_each_row_carries_its_bootstrap_intervals(demo):
+    out, result = demo
+    assert result["bootstrap"]["n_resamples"] == BOOTSTRAP["n_resamples"] >= 1000
+    assert result["bootstrap"]["confidence"] == BOOTSTRAP["confidence"]
+    for row in result["results"]:
+        for key in ("slice_auroc", "volume_auroc"):
+            low, high = row["auroc_intervals"][key]
+            assert 0.0 <= low <= high <= 1.0
+    # The baselines' maps follow from the cohort alone: their recorded intervals are
+    # the stated procedure's, with the demo's seed.
+    cohort = make_brain_cohort(
+        **QUICK["cohort"],
+        contrast="t2",
+        train_bases=TRAIN_BASES,
+        test_bases=TEST_BASES,
+        random_state=0,
+    )
+    baselines = intensity_baselines(cohort)
+    for row in result["results"][1:]:
+        assert row["auroc_intervals"] == auroc_intervals(baselines[row["method"]], cohort, 0)
+    assert json.loads((out / "metrics.json").read_text())["results"] == result["results"]
+
+
+def test_the_printed_table_gives_the_intervals_and_the_counts_behind_them():
+    rows = [
+        {
+            "method": name,
+            "pixel_ap": 0.5,
+            "best_dice": 0.4,
+            "dice_at_1pct_fpr": 0.3,
+            "slice_auroc": 0.8,
+            "volume_auroc": 0.9,
+            "auroc_intervals": {"slice_auroc": [0.71, 0.88], "volume_auroc": [0.25, 1.0]},
+        }
+        for name in ("DISYRE", "intensity threshold |x - median|")
+    ]
+    text = io.StringIO()
+    _print_table(rows, ["healthy", "tumour", "healthy", "foci", "stroke"], text)
+    lines = text.getvalue().splitlines()
+    assert "95% intervals over the test volumes (bootstrap, 1000 resamples;" in lines
+    assert "2 healthy and 3 lesioned volumes, resampled apart):" in lines
+    interval_lines = [line for line in lines if "slice AUROC 0.710-0.880" in line]
+    assert len(interval_lines) == 2
+    assert all(line.endswith("vol. AUROC 0.250-1.000") for line in interval_lines)
+    assert interval_lines[1].startswith("intensity threshold |x - median|  ")

@@ -14,6 +14,9 @@ Sample (slice or volume) level, from scores where higher = more anomalous (pass
 with :func:`slice_labels` and :func:`slice_scores` to derive slice labels and scores from
 masks and maps.
 
+Uncertainty: :func:`bootstrap_interval`, a confidence interval of any of these computed
+on resampled scans (healthy and lesioned resampled apart).
+
 Scorers with scikit-learn's ``scorer(estimator, X, y)`` signature:
 :func:`pixel_ap_scorer`, :func:`best_dice_scorer`, :func:`sample_auroc_scorer`,
 :func:`sample_ap_scorer`.
@@ -28,6 +31,7 @@ mean.
 """
 
 from ._accumulator import PixelMetricAccumulator
+from ._bootstrap import bootstrap_interval
 from ._pixel import (
     best_dice,
     dice_at_fpr,
@@ -53,6 +57,7 @@ __all__ = [
     "PixelMetricAccumulator",
     "best_dice",
     "best_dice_scorer",
+    "bootstrap_interval",
     "dice_at_fpr",
     "dice_at_threshold",
     "per_volume_scores",
