@@ -63,10 +63,33 @@ def auroc_with_intervals(maps: np.ndarray, cohort, seed: int) -> dict:
     return out
 
 
-def test_set_rows(det, cohort, seed: int) -> list[dict]:
+def volume_rows(maps: np.ndarray, cohort) -> list[dict]:
+    """Each lesioned volume of a test set: its lesion's size against the voxels the volume
+    score averages (the top 1 % of its brain), its score, and how many healthy volumes
+    score at least as high (each such pair lowers the volume AUROC)."""
+    fg, masks = cohort.brain_masks_test, cohort.masks_test
+    scores = volume_scores(maps, fg)
+    healthy = np.array([f == "healthy" for f in cohort.families_test])
+    return [
+        {
+            "volume": i,
+            "family": f,
+            "lesion_voxels": int(masks[i][fg[i]].sum()),
+            "top_1pct_voxels": max(1, int(0.01 * fg[i].sum())),
+            "score": float(scores[i]),
+            "healthy_at_or_above": int((scores[healthy] >= scores[i]).sum()),
+        }
+        for i, f in enumerate(cohort.families_test)
+        if f != "healthy"
+    ]
+
+
+def test_set_rows(det, cohort, seed: int) -> tuple[list[dict], list[dict]]:
+    """The methods' figures with intervals, and DISYRE's per-volume rows."""
     named = {DEMO_NAMES.get(k, k): m for k, m in baselines(cohort).items()}
     maps = {"DISYRE": det.decision_map(cohort.X_test), **named}
-    return [{"method": k, **auroc_with_intervals(m, cohort, seed)} for k, m in maps.items()]
+    rows = [{"method": k, **auroc_with_intervals(m, cohort, seed)} for k, m in maps.items()]
+    return rows, volume_rows(maps["DISYRE"], cohort)
 
 
 def one_run(folder: Path, n_test: int) -> dict:
@@ -75,18 +98,17 @@ def one_run(folder: Path, n_test: int) -> dict:
     _, seed, det = load_demo(folder, whole=True)  # the model as the demo reports it
     demo, new = demo_cohort(meta), demo_cohort(meta, n_test, SEED_OFFSET)
     sets = {f"demo's, {len(demo.families_test)}": demo, f"new, {n_test}": new}
-    return {
-        "seed": seed,
-        "folder": str(folder),
-        "sets": {
-            label: {
-                "healthy": list(c.families_test).count("healthy"),
-                "lesioned": len(c.families_test) - list(c.families_test).count("healthy"),
-                "rows": test_set_rows(det, c, seed),
-            }
-            for label, c in sets.items()
-        },
-    }
+    parts = {}
+    for label, c in sets.items():
+        rows, volumes = test_set_rows(det, c, seed)
+        n_healthy = list(c.families_test).count("healthy")
+        parts[label] = {
+            "healthy": n_healthy,
+            "lesioned": len(c.families_test) - n_healthy,
+            "rows": rows,
+            "volumes": volumes,
+        }
+    return {"seed": seed, "folder": str(folder), "sets": parts}
 
 
 def fmt_interval(row: dict, key: str) -> str:
@@ -124,6 +146,20 @@ def report(runs: list[dict]) -> str:
                 ),
             ]
         )
+    demo_label = labels[0]
+    volumes = [
+        [
+            run["seed"],
+            v["volume"],
+            v["family"],
+            v["lesion_voxels"],
+            v["top_1pct_voxels"],
+            f"{v['score']:.3f}",
+            f"{v['healthy_at_or_above']} of {run['sets'][demo_label]['healthy']}",
+        ]
+        for run in runs
+        for v in run["sets"][demo_label]["volumes"]
+    ]
     return (
         f"Seeds {[r['seed'] for r in runs]}. Each figure with its {CONFIDENCE:.0%} percentile "
         f"bootstrap interval ({N_RESAMPLES} resamples of whole test volumes, healthy and "
@@ -137,6 +173,22 @@ def report(runs: list[dict]) -> str:
         + md_table(
             ["seed", "test set", "healthy / lesioned", "method", "slice AUROC", "volume AUROC"],
             rows,
+        )
+        + f"\n\n### DISYRE's volume scores of the lesioned volumes ({demo_label})\n\n"
+        "A volume's score is the mean of its top 1 % brain map values; a lesion smaller "
+        "than that many voxels can raise it only by values far above the rest of the map. "
+        "The last column counts the healthy test volumes that score at least as high.\n\n"
+        + md_table(
+            [
+                "seed",
+                "volume",
+                "family",
+                "lesion voxels",
+                "top 1 % voxels",
+                "score",
+                "healthy at or above",
+            ],
+            volumes,
         )
     )
 
