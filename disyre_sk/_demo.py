@@ -99,7 +99,7 @@ def _volume_scores(maps: np.ndarray, foreground: np.ndarray) -> np.ndarray:
 
 
 def _slices(maps: np.ndarray, cohort) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Axial slice scores, labels and which slices count (>= 2 % foreground), each
+    """Axial slice scores, labels and which slices count (as :func:`evaluate` says), each
     ``(n_volumes, n_slices)``."""
     fg = cohort.brain_masks_test
     scores = slice_scores(maps, axis=1, reduction="topk", k=SLICE_TOP_K, foreground=fg)
