@@ -82,6 +82,37 @@ def checks(m: dict) -> dict[str, bool]:
     }
 
 
+KEYS = ("pixel_ap", "best_dice", "dice_at_1pct_fpr", "slice_auroc", "volume_auroc")
+
+
+def figure(row: dict, key: str) -> str:
+    """A row's figure, with the bootstrap interval the demo gives it where it has one."""
+    interval = row.get("auroc_intervals", {}).get(key)
+    text = f"{row[key]:.3f}"
+    return f"{text} ({interval[0]:.3f}-{interval[1]:.3f})" if interval else text
+
+
+def interval_note(m: dict) -> str:
+    """What the per-seed intervals are, from a demo's ``metrics.json`` (empty without)."""
+    b = m.get("bootstrap")
+    if not b:
+        return ""
+    return (
+        f" Per seed, slice and volume AUROC carry the demo's {b['confidence']:.0%} "
+        f"bootstrap interval ({b['n_resamples']} resamples of the {b['resampled']})."
+    )
+
+
+def per_seed_rows(runs: dict) -> list[list]:
+    """The per-seed table: every method of every seed, slice and volume AUROC with their
+    intervals (``metrics.json`` of a demo that records them)."""
+    return [
+        [seed, r["method"], *(figure(r, k) for k in KEYS)]
+        for seed, m in runs.items()
+        for r in m["results"]
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -106,11 +137,8 @@ def main() -> int:
 
     first = runs[args.seeds[0]]
     methods = [r["method"] for r in first["results"]]
-    keys = ("pixel_ap", "best_dice", "dice_at_1pct_fpr", "slice_auroc", "volume_auroc")
-    rows = []
-    for seed, m in runs.items():
-        for r in m["results"]:
-            rows.append([seed, r["method"], *(f"{r[k]:.3f}" for k in keys)])
+    keys = KEYS
+    rows = per_seed_rows(runs)
     mean_rows = []
     for i, name in enumerate(methods):
         vals = {k: [m["results"][i][k] for m in runs.values()] for k in keys}
@@ -161,7 +189,7 @@ def main() -> int:
             "Pixel metrics pooled over the foreground voxels of all lesioned test volumes; "
             "the 1 % FPR threshold is fixed on the healthy test volumes; slice AUROC over "
             "axial slices with >= 2 % foreground (score: mean of the top 5 % map values); "
-            "volume score: mean of the top 1 % map values.",
+            "volume score: mean of the top 1 % map values." + interval_note(first),
             "### min / mean / max over seeds " + ", ".join(map(str, runs)),
             md_table(["method", *header], mean_rows),
             "### per seed",
