@@ -210,6 +210,8 @@ def _fit_model(args, verbose: bool):
     return model, steps
 
 
+# Coverage of the intervals ``disyre evaluate`` gives.
+_CONFIDENCE = 0.95
 _SMALL_FLAGS = ("small_patch_size", "small_steps", "small_weight", "small_p_bright")
 
 
@@ -410,8 +412,12 @@ def _cmd_evaluate(args) -> int:
             f"{len(maps)} map(s) but {len(masks)} mask(s); give one mask per map, "
             "in the same order."
         )
+    if args.resamples < 0:
+        raise ValueError(f"--resamples must be >= 0 (0: no intervals), got {args.resamples}.")
     acc = PixelMetricAccumulator()
     healthy = PixelMetricAccumulator()
+    # Each scan's score as score_samples' default: the mean of its top 1 % foreground values.
+    scan_scores, scan_lesioned = [], []
     for map_path, mask_path in zip(maps, masks):
         m = load_nifti(map_path)
         y = load_nifti(mask_path) > 0.5
@@ -423,16 +429,23 @@ def _cmd_evaluate(args) -> int:
         fg = m != 0 if args.foreground == "nonzero" else np.ones(m.shape, bool)
         fg |= y
         acc.update(m, y, fg)
+        scan_scores.append(_top_percent_mean(m[fg]))
+        scan_lesioned.append(bool(y[fg].any()))
     result = {"aggregation": "pooled over all foreground voxels", **acc.result("pooled")}
     if args.healthy_maps:
         for path in _expand(args.healthy_maps):
             m = load_nifti(path)
             healthy.update(m, None, m != 0)
+            scan_scores.append(_top_percent_mean(m[m != 0]))
+            scan_lesioned.append(False)
         threshold = healthy.threshold_at_fpr(args.fpr)
         result[f"threshold_at_{args.fpr:g}_fpr"] = threshold
         result[f"dice_at_{args.fpr:g}_fpr"] = acc.dice_at_threshold(threshold, "pooled")
     per_volume = acc.result("per_volume")
     result["per_volume"] = {"aggregation": "mean over volumes with lesions", **per_volume}
+    result.update(_scan_level(np.array(scan_scores), np.array(scan_lesioned), args.resamples))
+    if args.resamples:
+        result["per_volume"].update(_per_volume_intervals(acc, args.resamples))
     from ._files import jsonable
 
     text = json.dumps(jsonable(result), indent=2)
@@ -440,6 +453,67 @@ def _cmd_evaluate(args) -> int:
     if args.json:
         Path(args.json).write_text(text)
     return 0
+
+
+def _top_percent_mean(values) -> float:
+    """Mean of the top 1 % of ``values`` (at least one): a scan's score, as
+    ``DISYREDetector.score_samples`` reduces a map by default."""
+    import numpy as np
+
+    if values.size == 0:
+        return 0.0
+    k = max(1, int(np.ceil(0.01 * values.size)))
+    return float(np.partition(values.ravel(), values.size - k)[-k:].mean())
+
+
+def _scan_level(scores, lesioned, resamples: int) -> dict:
+    """Scan-level AUROC of the maps' scores (lesioned scans against healthy ones) and its
+    bootstrap interval; empty unless both kinds of scan were given."""
+    from .metrics import bootstrap_interval, sample_auroc
+
+    if lesioned.all() or not lesioned.any():
+        return {}
+    out = {
+        "scan_score": "mean of the top 1 % foreground map values",
+        "n_scans": {"lesioned": int(lesioned.sum()), "healthy": int((~lesioned).sum())},
+        "scan_auroc": sample_auroc(scores, lesioned),
+    }
+    if resamples:
+        out[f"scan_auroc_interval_{round(_CONFIDENCE * 100)}"] = list(
+            bootstrap_interval(
+                lambda i: sample_auroc(scores[i], lesioned[i]),
+                lesioned,
+                n_resamples=resamples,
+                confidence=_CONFIDENCE,
+                random_state=0,
+            )
+        )
+    return out
+
+
+def _per_volume_intervals(acc, resamples: int) -> dict:
+    """Bootstrap intervals of the per-volume means (volumes with lesions resampled)."""
+    import numpy as np
+
+    from .metrics import bootstrap_interval
+
+    scores = acc.per_volume_scores()
+    keep = scores["n_positive"] > 0
+    if keep.sum() < 2:
+        return {}
+    out = {}
+    for key in ("average_precision", "best_dice", "auroc"):
+        values = scores[key][keep]
+        out[key] = list(
+            bootstrap_interval(
+                lambda i, v=values: float(np.nanmean(v[i])) if np.isfinite(v[i]).any() else np.nan,
+                np.zeros(values.size),
+                n_resamples=resamples,
+                confidence=_CONFIDENCE,
+                random_state=0,
+            )
+        )
+    return {f"interval_{round(_CONFIDENCE * 100)}": out}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -717,7 +791,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="exact pixel metrics of maps against lesion masks",
         description="Pixel AP, best Dice, AUROC (pooled and per volume) of NIfTI maps "
         "against binary lesion masks, over the maps' foreground (non-zero voxels); with "
-        "--healthy-maps, Dice at a threshold fixed on healthy scans.",
+        "--healthy-maps, Dice at a threshold fixed on healthy scans and the scan-level "
+        "AUROC (each scan scored by the mean of its top 1% map values). The per-volume "
+        "means and the scan-level AUROC get 95% bootstrap intervals (whole scans "
+        "resampled, lesioned and healthy apart).",
     )
     evaluate.add_argument("maps", nargs="+", help="anomaly maps: files, folders or globs")
     evaluate.add_argument("--masks", nargs="+", required=True, help="lesion masks, same order")
@@ -725,6 +802,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fpr", type=float, default=0.01)
     evaluate.add_argument("--foreground", choices=["nonzero", "all"], default="nonzero")
     evaluate.add_argument("--json", help="also write the results to this file")
+    evaluate.add_argument(
+        "--resamples",
+        type=int,
+        default=1000,
+        help="bootstrap resamples of the scans for the 95%% intervals of the per-volume "
+        "means and of the scan-level AUROC (default: 1000, seeded; 0: no intervals)",
+    )
     evaluate.set_defaults(func=_cmd_evaluate)
     return parser
 

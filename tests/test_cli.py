@@ -102,6 +102,31 @@ def test_fit_detect_evaluate(scans, tmp_path, capsys):
     expected = average_precision_score(np.concatenate(labels), np.concatenate(scores))
     assert result["average_precision"] == pytest.approx(expected, abs=1e-9)
     assert "dice_at_0.01_fpr" in result
+    # Scan level: the two lesioned maps against the healthy one, each scored by the mean
+    # of its top 1 % foreground values (rounded up, as score_samples reads top_k=0.01).
+    healthy_map = nib.load(out / scans[3].name.replace(".nii.gz", "_disyre_map.nii.gz"))
+
+    def top_mean(values):
+        return np.sort(values)[-int(np.ceil(0.01 * values.size)) :].mean()
+
+    h = healthy_map.get_fdata()
+    healthy_top = top_mean(h[h != 0])
+    pairs = [(t > healthy_top) + 0.5 * (t == healthy_top) for t in map(top_mean, scores)]
+    assert result["n_scans"] == {"lesioned": 2, "healthy": 1}
+    assert result["scan_auroc"] == pytest.approx(float(np.mean(pairs)))
+    low, high = result["scan_auroc_interval_95"]
+    assert 0 <= low <= high <= 1
+    for key in ("average_precision", "best_dice", "auroc"):
+        low, high = result["per_volume"]["interval_95"][key]
+        assert 0 <= low <= high <= 1
+    # --resamples 0: no intervals, the same figures.
+    capsys.readouterr()
+    args = ["evaluate", *map(str, maps), "--masks", *map(str, masks), "--resamples", "0"]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert "interval_95" not in plain["per_volume"] and "scan_auroc" not in plain
+    assert plain["average_precision"] == result["average_precision"]
+    assert main([*args[:-1], "-1"]) != 0
 
 
 def test_detect_shape_mismatch_is_explained(scans, tmp_path, capsys):
