@@ -503,10 +503,14 @@ def _per_volume_intervals(acc, resamples: int) -> dict:
         return {}
     out = {}
     for key in ("average_precision", "best_dice", "auroc"):
+        # A volume's AUROC is undefined without a healthy voxel: left out, as the mean does.
         values = scores[key][keep]
+        values = values[np.isfinite(values)]
+        if values.size < 2:
+            continue
         out[key] = list(
             bootstrap_interval(
-                lambda i, v=values: float(np.nanmean(v[i])) if np.isfinite(v[i]).any() else np.nan,
+                lambda i, v=values: float(v[i].mean()),
                 np.zeros(values.size),
                 n_resamples=resamples,
                 confidence=_CONFIDENCE,

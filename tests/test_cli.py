@@ -590,3 +590,24 @@ def test_calibrate_refuses_scans_of_another_shape_and_missing_models(scans, tmp_
     assert main(["calibrate", str(model), str(other), "-o", str(out), "--crop"]) == 0
     assert main(["calibrate", str(tmp_path / "none.disyre"), str(other), "-o", str(out)]) == 2
     assert "no model file" in capsys.readouterr().err
+
+
+def test_evaluate_intervals_leave_out_what_no_volume_defines():
+    from disyre_sk.cli import _per_volume_intervals, _scan_level
+    from disyre_sk.metrics import PixelMetricAccumulator
+
+    acc = PixelMetricAccumulator()
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # every foreground voxel lesioned: no volume has a per-volume AUROC
+        acc.update(rng.random(20), np.ones(20, bool))
+    intervals = _per_volume_intervals(acc, 200)["interval_95"]
+    assert set(intervals) == {"average_precision", "best_dice"}
+    assert intervals["average_precision"] == pytest.approx([1.0, 1.0])
+    # One lesioned volume: nothing to resample.
+    single = PixelMetricAccumulator().update(rng.random(20), np.arange(20) < 5)
+    assert _per_volume_intervals(single, 200) == {}
+    # Scan level needs both kinds of scan.
+    assert _scan_level(np.array([1.0, 2.0]), np.array([True, True]), 200) == {}
+    both = _scan_level(np.array([1.0, 2.0, 0.5]), np.array([True, True, False]), 200)
+    assert both["scan_auroc"] == 1.0
+    assert both["scan_auroc_interval_95"] == pytest.approx([1.0, 1.0])
