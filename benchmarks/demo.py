@@ -137,11 +137,10 @@ def main() -> int:
 
     first = runs[args.seeds[0]]
     methods = [r["method"] for r in first["results"]]
-    keys = KEYS
     rows = per_seed_rows(runs)
     mean_rows = []
     for i, name in enumerate(methods):
-        vals = {k: [m["results"][i][k] for m in runs.values()] for k in keys}
+        vals = {k: [m["results"][i][k] for m in runs.values()] for k in KEYS}
         mean_rows.append(
             [name, *(f"{min(v):.3f} / {sum(v) / len(v):.3f} / {max(v):.3f}" for v in vals.values())]
         )

@@ -210,8 +210,10 @@ def _fit_model(args, verbose: bool):
     return model, steps
 
 
-# Coverage of the intervals ``disyre evaluate`` gives.
+# Coverage of the intervals ``disyre evaluate`` gives, and the share of a scan's top map
+# values its score averages (DISYREDetector's default top_k).
 _CONFIDENCE = 0.95
+_SCAN_TOP_K = 0.01
 _SMALL_FLAGS = ("small_patch_size", "small_steps", "small_weight", "small_p_bright")
 
 
@@ -400,6 +402,7 @@ def _overlay_png(volume, anomaly_map, path: Path) -> None:
 def _cmd_evaluate(args) -> int:
     import numpy as np
 
+    from ._data import reduce_scores
     from .io import load_nifti
     from .metrics import PixelMetricAccumulator
 
@@ -418,6 +421,10 @@ def _cmd_evaluate(args) -> int:
     healthy = PixelMetricAccumulator()
     # Each scan's score as score_samples' default: the mean of its top 1 % foreground values.
     scan_scores, scan_lesioned = [], []
+
+    def scan_score(m, fg) -> float:
+        return float(reduce_scores(m[None], fg[None], "topk", _SCAN_TOP_K)[0])
+
     for map_path, mask_path in zip(maps, masks):
         m = load_nifti(map_path)
         y = load_nifti(mask_path) > 0.5
@@ -429,14 +436,14 @@ def _cmd_evaluate(args) -> int:
         fg = m != 0 if args.foreground == "nonzero" else np.ones(m.shape, bool)
         fg |= y
         acc.update(m, y, fg)
-        scan_scores.append(_top_percent_mean(m[fg]))
+        scan_scores.append(scan_score(m, fg))
         scan_lesioned.append(bool(y[fg].any()))
     result = {"aggregation": "pooled over all foreground voxels", **acc.result("pooled")}
     if args.healthy_maps:
         for path in _expand(args.healthy_maps):
             m = load_nifti(path)
             healthy.update(m, None, m != 0)
-            scan_scores.append(_top_percent_mean(m[m != 0]))
+            scan_scores.append(scan_score(m, m != 0))
             scan_lesioned.append(False)
         threshold = healthy.threshold_at_fpr(args.fpr)
         result[f"threshold_at_{args.fpr:g}_fpr"] = threshold
@@ -453,17 +460,6 @@ def _cmd_evaluate(args) -> int:
     if args.json:
         Path(args.json).write_text(text)
     return 0
-
-
-def _top_percent_mean(values) -> float:
-    """Mean of the top 1 % of ``values`` (at least one): a scan's score, as
-    ``DISYREDetector.score_samples`` reduces a map by default."""
-    import numpy as np
-
-    if values.size == 0:
-        return 0.0
-    k = max(1, int(np.ceil(0.01 * values.size)))
-    return float(np.partition(values.ravel(), values.size - k)[-k:].mean())
 
 
 def _scan_level(scores, lesioned, resamples: int) -> dict:
@@ -499,8 +495,6 @@ def _per_volume_intervals(acc, resamples: int) -> dict:
 
     scores = acc.per_volume_scores()
     keep = scores["n_positive"] > 0
-    if keep.sum() < 2:
-        return {}
     out = {}
     for key in ("average_precision", "best_dice", "auroc"):
         # A volume's AUROC is undefined without a healthy voxel: left out, as the mean does.
@@ -517,7 +511,7 @@ def _per_volume_intervals(acc, resamples: int) -> dict:
                 random_state=0,
             )
         )
-    return {f"interval_{round(_CONFIDENCE * 100)}": out}
+    return {f"interval_{round(_CONFIDENCE * 100)}": out} if out else {}
 
 
 def build_parser() -> argparse.ArgumentParser:
