@@ -146,6 +146,13 @@ def test_smoke_run_writes_the_report(quality, tmp_path):
     assert "pixel_ap" not in results["PyOD IForest"]
     assert "| PyOD IForest | — | — | — |" in text
     assert "**DISYRE (dag, ensemble) " in text  # the computed comparison note
+    # The demo's model was not asked for: the targets say so rather than judge another row.
+    assert "## Targets" in text and "Not judged" in text
+    import json
+
+    raw = json.loads(out.with_suffix(".json").read_text())["raw"]
+    assert raw["seed_ids"] == [0] and raw["held_out"] is None
+    assert raw["seeds"][0]["results"][quality.INTENSITY]["pixel_ap"] == pytest.approx(expected)
 
 
 def test_the_small_anomaly_row_adds_the_specialists_map_to_the_dag_networks(quality, monkeypatch):
@@ -218,3 +225,65 @@ def test_the_multistep_row_maps_a_calibrated_copy_with_several_steps(quality, co
     several = det.set_params(severities=(0.5, 0.25))
     assert quality.multistep(several, cohort).severities == (0.5, 0.25)
     det.set_params(severities=before[1])
+
+
+def _target_seed(quality, ours, intensity, two_sided, slice_auroc, pyod_auroc=0.6):
+    def row(ap, auroc=0.5):
+        return {
+            "pixel_ap": ap,
+            "slice_auroc": auroc,
+            "per_family_ap": {f: ap for f in quality.FAMILIES},
+        }
+
+    results = {
+        quality.DISYRE_SIGNED_MAX: row(ours, slice_auroc),
+        quality.INTENSITY: row(intensity),
+        quality.INTENSITY2: row(two_sided),
+        quality.GAUSSIAN: row(0.05),
+        "PyOD KNN": {"slice_auroc": pyod_auroc},
+    }
+    return {"results": results}
+
+
+def test_targets_judge_the_demos_model_in_every_seed(quality):
+    good = [
+        _target_seed(quality, 0.60, 0.05, 0.10, 0.90),
+        _target_seed(quality, 0.55, 0.04, 0.08, 0.88),
+    ]
+    rows = quality.target_rows(good, [0, 1], held_out=False)
+    assert [r[2] for r in rows] == ["yes"] * 5
+    # The ratio is taken against the stronger threshold of each seed (0.10, then 0.08).
+    assert rows[0][1] == "0: 6.0, 1: 6.9 (×)"
+    assert rows[2][1] == "DISYRE 0.550-0.600, threshold 0.080-0.100"
+    assert "Gaussian ablation" in rows[3][1] and rows[4][1] == "0: +0.300, 1: +0.280 (margin)"
+
+    # One seed short of the ratio and of the slice AUROC, a family lost to the
+    # two-sided threshold, PyOD ahead: each target says which seeds hold.
+    bad = _target_seed(quality, 0.30, 0.05, 0.10, 0.70, pyod_auroc=0.75)
+    bad["results"][quality.DISYRE_SIGNED_MAX]["per_family_ap"]["foci"] = 0.05
+    rows = quality.target_rows([good[0], bad], [0, 7], held_out=False)
+    assert [r[2] for r in rows] == ["**no** (1 of 2 seeds)"] * 2 + ["yes"] + [
+        "**no** (1 of 2 seeds)"
+    ] * 2
+    assert "seed 7 foci to two-sided intensity" in rows[3][1]
+    assert "seed 7 foci to intensity threshold" in rows[3][1]
+
+    # Overlapping seed ranges: the best threshold seed reaches DISYRE's worst.
+    close = _target_seed(quality, 0.12, 0.01, 0.02, 0.9)
+    high = _target_seed(quality, 0.60, 0.20, 0.02, 0.9)
+    assert quality.target_rows([close, high], [0, 1], False)[2][2] == "**no**"
+
+
+def test_targets_of_a_held_out_protocol_and_missing_rows(quality):
+    seeds = [_target_seed(quality, 0.30, 0.05, 0.10, 0.82)]
+    rows = quality.target_rows(seeds, [3], held_out=True)
+    assert [r[0] for r in rows] == [
+        "pooled AP ≥ 2 × the stronger intensity threshold",
+        "slice AUROC ≥ 0.80",
+    ]
+    assert [r[2] for r in rows] == ["yes", "yes"]
+    text = "\n".join(quality.targets_section(seeds, [3], held_out=True))
+    assert "held-out anatomy" in text and "| slice AUROC ≥ 0.80 | 3: 0.820 | yes |" in text
+    del seeds[0]["results"][quality.INTENSITY2]
+    assert quality.target_rows(seeds, [3], held_out=True) is None
+    assert "Not judged" in "\n".join(quality.targets_section(seeds, [3], held_out=True))
