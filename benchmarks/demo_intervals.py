@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table
 from _demo_models import demo_cohort, demo_model_parser, load_demo, run_on_demo_models
 from demo_test_size import DEMO_NAMES, SEED_OFFSET
-from held_out import baselines, volume_scores
+from held_out import baselines, top_count, volume_scores
 
 from disyre_sk.metrics import bootstrap_interval, sample_auroc, slice_labels, slice_scores
 
@@ -75,7 +75,7 @@ def volume_rows(maps: np.ndarray, cohort) -> list[dict]:
             "volume": i,
             "family": f,
             "lesion_voxels": int(masks[i][fg[i]].sum()),
-            "top_1pct_voxels": max(1, int(0.01 * fg[i].sum())),
+            "top_1pct_voxels": top_count(fg[i]),
             "score": float(scores[i]),
             "healthy_at_or_above": int((scores[healthy] >= scores[i]).sum()),
         }

@@ -89,11 +89,14 @@ MAP_OPTIONS = {
 FAMILIES = ("tumour", "stroke", "foci", "cavity", "infarct")  # infarct: on request only
 
 
+def top_count(foreground: np.ndarray) -> int:
+    """How many of a volume's foreground values its score averages: 1 %, at least one."""
+    return max(1, int(0.01 * foreground.sum()))
+
+
 def volume_scores(maps: np.ndarray, foreground: np.ndarray) -> np.ndarray:
     """Each volume's score: the mean of its top 1 % foreground map values (as the demo)."""
-    return np.array(
-        [np.sort(m[f])[-max(1, int(0.01 * f.sum())) :].mean() for m, f in zip(maps, foreground)]
-    )
+    return np.array([np.sort(m[f])[-top_count(f) :].mean() for m, f in zip(maps, foreground)])
 
 
 def evaluate(maps: np.ndarray, cohort) -> dict:

@@ -5,24 +5,17 @@ not checked here, only that they are computed from the right voxels and slices a
 reported as the numbers say.
 """
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 # pyod is a declared test dependency: a missing or broken install fails, never skips.
 import pyod  # noqa: F401
 import pytest
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "quality.py"
+from _benchmarks import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def quality():
-    spec = importlib.util.spec_from_file_location("benchmarks_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("quality")
 
 
 @pytest.fixture(scope="module")
