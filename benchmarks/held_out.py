@@ -90,13 +90,14 @@ FAMILIES = ("tumour", "stroke", "foci", "cavity", "infarct")  # infarct: on requ
 
 
 def top_count(foreground: np.ndarray) -> int:
-    """How many of a volume's foreground values its score averages: 1 %, at least one."""
-    return max(1, int(0.01 * foreground.sum()))
+    """How many of a volume's foreground values its score averages: 1 %, rounded up as
+    the package's top-k fractions are (``slice_scores``), at least one."""
+    return max(1, int(np.ceil(0.01 * foreground.sum())))
 
 
 def volume_scores(maps: np.ndarray, foreground: np.ndarray) -> np.ndarray:
     """Each volume's score: the mean of its top 1 % foreground map values (as the demo)."""
-    return np.array([np.sort(m[f])[-top_count(f) :].mean() for m, f in zip(maps, foreground)])
+    return slice_scores(maps, axis=0, reduction="topk", k=0.01, foreground=foreground)
 
 
 def evaluate(maps: np.ndarray, cohort) -> dict:

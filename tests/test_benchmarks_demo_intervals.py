@@ -38,7 +38,7 @@ def test_figures_and_intervals_are_the_demos(di):
         low, high = got[key + "_interval"]
         assert low <= high
     lesioned = np.array([f != "healthy" for f in cohort.families_test])
-    volume = np.sort(maps.reshape(len(maps), -1), axis=1)[:, -2:].mean(axis=1)
+    volume = np.sort(maps.reshape(len(maps), -1), axis=1)[:, -3:].mean(axis=1)
     assert got["volume_auroc"] == sample_auroc(volume, lesioned)
     # The seed is the demo's: another seed draws other resamples.
     assert di.auroc_with_intervals(maps, cohort, seed=4) != got
@@ -71,7 +71,7 @@ def test_one_run_scores_both_test_sets_and_the_report_shows_each(di, tmp_path):
 
 def test_volume_rows_count_the_healthy_volumes_that_outscore_each_lesioned_one(di):
     maps, cohort = _cohort()
-    scores = np.sort(maps.reshape(len(maps), -1), axis=1)[:, -2:].mean(axis=1)
+    scores = np.sort(maps.reshape(len(maps), -1), axis=1)[:, -3:].mean(axis=1)
     rows = di.volume_rows(maps, cohort)
     assert [r["family"] for r in rows] == ["tumour", "foci", "stroke"]
     healthy = scores[[0, 2, 5]]
@@ -80,7 +80,7 @@ def test_volume_rows_count_the_healthy_volumes_that_outscore_each_lesioned_one(d
         assert r["score"] == pytest.approx(scores[i])
         assert r["healthy_at_or_above"] == int((healthy >= scores[i]).sum())
         assert r["lesion_voxels"] == int(cohort.masks_test[i].sum())
-        assert r["top_1pct_voxels"] == 2  # 1 % of the 6 x 6 x 6 = 216 brain voxels, rounded down
+        assert r["top_1pct_voxels"] == 3  # 1 % of the 6 x 6 x 6 = 216 brain voxels, rounded up
     # A lesioned volume pushed below every healthy one is counted against all three.
     maps[1] = 0.0
     assert di.volume_rows(maps, cohort)[0]["healthy_at_or_above"] == 3

@@ -3,6 +3,7 @@
 import io
 import json
 
+import numpy as np
 import pytest
 
 from disyre_sk import CombinedDetector, load_model
@@ -12,11 +13,13 @@ from disyre_sk._demo import (
     TEST_BASES,
     TRAIN_BASES,
     _print_table,
+    _volume_scores,
     auroc_intervals,
     intensity_baselines,
     run_demo,
 )
 from disyre_sk.datasets import make_brain_cohort
+from disyre_sk.metrics import slice_scores
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +115,17 @@ def test_the_printed_table_gives_the_intervals_and_the_counts_behind_them():
     assert len(interval_lines) == 2
     assert all(line.endswith("vol. AUROC 0.250-1.000") for line in interval_lines)
     assert interval_lines[1].startswith("intensity threshold |x - median|  ")
+
+
+def test_a_volume_score_takes_the_top_one_percent_rounded_up_as_the_package_does():
+    rng = np.random.default_rng(0)
+    maps = rng.random((3, 4, 10, 10)).astype(np.float32)  # 400 voxels each
+    fg = np.ones(maps.shape, dtype=bool)
+    fg[1, :, :, 5:] = False  # 200 voxels
+    fg[2, 0, :2, :5] = False  # 390 voxels: 1 % is 3.9, so the top 4 count
+    want = [np.sort(m[f])[-k:].mean() for m, f, k in zip(maps, fg, (4, 2, 4))]
+    np.testing.assert_allclose(_volume_scores(maps, fg), want, rtol=1e-6)
+    np.testing.assert_allclose(
+        _volume_scores(maps, fg),
+        slice_scores(maps, axis=0, reduction="topk", k=0.01, foreground=fg),
+    )
