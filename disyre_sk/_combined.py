@@ -12,12 +12,15 @@ builds the small anomaly specialist from a detector.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from contextlib import contextmanager
-from numbers import Real
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
+import torch
+from joblib import Parallel, cpu_count, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context, clone
 from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -26,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _data
 from ._detector import DISYREDetector, checked_samples, fitted_layout, references_kept
 from ._engine.combined_file import read_combined, save_combined
+from ._engine.distributed import launch_from_env
 from ._engine.persist import COMBINED_FORMAT_NAME, load_archive
 from .corruption import DAGCorruption
 
@@ -37,6 +41,14 @@ def _naming(name: str):
         yield
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"detector {name!r}: {exc}") from exc
+
+
+def _fit_member(det: DISYREDetector, X, X_val, parent: int, threads: int) -> DISYREDetector:
+    """Fit one member; in a worker process, on its share of the CPU threads first (a
+    worker that inherited all of them would compete with the others for every core)."""
+    if os.getpid() != parent:
+        torch.set_num_threads(threads)
+    return det.fit(X, X_val=X_val)
 
 
 def _reference_part(X, fitted: list):
@@ -159,6 +171,17 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
     contamination : 'auto' or float in (0, 0.5], default='auto'
         Share of the healthy training scans :meth:`predict` would call anomalous:
         ``'auto'`` sets the threshold at a 1 % false-positive rate on them.
+    n_jobs : int, default=None
+        How many members :meth:`fit` trains at once, each in its own process (joblib),
+        as scikit-learn's ``VotingClassifier`` fits its estimators. ``None`` means 1
+        unless in a :func:`joblib.parallel_config` context; ``-1`` means all processors;
+        never more processes than members. Each process gets an equal share of the CPU
+        threads: small networks use two threads poorly, so on a CPU two members side by
+        side, one thread each, finish sooner than one after the other on two threads
+        (the demo's three networks on two cores: ``benchmarks/results/demo_cpu.md``).
+        Each member draws the same random numbers either way; the thread count can move
+        the last digits of a fit. Members' callbacks run in the worker processes.
+        Not available under ``torchrun`` (the processes there are the ranks).
 
     Attributes
     ----------
@@ -207,13 +230,17 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         "weights": [None, "array-like"],
         "combination": [StrOptions({"sum", "max"})],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        "n_jobs": [None, Integral],
     }
 
-    def __init__(self, detectors, *, weights=None, combination="sum", contamination="auto"):
+    def __init__(
+        self, detectors, *, weights=None, combination="sum", contamination="auto", n_jobs=None
+    ):
         self.detectors = detectors
         self.weights = weights
         self.combination = combination
         self.contamination = contamination
+        self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ checks
     def _checked_members(self) -> tuple[list[tuple[str, DISYREDetector]], np.ndarray]:
@@ -318,7 +345,13 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         for attr in (*fitted, "image_shape_", "n_features_in_"):
             self.__dict__.pop(attr, None)
         clones = [(name, clone(det)) for name, det in members]
-        fitted = [(name, det.fit(X, X_val=X_val)) for name, det in clones]
+        n_jobs = self._fit_jobs(len(clones))
+        threads = max(1, cpu_count() // n_jobs)
+        # The scans travel as copies (no read-only memory maps): fit may write to its own.
+        done = Parallel(n_jobs=n_jobs, max_nbytes=None)(
+            delayed(_fit_member)(det, X, X_val, os.getpid(), threads) for _, det in clones
+        )
+        fitted = [(name, det) for (name, _), det in zip(clones, done)]
         self._set_members(fitted, weights)
         self.offset_ = self._offset(self.score_samples(_reference_part(X, fitted)))
         self._mark_offset()
@@ -371,6 +404,21 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
             with _naming(name):
                 det._check_params_now()
         return members, weights
+
+    def _fit_jobs(self, n_members: int) -> int:
+        """The processes ``fit`` trains the members in; a clear error for a bad ``n_jobs``."""
+        if self.n_jobs == 0:
+            raise ValueError(
+                "n_jobs=0 trains nothing: give None or 1 (one member after the other), a "
+                "positive count of processes, or -1 for one per processor."
+            )
+        n_jobs = min(effective_n_jobs(self.n_jobs), n_members)
+        if n_jobs > 1 and launch_from_env()[1] > 1:
+            raise ValueError(
+                f"n_jobs={self.n_jobs} under torchrun: the ranks already train together, "
+                "and each would start its own processes; leave n_jobs=None there."
+            )
+        return n_jobs
 
     def _set_members(self, fitted, weights) -> None:
         first = fitted[0][1]

@@ -369,3 +369,32 @@ def test_a_file_without_a_combination_sums_the_maps(fitted, tmp_path):
     X = _volumes(2, seed=8)
     assert old.combination == "sum"
     np.testing.assert_allclose(old.decision_map(X), fitted.decision_map(X), atol=1e-6)
+
+
+def test_n_jobs_trains_the_members_in_processes_with_the_same_draws(fitted, healthy):
+    threads = torch.get_num_threads()
+    main = DISYREDetector(**TINY)
+    both = CombinedDetector(
+        [("main", main), ("foci", small_anomaly_specialist(main))], weights=[1.0, 0.25], n_jobs=2
+    ).fit(healthy)
+    assert torch.get_num_threads() == threads  # the workers took their share, not this process
+    X = _volumes(2, seed=99)
+    # Same seeds, same draws: the maps agree up to the thread count's rounding.
+    np.testing.assert_allclose(both.decision_map(X), fitted.decision_map(X), rtol=1e-4, atol=1e-4)
+    for (_, det), (_, seq) in zip(both.detectors_, fitted.detectors_):
+        np.testing.assert_allclose(det.history_["loss"], seq.history_["loss"], rtol=1e-4)
+    assert both.offset_ == pytest.approx(fitted.offset_, rel=1e-3, abs=1e-4)
+
+
+def test_n_jobs_zero_and_n_jobs_under_torchrun_are_refused_before_training(healthy, monkeypatch):
+    main = DISYREDetector(**TINY)
+    pair = [("main", main), ("foci", small_anomaly_specialist(main))]
+    with pytest.raises(ValueError, match="n_jobs=0 trains nothing"):
+        CombinedDetector(pair, n_jobs=0).fit(healthy)
+    with pytest.raises(ValueError, match="n_jobs"):
+        CombinedDetector(pair, n_jobs=1.5).fit(healthy)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(ValueError, match="under torchrun"):
+        CombinedDetector(pair, n_jobs=2).fit(healthy)
