@@ -345,6 +345,10 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         for attr in (*fitted, "image_shape_", "n_features_in_"):
             self.__dict__.pop(attr, None)
         clones = [(name, clone(det)) for name, det in members]
+        for _, det in clones:
+            # Each member keeps its finished maps of its reference scans, which its own fit
+            # computes anyway: offset_ joins them instead of mapping those scans again.
+            det._keep_reference_maps = True
         n_jobs = self._fit_jobs(len(clones))
         threads = max(1, cpu_count() // n_jobs)
         # The scans travel as copies (no read-only memory maps): fit may write to its own.
@@ -352,8 +356,17 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
             delayed(_fit_member)(det, X, X_val, os.getpid(), threads) for _, det in clones
         )
         fitted = [(name, det) for (name, _), det in zip(clones, done)]
+        kept = [det.__dict__.pop("_reference_maps", None) for _, det in fitted]
+        for _, det in fitted:
+            det.__dict__.pop("_keep_reference_maps", None)
         self._set_members(fitted, weights)
-        self.offset_ = self._offset(self.score_samples(_reference_part(X, fitted)))
+        reference = _reference_part(X, fitted)
+        held = {repr(det.history_.get("reference_samples")) for _, det in fitted}
+        if len(held) == 1 and all(m is not None for m in kept):
+            scores = self._join_and_score(reference, lambda _, i: kept[i])[1]
+        else:  # members that mapped other scans, or under torchrun (each rank a shard)
+            scores = self.score_samples(reference)
+        self.offset_ = self._offset(scores)
         self._mark_offset()
         return self
 
@@ -400,6 +413,7 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         """The combination's and every member's settings, as ``fit`` checks them before
         the first member trains (not after an hour); returns ``_checked_members()``."""
         members, weights = self._checked_members()
+        self._fit_jobs(len(members))
         for name, det in members:
             with _naming(name):
                 det._check_params_now()
@@ -443,14 +457,19 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         """The combined map and each sample's score, from one pass of each member."""
         check_is_fitted(self)
         # Read now, as a member reads its map settings: set_params needs no refit.
+        return self._join_and_score(X, lambda det, _: det.decision_map(X))
+
+    def _join_and_score(self, X, member_map) -> tuple[np.ndarray, np.ndarray]:
+        """Join ``member_map(det, i)`` (member ``i``'s map of ``X``) as ``combination``
+        says, with ``weights``; return the joined map and each sample's score."""
         combination, weights = self._map_settings()
         join = np.add if combination == "sum" else np.maximum
         maps = None
-        for (_, det), w in zip(self.detectors_, weights):
+        for i, ((_, det), w) in enumerate(zip(self.detectors_, weights)):
             if w == 0:
                 continue
-            m = w * det.decision_map(X).astype(np.float32)
-            maps = m if maps is None else join(maps, m)
+            m = w * member_map(det, i).astype(np.float32)
+            maps = m if maps is None else join(maps, m.reshape(maps.shape))
         first = self.detectors_[0][1]
         images = checked_samples(first, X)
         foreground = _data.foreground_of(images, first.background)

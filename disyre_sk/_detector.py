@@ -1217,6 +1217,8 @@ class DISYREDetector(OutlierMixin, BaseEstimator):
         self.location_mean_, self.location_scale_ = reference.location_reference(sums)
         z = self._finish_maps(maps, images[part], fg, (self.location_mean_, self.location_scale_))
         mine = _data.reduce_scores(z, fg, self.score_reduction, self.top_k)
+        if self.__dict__.get("_keep_reference_maps") and not world.is_distributed:
+            self._reference_maps = z  # for a CombinedDetector's offset_ (it takes them)
         return np.concatenate([np.asarray(s) for s in world.all_gather(mine)])
 
     def _checked_reference(self):

@@ -184,6 +184,11 @@ def _fit_model(args, verbose: bool):
                 "--combination joins several networks' maps; this model has one: add "
                 "--dark-network or --small-anomaly-network (or --recipe cpu)."
             )
+        if args.n_jobs is not None:
+            raise ValueError(
+                "--n-jobs trains several networks side by side; this model has one: add "
+                "--dark-network or --small-anomaly-network (or --recipe cpu)."
+            )
         det = DISYREDetector(**params)
         return det, f"{det.n_steps} steps"
     if params.get("map_standardization") != "location":
@@ -203,6 +208,10 @@ def _fit_model(args, verbose: bool):
         if args.small_p_bright is not None:
             specialist["p_bright"] = args.small_p_bright
     model, steps = build_model(params, dark, specialist, scale_steps=False, combination=combination)
+    model.set_params(n_jobs=args.n_jobs)
+    if args.n_jobs not in (None, 1):  # one progress bar per process would share one line
+        for _, member in model.detectors:
+            member.set_params(verbose=False)
     if args.checkpoint_dir is not None:
         # One folder each: a member resumes its own training, never another's.
         for name, member in model.detectors:
@@ -680,6 +689,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("sum", "max"),
         help="how several networks' maps make one: the largest weighted map at each voxel "
         "(default: max, as the recipe) or their weighted sum",
+    )
+    fit.add_argument(
+        "--n-jobs",
+        type=int,
+        help="with several networks: how many train at once, each in its own process on "
+        "its share of the CPU threads (-1: one per processor; default: one after the "
+        "other). On a CPU, 2 on two cores finish the recipe's networks sooner",
     )
     fit.add_argument("--device", default="auto")
     fit.add_argument("--seed", type=int, default=0)

@@ -520,6 +520,8 @@ def test_fit_reference_fraction_holds_scans_out_for_the_references(scans, tmp_pa
         (["--dark-network"], "--map-standardization location"),
         (["--recipe", "cpu", "--corruption", "fpi"], "--no-dark-network"),
         (["--recipe", "cpu", "--dark-weight", "-1"], "weights must be finite, non-negative"),
+        (["--n-jobs", "2"], "add --dark-network or --small-anomaly-network"),
+        (["--recipe", "cpu", "--n-jobs", "0"], "n_jobs=0 trains nothing"),
     ],
 )
 def test_fit_refuses_bad_settings_before_reading_scans(tmp_path, capsys, flags, words):
@@ -541,6 +543,7 @@ def test_p_bright_flags_set_the_sign_of_each_networks_anomalies(tmp_path):
         )
         return cli._fit_model(args, verbose=False)[0]
 
+    assert model().n_jobs is None and model("--n-jobs", "2").n_jobs == 2
     either = dict(model("--small-p-bright", "0.5").detectors)
     assert either["foci"].corruption.p_bright == 0.5
     recipe = dict(model().detectors)

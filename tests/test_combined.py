@@ -398,3 +398,33 @@ def test_n_jobs_zero_and_n_jobs_under_torchrun_are_refused_before_training(healt
     monkeypatch.setenv("LOCAL_RANK", "0")
     with pytest.raises(ValueError, match="under torchrun"):
         CombinedDetector(pair, n_jobs=2).fit(healthy)
+
+
+@pytest.mark.parametrize("combination", ["sum", "max"])
+def test_offset_joins_the_members_own_maps_of_the_reference_scans(
+    healthy, monkeypatch, combination
+):
+    main = DISYREDetector(**TINY)
+    combo = CombinedDetector(
+        [("main", main), ("foci", small_anomaly_specialist(main))],
+        weights=[1.0, 0.5],
+        combination=combination,
+    )
+    mapped = []
+    original = CombinedDetector.score_samples
+    monkeypatch.setattr(
+        CombinedDetector,
+        "score_samples",
+        lambda self, X: mapped.append(len(X)) or original(self, X),
+    )
+    combo.fit(healthy)
+    monkeypatch.undo()
+    # Each member mapped the scans for its own references; fit maps them no second time.
+    assert mapped == []
+    assert combo.offset_ == pytest.approx(np.percentile(combo.score_samples(healthy), 1.0))
+    for _, det in combo.detectors_:  # the members carry nothing of it afterwards
+        assert "_reference_maps" not in det.__dict__
+        assert "_keep_reference_maps" not in det.__dict__
+    # Alone, a detector keeps no such maps.
+    alone = DISYREDetector(**TINY).fit(healthy)
+    assert "_reference_maps" not in alone.__dict__
