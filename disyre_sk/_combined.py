@@ -12,7 +12,6 @@ builds the small anomaly specialist from a detector.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from joblib import Parallel, cpu_count, delayed, effective_n_jobs
+from joblib import cpu_count, effective_n_jobs
+from joblib.externals.loky import ProcessPoolExecutor
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context, clone
 from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -43,12 +43,26 @@ def _naming(name: str):
         raise type(exc)(f"detector {name!r}: {exc}") from exc
 
 
-def _fit_member(det: DISYREDetector, X, X_val, parent: int, threads: int) -> DISYREDetector:
-    """Fit one member; in a worker process, on its share of the CPU threads first (a
-    worker that inherited all of them would compete with the others for every core)."""
-    if os.getpid() != parent:
-        torch.set_num_threads(threads)
+def _fit_member(det: DISYREDetector, X, X_val, threads: int) -> DISYREDetector:
+    """Fit one member in a worker process, on its share of the CPU threads (a worker
+    that took all of them would compete with the others for every core)."""
+    torch.set_num_threads(threads)
     return det.fit(X, X_val=X_val)
+
+
+def _fit_side_by_side(dets: list, X, X_val, n_jobs: int) -> list:
+    """Fit ``dets`` in ``n_jobs`` worker processes, each on an equal share of the threads.
+
+    A pool of its own, closed when the fits end: idle workers left waiting for more work
+    (joblib's reusable pool keeps them for minutes) slowed the next fit in this process
+    by half on two cores.
+    """
+    threads = max(1, cpu_count() // n_jobs)
+    # The numerical libraries read these when a worker starts.
+    env = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    with ProcessPoolExecutor(max_workers=n_jobs, env=env) as pool:
+        futures = [pool.submit(_fit_member, det, X, X_val, threads) for det in dets]
+        return [f.result() for f in futures]
 
 
 def _reference_part(X, fitted: list):
@@ -172,10 +186,10 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         Share of the healthy training scans :meth:`predict` would call anomalous:
         ``'auto'`` sets the threshold at a 1 % false-positive rate on them.
     n_jobs : int, default=None
-        How many members :meth:`fit` trains at once, each in its own process (joblib),
-        as scikit-learn's ``VotingClassifier`` fits its estimators. ``None`` means 1
-        unless in a :func:`joblib.parallel_config` context; ``-1`` means all processors;
-        never more processes than members. Each process gets an equal share of the CPU
+        How many members :meth:`fit` trains at once, each in a worker process of its own
+        (a pool that closes when the fits end). ``None`` means 1 unless in a
+        :func:`joblib.parallel_config` context; ``-1`` means all processors; never more
+        processes than members. Each process gets an equal share of the CPU
         threads: small networks use two threads poorly, so on a CPU two members side by
         side, one thread each, finish sooner than one after the other on two threads
         (the demo's three networks on two cores: ``benchmarks/results/demo_cpu.md``).
@@ -350,11 +364,10 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
             # computes anyway: offset_ joins them instead of mapping those scans again.
             det._keep_reference_maps = True
         n_jobs = self._fit_jobs(len(clones))
-        threads = max(1, cpu_count() // n_jobs)
-        # The scans travel as copies (no read-only memory maps): fit may write to its own.
-        done = Parallel(n_jobs=n_jobs, max_nbytes=None)(
-            delayed(_fit_member)(det, X, X_val, os.getpid(), threads) for _, det in clones
-        )
+        if n_jobs == 1:
+            done = [det.fit(X, X_val=X_val) for _, det in clones]
+        else:
+            done = _fit_side_by_side([det for _, det in clones], X, X_val, n_jobs)
         fitted = [(name, det) for (name, _), det in zip(clones, done)]
         kept = [det.__dict__.pop("_reference_maps", None) for _, det in fitted]
         for _, det in fitted:
@@ -456,12 +469,12 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
     def _map_and_score(self, X) -> tuple[np.ndarray, np.ndarray]:
         """The combined map and each sample's score, from one pass of each member."""
         check_is_fitted(self)
-        # Read now, as a member reads its map settings: set_params needs no refit.
         return self._join_and_score(X, lambda det, _: det.decision_map(X))
 
     def _join_and_score(self, X, member_map) -> tuple[np.ndarray, np.ndarray]:
         """Join ``member_map(det, i)`` (member ``i``'s map of ``X``) as ``combination``
         says, with ``weights``; return the joined map and each sample's score."""
+        # Read now, as a member reads its map settings: set_params needs no refit.
         combination, weights = self._map_settings()
         join = np.add if combination == "sum" else np.maximum
         maps = None

@@ -1,6 +1,7 @@
 """CombinedDetector: members fitted as clones, the weighted map sum, files, the specialist."""
 
 import json
+import os
 import warnings
 
 import nibabel as nib
@@ -26,6 +27,23 @@ TINY = dict(
     device="cpu",
     random_state=0,
 )
+
+
+def _children() -> list[str]:
+    """Command lines of this process's live children, but the resource trackers that
+    process pools leave for the session (Linux /proc; [] where it cannot be read)."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline") as f:
+                command = f.read().replace("\0", " ")
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me and fields[0] != "Z" and "resource_tracker" not in command:
+            found.append(command)
+    return found
 
 
 def _volumes(n, seed=0):
@@ -378,6 +396,8 @@ def test_n_jobs_trains_the_members_in_processes_with_the_same_draws(fitted, heal
         [("main", main), ("foci", small_anomaly_specialist(main))], weights=[1.0, 0.25], n_jobs=2
     ).fit(healthy)
     assert torch.get_num_threads() == threads  # the workers took their share, not this process
+    # The pool closed with the fits: no idle worker is left to slow the next fit.
+    assert _children() == []
     X = _volumes(2, seed=99)
     # Same seeds, same draws: the maps agree up to the thread count's rounding.
     np.testing.assert_allclose(both.decision_map(X), fitted.decision_map(X), rtol=1e-4, atol=1e-4)
