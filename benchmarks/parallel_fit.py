@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, git_commit, hardware, md_table, now, write_results
+from demo_recipes import COHORT
 
 from disyre_sk import make_recipe
 from disyre_sk.datasets import make_brain_cohort
@@ -38,15 +39,7 @@ WAYS = {"one after the other (n_jobs=None)": None, "side by side (n_jobs=2)": 2}
 def cohort(seed: int):
     """The demo's cohort: training subjects from MNI152 and the ITK brain, tests from
     Colin27, 3 mm, T2."""
-    return make_brain_cohort(
-        n_healthy=16,
-        n_test=12,
-        voxel_size=3.0,
-        contrast="t2",
-        train_bases=("mni", "itk"),
-        test_bases=("colin",),
-        random_state=seed,
-    )
+    return make_brain_cohort(**COHORT, random_state=seed)
 
 
 def fit_once(data, steps: int, seed: int, n_jobs: int | None):

@@ -192,9 +192,10 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         processes than members. Each process gets an equal share of the CPU
         threads: small networks use two threads poorly, so on a CPU two members side by
         side, one thread each, finish sooner than one after the other on two threads
-        (the demo's three networks on two cores: ``benchmarks/results/demo_cpu.md``).
-        Each member draws the same random numbers either way; the thread count can move
-        the last digits of a fit. Members' callbacks run in the worker processes.
+        (the CPU recipe's three networks on two cores:
+        ``benchmarks/results/parallel_fit_cpu.md``).
+        Each member draws the same random numbers either way; the thread count moves
+        the rounding, which training carries (maps within 0.02 z there). Members' callbacks run in the worker processes.
         Not available under ``torchrun`` (the processes there are the ranks).
 
     Attributes

@@ -317,7 +317,7 @@ def run_demo(
     )
     if isinstance(det, CombinedDetector) and resolve_device(device).type == "cpu":
         # Side by side, one thread each on two cores: these small networks use a second
-        # thread poorly, so the three fits end about a fifth sooner (demo_cpu.md).
+        # thread poorly, so the three fits end sooner (benchmarks/results/parallel_fit_cpu.md).
         det.set_params(n_jobs=-1)
         if verbose:  # one progress bar per process would overwrite each other's line
             for _, member in det.detectors:
