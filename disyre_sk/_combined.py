@@ -195,7 +195,8 @@ class CombinedDetector(OutlierMixin, BaseEstimator):
         (the CPU recipe's three networks on two cores:
         ``benchmarks/results/parallel_fit_cpu.md``).
         Each member draws the same random numbers either way; the thread count moves
-        the rounding, which training carries (maps within 0.02 z there). Members' callbacks run in the worker processes.
+        the rounding, which training carries (maps within 0.02 z there). Members'
+        callbacks run in the worker processes.
         Not available under ``torchrun`` (the processes there are the ranks).
 
     Attributes
