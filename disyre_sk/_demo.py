@@ -315,14 +315,14 @@ def run_demo(
         settings.get("specialist"),
         combination=settings.get("combination", "sum"),
     )
-    if isinstance(det, CombinedDetector) and resolve_device(device).type == "cpu":
+    jobs = min(len(det.detectors), cpu_count()) if isinstance(det, CombinedDetector) else 1
+    if jobs > 1 and resolve_device(device).type == "cpu":
         # Side by side, one thread each on two cores: these small networks use a second
         # thread poorly, so the three fits end sooner (benchmarks/results/parallel_fit_cpu.md).
-        det.set_params(n_jobs=-1)
+        det.set_params(n_jobs=jobs)
         if verbose:  # one progress bar per process would overwrite each other's line
             for _, member in det.detectors:
                 member.set_params(verbose=False)
-        jobs = min(len(det.detectors), cpu_count())
         say(f"Training DISYRE ({steps}, device={device}, {jobs} networks at a time)...")
     else:
         say(f"Training DISYRE ({steps}, device={device})...")
