@@ -389,12 +389,24 @@ def test_a_file_without_a_combination_sums_the_maps(fitted, tmp_path):
     np.testing.assert_allclose(old.decision_map(X), fitted.decision_map(X), atol=1e-6)
 
 
-def test_n_jobs_trains_the_members_in_processes_with_the_same_draws(fitted, healthy):
+def test_n_jobs_trains_the_members_in_processes_with_the_same_draws(fitted, healthy, monkeypatch):
+    from disyre_sk import _combined
+
+    pools = []
+    side_by_side = _combined._fit_side_by_side
+    monkeypatch.setattr(
+        _combined,
+        "_fit_side_by_side",
+        lambda dets, X, X_val, n_jobs: pools.append(n_jobs) or side_by_side(dets, X, X_val, n_jobs),
+    )
     threads = torch.get_num_threads()
     main = DISYREDetector(**TINY)
     both = CombinedDetector(
         [("main", main), ("foci", small_anomaly_specialist(main))], weights=[1.0, 0.25], n_jobs=2
     ).fit(healthy)
+    assert pools == [2]  # both members went to a pool of two processes
+    CombinedDetector([("main", main)], n_jobs=2).fit(healthy)
+    assert pools == [2]  # one member: no pool
     assert torch.get_num_threads() == threads  # the workers took their share, not this process
     # The pool closed with the fits: no idle worker is left to slow the next fit.
     assert _children() == []
