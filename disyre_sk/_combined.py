@@ -55,7 +55,7 @@ def _fit_side_by_side(dets: list, X, X_val, n_jobs: int) -> list:
 
     A pool of its own, closed when the fits end: idle workers left waiting for more work
     (joblib's reusable pool keeps them for minutes) slowed the next fit in this process
-    by half on two cores.
+    on two cores.
     """
     threads = max(1, cpu_count() // n_jobs)
     # The numerical libraries read these when a worker starts.
